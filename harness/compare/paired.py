@@ -1,0 +1,436 @@
+"""Paired comparison of a baseline and a candidate run on the same items.
+
+The caller aligns both runs by item ID.  Each item may carry K samples
+(epochs); they are averaged within the item first, because treating epochs as
+items understates the variance (docs/statistics.md, "Unit of analysis").
+Items that share a source carry a cluster ID and get a clustered SE.
+
+The confidence interval is the CLT interval mean(d) +- t_{df} * SE.  The t
+quantile (df = n-1, or C-1 with clusters) instead of z is a small-sample
+guard: at n >= 100 the two differ by < 1%, while at a few dozen items or
+clusters the z interval undercovers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+from scipy import stats
+from statsmodels.stats.contingency_tables import SquareTable
+
+from harness.compare.power import ErrorRates, minimum_detectable_effect
+
+__all__ = [
+    "ScoreKind",
+    "ScoreInput",
+    "PairedScores",
+    "ComparisonOptions",
+    "DiscordantPairs",
+    "DeltaStatistics",
+    "PairedComparison",
+    "delta_statistics",
+    "item_means",
+    "compare_paired",
+    "LabelShiftTest",
+    "stuart_maxwell",
+    "wilson_interval",
+]
+
+ScoreInput = np.ndarray | Sequence[float] | Sequence[Sequence[float]]
+"""Scores per item: 1-D (one sample), 2-D (n items x K epochs) or ragged lists."""
+
+
+class ScoreKind(StrEnum):
+    """How the scores look, which decides the secondary test."""
+
+    BINARY = "binary"
+    """Every item has one sample per run and all scores are 0 or 1."""
+    CONTINUOUS = "continuous"
+    """Anything else, including epoch-averaged binary scores."""
+
+
+@dataclass(frozen=True)
+class PairedScores:
+    """Baseline and candidate scores aligned by item (same order, same length)."""
+
+    baseline: ScoreInput
+    candidate: ScoreInput
+    cluster_ids: Sequence[Hashable] | None = None
+    """Optional source ID per item (document, conversation) for clustered SEs."""
+
+
+@dataclass(frozen=True)
+class ComparisonOptions:
+    """Knobs for `compare_paired`; the defaults match docs/statistics.md."""
+
+    ci_level: float = 0.95
+    """Two-sided confidence level of the reported interval."""
+    mde_rates: ErrorRates = ErrorRates(alpha=0.05, power=0.8, two_sided=True)
+    """Error rates for the minimum detectable effect at the n actually run."""
+    bootstrap: bool = False
+    """Also compute a paired BCa bootstrap CI (continuous scores, no clusters)."""
+    n_resamples: int = 9999
+    """Resamples for the bootstrap and the permutation tests."""
+    seed: int = 0
+    """Seed for the bootstrap and permutation tests, so reports are reproducible."""
+    permutation_below_n: int = 100
+    """Continuous scores with fewer items use a sign-flip permutation test instead of Wilcoxon."""
+
+
+@dataclass(frozen=True)
+class DiscordantPairs:
+    """McNemar counts for binary scores."""
+
+    b: int
+    """Items the baseline got right and the candidate got wrong (regressions)."""
+    c: int
+    """Items the baseline got wrong and the candidate got right (improvements)."""
+    n: int
+
+    @property
+    def flip_rate(self) -> float:
+        """psi: share of items whose score differs between the runs."""
+        return (self.b + self.c) / self.n if self.n else 0.0
+
+
+@dataclass(frozen=True)
+class DeltaStatistics:
+    """Mean paired difference and its SE, computed along the last axis.
+
+    Works on a single run (shape (n,)) or a batch of simulated runs
+    (shape (runs, n)), so that simulations use exactly the gate's arithmetic.
+    """
+
+    mean: np.ndarray
+    se: np.ndarray
+    df: int
+    """Degrees of freedom for the t quantile: n-1, or C-1 with C clusters."""
+
+    def interval(self, level: float) -> tuple[np.ndarray, np.ndarray]:
+        """Two-sided CLT interval mean +- t_{df, (1+level)/2} * SE."""
+        half_width = stats.t.ppf(0.5 + level / 2.0, self.df) * self.se
+        return self.mean - half_width, self.mean + half_width
+
+
+def delta_statistics(deltas: np.ndarray, cluster_ids: Sequence[Hashable] | None = None) -> DeltaStatistics:
+    """Mean of d along the last axis with the CLT or clustered SE.
+
+    Clustered: SE^2 = C/(C-1) * sum_c (sum_{i in c} (d_i - mean))^2 / n^2, the
+    same as statsmodels OLS(d, ones).fit(cov_type='cluster'); with one item per
+    cluster it reduces to the CLT sum((d_i - mean)^2) / (n(n-1)).
+    Needs n >= 2 (and C >= 2 with clusters).
+    """
+    d = np.asarray(deltas, dtype=float)
+    n = d.shape[-1]
+    mean = d.mean(axis=-1)
+    residuals = d - mean[..., None]
+    if cluster_ids is None:
+        if n < 2:
+            raise ValueError("need at least 2 items for a standard error")
+        variance = (residuals**2).sum(axis=-1) / (n * (n - 1))
+        return DeltaStatistics(mean, np.sqrt(variance), n - 1)
+    _, codes = np.unique(np.asarray(cluster_ids, dtype=object).astype(str), return_inverse=True)
+    n_clusters = int(codes.max()) + 1 if n else 0
+    if n_clusters < 2:
+        raise ValueError("need at least 2 clusters for a clustered standard error")
+    membership = np.zeros((n, n_clusters))
+    membership[np.arange(n), codes] = 1.0
+    cluster_sums = residuals @ membership
+    variance = n_clusters / (n_clusters - 1) * (cluster_sums**2).sum(axis=-1) / n**2
+    return DeltaStatistics(mean, np.sqrt(variance), n_clusters - 1)
+
+
+@dataclass(frozen=True)
+class _ItemScores:
+    means: np.ndarray
+    """Mean of the non-NaN samples per item; NaN when an item has none."""
+    single_sample: bool
+    """Every item has exactly one sample."""
+    max_samples: int
+
+
+def item_means(scores: ScoreInput) -> np.ndarray:
+    """Per-item mean over epochs, ignoring NaN samples; NaN if an item has none."""
+    return _item_scores(scores).means
+
+
+def _item_scores(scores: ScoreInput) -> _ItemScores:
+    if len(scores) == 0:
+        return _ItemScores(np.zeros(0), True, 1)
+    if isinstance(scores, np.ndarray) and scores.ndim in (1, 2):
+        matrix = scores.astype(float).reshape(len(scores), -1)
+    elif all(isinstance(s, Sequence | np.ndarray) and not isinstance(s, str) for s in scores):
+        width = max(len(s) for s in scores)
+        matrix = np.full((len(scores), width), np.nan)
+        for row, samples in enumerate(scores):
+            matrix[row, : len(samples)] = np.asarray(samples, dtype=float)
+    else:
+        matrix = np.asarray(scores, dtype=float).reshape(len(scores), -1)
+    valid = ~np.isnan(matrix)
+    counts = valid.sum(axis=1)
+    sums = np.where(valid, matrix, 0.0).sum(axis=1)
+    means = np.divide(sums, counts, out=np.full(len(counts), np.nan), where=counts > 0)
+    return _ItemScores(means, bool(np.all(counts <= 1)), int(matrix.shape[1]) if matrix.size else 1)
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Result of comparing candidate with baseline on the same items.
+
+    Quantities that are undefined for the data at hand (a mean with n = 0, an
+    SE with n < 2, a correlation when one run is constant) are None, never a
+    silent NaN; `notes` says why.
+    """
+
+    n: int
+    """Items used (both runs have at least one non-NaN sample)."""
+    n_dropped_nan: int
+    """Items dropped because one run had no valid score for them."""
+    kind: ScoreKind
+    samples_per_item: int
+    """Largest number of epochs seen for an item (1 = single sample)."""
+    scores_in_unit_interval: bool
+    """All scores lie in [0, 1], so each item's d lies in [-1, 1]."""
+    baseline_mean: float | None
+    candidate_mean: float | None
+    mean_delta: float | None
+    """mean(d), d_i = candidate_i - baseline_i (positive = candidate higher)."""
+    se: float | None
+    """CLT SE of mean(d), or the clustered SE when clusters were given."""
+    df: int | None
+    ci_level: float
+    ci: tuple[float, float] | None
+    correlation: float | None
+    """Pearson correlation of the two runs' item scores."""
+    mde: float | None
+    """Minimum detectable effect at this n (ComparisonOptions.mde_rates)."""
+    test_name: str
+    p_value: float | None
+    """Two-sided p of the secondary test named in `test_name`."""
+    discordant: DiscordantPairs | None
+    """b, c and the flip rate, for binary scores."""
+    n_clusters: int | None
+    bootstrap_ci: tuple[float, float] | None
+    se_is_zero: bool
+    """Every item has the same d, so the CLT interval collapses to a point."""
+    notes: tuple[str, ...]
+
+    @property
+    def variance_per_item(self) -> float | None:
+        """n * SE^2: var(d), inflated by the design effect when clustered."""
+        return None if self.se is None else self.n * self.se**2
+
+    def interval(self, level: float) -> tuple[float, float] | None:
+        """CLT interval at another two-sided level (same SE and df)."""
+        if self.se is None or self.mean_delta is None or self.df is None:
+            return None
+        lower, upper = DeltaStatistics(np.asarray(self.mean_delta), np.asarray(self.se), self.df).interval(level)
+        return float(lower), float(upper)
+
+
+def compare_paired(scores: PairedScores, options: ComparisonOptions = ComparisonOptions()) -> PairedComparison:
+    """Compare candidate with baseline item by item.
+
+    Drops items where either run has no valid (non-NaN) score and counts them.
+    Never raises for n = 0, n = 1 or all-equal deltas; see `notes`.
+    """
+    base = _item_scores(scores.baseline)
+    cand = _item_scores(scores.candidate)
+    if len(base.means) != len(cand.means):
+        raise ValueError(f"runs not aligned: {len(base.means)} baseline vs {len(cand.means)} candidate items")
+    clusters = None if scores.cluster_ids is None else np.asarray(scores.cluster_ids, dtype=object)
+    if clusters is not None and len(clusters) != len(base.means):
+        raise ValueError(f"{len(clusters)} cluster IDs for {len(base.means)} items")
+
+    keep = ~(np.isnan(base.means) | np.isnan(cand.means))
+    b, c = base.means[keep], cand.means[keep]
+    clusters = None if clusters is None else clusters[keep]
+    n, d = int(keep.sum()), cand.means[keep] - base.means[keep]
+    values = np.concatenate([b, c])
+    binary = n > 0 and base.single_sample and cand.single_sample and bool(np.all((values == 0.0) | (values == 1.0)))
+    notes: list[str] = []
+    if not keep.all():
+        notes.append(f"dropped {int((~keep).sum())} item(s) with no valid score in one run")
+
+    builder = _ComparisonBuilder(n, d, clusters, options, notes)
+    return PairedComparison(
+        n=n,
+        n_dropped_nan=int((~keep).sum()),
+        kind=ScoreKind.BINARY if binary else ScoreKind.CONTINUOUS,
+        samples_per_item=max(base.max_samples, cand.max_samples),
+        scores_in_unit_interval=bool(np.all((values >= 0.0) & (values <= 1.0))),
+        baseline_mean=float(b.mean()) if n else None,
+        candidate_mean=float(c.mean()) if n else None,
+        mean_delta=float(d.mean()) if n else None,
+        correlation=_correlation(b, c, notes),
+        discordant=DiscordantPairs(int(np.sum(d < 0)), int(np.sum(d > 0)), n) if binary else None,
+        n_clusters=None if clusters is None else len(set(clusters.astype(str))),
+        ci_level=options.ci_level,
+        **builder.uncertainty(),
+        **builder.secondary_test(binary),
+        bootstrap_ci=builder.bootstrap(b, c, binary),
+        notes=tuple(notes),
+    )
+
+
+def _correlation(b: np.ndarray, c: np.ndarray, notes: list[str]) -> float | None:
+    if len(b) < 2:
+        return None
+    if np.ptp(b) == 0.0 or np.ptp(c) == 0.0:
+        notes.append("correlation undefined: a run has the same score on every item")
+        return None
+    return float(np.corrcoef(b, c)[0, 1])
+
+
+@dataclass
+class _ComparisonBuilder:
+    """The pieces of `compare_paired` that need n, d and the clusters."""
+
+    n: int
+    d: np.ndarray
+    clusters: np.ndarray | None
+    options: ComparisonOptions
+    notes: list[str]
+
+    def uncertainty(self) -> dict:
+        empty = {"se": None, "df": None, "ci": None, "mde": None, "se_is_zero": False}
+        if self.n == 0:
+            self.notes.append("no paired items: nothing to compare")
+            return empty
+        if self.n < 2:
+            self.notes.append("one paired item: no standard error")
+            return empty
+        n_clusters = 0 if self.clusters is None else len(set(self.clusters.astype(str)))
+        if self.clusters is not None and n_clusters < 2:
+            self.notes.append("fewer than 2 clusters: no clustered standard error")
+            return empty
+        summary = delta_statistics(self.d, None if self.clusters is None else list(self.clusters))
+        se = float(summary.se)
+        lower, upper = summary.interval(self.options.ci_level)
+        se_is_zero = se == 0.0
+        if se_is_zero:
+            self.notes.append(f"all {self.n} items have the same difference: SE is 0 and the CI collapses")
+        # An MDE of 0 from a zero variance would promise what the data cannot.
+        mde = None if se_is_zero else minimum_detectable_effect(self.n * se**2, self.n, self.options.mde_rates)
+        return {"se": se, "df": summary.df, "ci": (float(lower), float(upper)), "mde": mde, "se_is_zero": se_is_zero}
+
+    def secondary_test(self, binary: bool) -> dict:
+        """Two-sided p of the test that fits the scores (docs/statistics.md table)."""
+        if self.n == 0:
+            return {"test_name": "none", "p_value": None}
+        if self.clusters is not None:
+            # Item-level tests assume independent items; flipping the sign of
+            # whole clusters keeps the within-cluster dependence intact.
+            _, codes = np.unique(self.clusters.astype(str), return_inverse=True)
+            totals = np.bincount(codes, weights=self.d)
+            return {"test_name": "cluster sign-flip permutation", "p_value": self._sign_flip_p(totals)}
+        if not np.any(self.d != 0.0):
+            return {"test_name": "none (all differences are zero)", "p_value": 1.0}
+        if binary:
+            b, c = int(np.sum(self.d < 0)), int(np.sum(self.d > 0))
+            return {"test_name": "exact McNemar", "p_value": float(stats.binomtest(c, b + c, 0.5).pvalue)}
+        if self.n < self.options.permutation_below_n:
+            return {"test_name": "sign-flip permutation", "p_value": self._sign_flip_p(self.d)}
+        result = stats.wilcoxon(self.d, zero_method="zsplit")
+        return {"test_name": "Wilcoxon signed-rank (zsplit)", "p_value": float(result.pvalue)}
+
+    def _sign_flip_p(self, values: np.ndarray) -> float:
+        if not np.any(values != 0.0):
+            return 1.0
+        result = stats.permutation_test(
+            (values,),
+            lambda x, axis: np.mean(x, axis=axis),
+            permutation_type="samples",
+            vectorized=True,
+            n_resamples=self.options.n_resamples,
+            rng=np.random.default_rng(self.options.seed),
+        )
+        return float(result.pvalue)
+
+    def bootstrap(self, baseline: np.ndarray, candidate: np.ndarray, binary: bool) -> tuple[float, float] | None:
+        if not self.options.bootstrap:
+            return None
+        if binary or self.clusters is not None or self.n < 3 or np.ptp(self.d) == 0.0:
+            self.notes.append("bootstrap CI skipped: only for continuous, unclustered, non-constant differences")
+            return None
+        result = stats.bootstrap(
+            (candidate, baseline),
+            lambda x, y, axis: np.mean(x - y, axis=axis),
+            paired=True,
+            vectorized=True,
+            method="BCa",
+            confidence_level=self.options.ci_level,
+            n_resamples=self.options.n_resamples,
+            rng=np.random.default_rng(self.options.seed),
+        )
+        lower, upper = float(result.confidence_interval.low), float(result.confidence_interval.high)
+        if math.isnan(lower) or math.isnan(upper):
+            self.notes.append("bootstrap CI undefined (degenerate resamples)")
+            return None
+        return lower, upper
+
+
+# --- labels and single rates -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabelShiftTest:
+    """Stuart-Maxwell test of equal label distributions on paired items."""
+
+    statistic: float
+    df: int
+    p_value: float
+    n: int
+    categories: tuple[str, ...]
+
+
+def stuart_maxwell(baseline_labels: Sequence[Hashable], candidate_labels: Sequence[Hashable]) -> LabelShiftTest:
+    """Test whether the label distribution shifted between two runs on the same items.
+
+    Categories that never change label carry no information and make the
+    covariance singular, so they are dropped before calling statsmodels'
+    SquareTable.homogeneity.  If the remaining categories fall into groups
+    that never swap with each other, the statistic is summed over the groups
+    (a generalised inverse of the covariance, df = its rank).
+    """
+    if len(baseline_labels) != len(candidate_labels):
+        raise ValueError(f"runs not aligned: {len(baseline_labels)} vs {len(candidate_labels)} labels")
+    base = [str(x) for x in baseline_labels]
+    cand = [str(x) for x in candidate_labels]
+    categories = tuple(sorted(set(base) | set(cand)))
+    index = {label: i for i, label in enumerate(categories)}
+    table = np.zeros((len(categories), len(categories)))
+    np.add.at(table, ([index[x] for x in base], [index[x] for x in cand]), 1.0)
+    off_diagonal = table - np.diag(np.diag(table))
+    moving = (off_diagonal.sum(axis=0) + off_diagonal.sum(axis=1)) > 0
+    if moving.sum() < 2:
+        return LabelShiftTest(0.0, 0, 1.0, len(base), categories)
+    reduced = table[np.ix_(moving, moving)]
+    # Stuart-Maxwell covariance of the margin differences (times n): a graph
+    # Laplacian whose edge weights are the swap counts n_ij + n_ji.
+    swaps = reduced + reduced.T
+    np.fill_diagonal(swaps, 0.0)
+    laplacian = np.diag(swaps.sum(axis=1)) - swaps
+    rank = int(np.linalg.matrix_rank(laplacian))
+    if rank == len(reduced) - 1:
+        result = SquareTable(reduced, shift_zeros=False).homogeneity()
+        return LabelShiftTest(float(result.statistic), int(result.df), float(result.pvalue), len(base), categories)
+    n_obs = reduced.sum()
+    shift = (reduced.sum(axis=0) - reduced.sum(axis=1)) / n_obs
+    covariance = laplacian / n_obs
+    statistic = float(n_obs * shift @ np.linalg.pinv(covariance) @ shift)
+    return LabelShiftTest(statistic, rank, float(stats.chi2.sf(statistic, rank)), len(base), categories)
+
+
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a single rate; (0, 1) when n = 0 (nothing known)."""
+    if n == 0:
+        return 0.0, 1.0
+    if not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n, got {successes} of {n}")
+    ci = stats.binomtest(successes, n).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)

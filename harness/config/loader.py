@@ -1,0 +1,89 @@
+"""Reads a suite file into a validated `SuiteSpec`, with errors that name file, line and field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from harness.config.suite import SuiteSpec
+from harness.config.yaml_source import YamlSource
+from harness.engine.providers.registry import known_providers
+from harness.errors import UserError
+from harness.scoring.registry import validate_scorer_params
+
+
+@dataclass(frozen=True)
+class LoadedSuite:
+    """A validated suite and the folders its relative paths resolve against."""
+
+    spec: SuiteSpec
+    path: Path
+    project_dir: Path
+
+    def resolve(self, relative: str) -> Path:
+        """Paths in a suite are relative to the suite file."""
+        return (self.path.parent / relative).resolve()
+
+    @property
+    def prompts_dir(self) -> Path:
+        if self.spec.prompt.dir:
+            return self.resolve(self.spec.prompt.dir)
+        return self.project_dir / "prompts"
+
+    @property
+    def reports_dir(self) -> Path:
+        if self.spec.output.dir:
+            return self.resolve(self.spec.output.dir)
+        return self.project_dir / "reports"
+
+
+def load_suite(path: str | Path) -> LoadedSuite:
+    source = YamlSource(Path(path))
+    if not isinstance(source.data, dict):
+        raise UserError("a suite must be a YAML mapping (name:, dataset:, slices:, prompt:, targets:, scorers:)",
+                        file=str(source.path), location="line 1")
+    try:
+        spec = SuiteSpec.model_validate(source.data)
+    except ValidationError as exc:
+        raise _first_error(source, exc) from None
+    _check_registries(source, spec)
+    suite_path = source.path.resolve()
+    return LoadedSuite(spec=spec, path=suite_path, project_dir=_project_dir(suite_path))
+
+
+def _first_error(source: YamlSource, exc: ValidationError, prefix: tuple = ()) -> UserError:
+    error = exc.errors()[0]
+    loc = prefix + tuple(error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = f"unknown field {loc[-1]!r}"
+    elif error["type"] == "missing":
+        message = f"missing required field {loc[-1]!r}"
+    more = len(exc.errors()) - 1
+    hint = f"{more} more problem(s) after this one" if more else None
+    return UserError(message, file=str(source.path), location=source.where(loc), hint=hint)
+
+
+def _check_registries(source: YamlSource, spec: SuiteSpec) -> None:
+    providers = known_providers()
+    for index, target in enumerate(spec.targets):
+        if target.provider not in providers:
+            raise UserError(f"unknown provider {target.provider!r}; expected one of {sorted(providers)}",
+                            file=str(source.path), location=source.where(("targets", index, "provider")))
+    for index, scorer in enumerate(spec.scorers):
+        try:
+            validate_scorer_params(scorer)
+        except ValidationError as exc:
+            raise _first_error(source, exc, prefix=("scorers", index)) from None
+        except ValueError as exc:
+            raise UserError(str(exc), file=str(source.path), location=source.where(("scorers", index))) from None
+
+
+def _project_dir(suite_path: Path) -> Path:
+    """The nearest folder above the suite that holds prompts/ (suites/x.yaml -> the repo root)."""
+    for folder in suite_path.parents:
+        if (folder / "prompts").is_dir():
+            return folder
+    return suite_path.parent

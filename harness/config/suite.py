@@ -1,0 +1,186 @@
+"""The suite file format (`suites/*.yaml`): what to evaluate, with which prompt, on which models.
+
+Every model forbids unknown fields so a typo is an error, not a silently ignored setting.
+Scorer parameters are checked against the scorer registry by `harness.config.loader`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SUITE_FORMAT_VERSION = 1
+_SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+Scalar = str | int | float | bool | None
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(StrictModel):
+    path: str = Field(description="Local JSONL/CSV/Parquet file (relative to the suite file) or a Hugging Face hub name.")
+    format: Literal["jsonl", "csv", "parquet", "hub"] | None = Field(
+        default=None, description="Inferred from the file extension when omitted.")
+    split: str = Field(default="train", description="Split to read from a hub dataset.")
+    id_field: str | None = Field(
+        default="id", description="Field holding a stable item ID; items without it get a hash of their content.")
+    cluster_field: str | None = Field(
+        default=None, description="Field grouping items that share a source (for clustered standard errors).")
+
+
+class SliceSpec(StrictModel):
+    """A named subset: `where` filters first, then `first_n` or a seeded `sample` (optionally stratified)."""
+
+    name: str = Field(pattern=_SLUG)
+    where: dict[str, Scalar | list[Scalar]] = Field(
+        default_factory=dict, description="Field equals value (or is one of a list of values).")
+    first_n: int | None = Field(default=None, ge=1)
+    sample: int | None = Field(default=None, ge=1, description="Seeded random sample of this many items.")
+    stratify_by: str | None = Field(default=None, description="Sample proportionally within each value of this field.")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> "SliceSpec":
+        if self.first_n is not None and self.sample is not None:
+            raise ValueError("use either first_n or sample, not both")
+        if self.stratify_by is not None and self.sample is None:
+            raise ValueError("stratify_by needs sample: N (the size of the stratified sample)")
+        return self
+
+
+class PromptRef(StrictModel):
+    name: str = Field(pattern=_SLUG, description="Folder under prompts/ holding the versions.")
+    version: str = Field(pattern=_SLUG, description="Version label: prompts/<name>/<version>.j2 or .chat.yaml")
+    dir: str | None = Field(default=None, description="Prompts folder, relative to the suite file (default: <project>/prompts).")
+
+
+class GenerationParams(StrictModel):
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=256, ge=1, le=1_000_000)
+    stop: list[str] = Field(default_factory=list)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    seed: int | None = None
+
+
+class TargetSpec(StrictModel):
+    """One model to evaluate. API keys are never part of a suite: they come from the environment."""
+
+    name: str | None = Field(default=None, pattern=_SLUG, description="Defaults to the model name.")
+    provider: str = Field(description="A registered provider: local, openai, anthropic.")
+    model: str
+    base_url: str | None = Field(default=None, description="Overrides OPENAI_BASE_URL / ANTHROPIC_BASE_URL.")
+    params: GenerationParams = Field(default_factory=GenerationParams)
+
+    @property
+    def label(self) -> str:
+        return self.name or re.sub(r"[^A-Za-z0-9_.-]", "-", self.model)
+
+
+class ExtractStep(StrictModel):
+    """Turns raw output into the answer a scorer grades; steps run in order."""
+
+    type: Literal["first_line", "last_line", "strip", "lower", "regex", "json", "json_field"]
+    pattern: str | None = Field(default=None, description="regex: the pattern; group 1 (or the whole match) is kept.")
+    path: str | None = Field(default=None, description="json_field: dotted path, e.g. customer.name")
+
+    @model_validator(mode="after")
+    def _params_fit_type(self) -> "ExtractStep":
+        if self.type == "regex":
+            if not self.pattern:
+                raise ValueError("regex extraction needs pattern")
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regex {self.pattern!r}: {exc}") from None
+        if self.type == "json_field" and not self.path:
+            raise ValueError("json_field extraction needs path")
+        return self
+
+
+class ScorerSpec(BaseModel):
+    """A scorer by registered type; its own parameters are validated by the scorer registry."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: str
+    name: str | None = Field(default=None, pattern=_SLUG, description="Defaults to the type.")
+    target: str | None = Field(default=None, description="Dotted item field holding the expected answer.")
+    extract: list[ExtractStep] = Field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.type
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class EngineSpec(StrictModel):
+    concurrency: int = Field(default=8, ge=1, le=4096)
+    max_retries: int = Field(default=4, ge=0, le=50, description="Retries after the first attempt for transient errors.")
+    timeout_s: float = Field(default=60.0, gt=0, description="Per-request timeout.")
+    backoff_base_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=30.0, ge=0)
+
+
+class OutputSpec(StrictModel):
+    dir: str | None = Field(default=None, description="Runs go to <dir>/<suite>/<run_id>/ (default: <project>/reports).")
+
+
+class SuiteSpec(StrictModel):
+    version: Literal[1] = Field(default=SUITE_FORMAT_VERSION, description="Suite file format version.")
+    name: str = Field(pattern=_SLUG)
+    description: str = ""
+    dataset: DatasetSpec
+    slices: list[SliceSpec] = Field(min_length=1)
+    evaluate: list[str] | None = Field(
+        default=None, description="Slices a run covers (their union); default: the first slice.")
+    prompt: PromptRef
+    targets: list[TargetSpec] = Field(min_length=1)
+    scorers: list[ScorerSpec] = Field(min_length=1)
+    epochs: int = Field(default=1, ge=1, le=100, description="Samples per item.")
+    engine: EngineSpec = Field(default_factory=EngineSpec)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+
+    @field_validator("slices")
+    @classmethod
+    def _unique_slices(cls, slices: list[SliceSpec]) -> list[SliceSpec]:
+        _require_unique([s.name for s in slices], "slice")
+        return slices
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_targets(cls, targets: list[TargetSpec]) -> list[TargetSpec]:
+        _require_unique([t.label for t in targets], "target")
+        return targets
+
+    @field_validator("scorers")
+    @classmethod
+    def _unique_scorers(cls, scorers: list[ScorerSpec]) -> list[ScorerSpec]:
+        _require_unique([s.label for s in scorers], "scorer")
+        return scorers
+
+    @model_validator(mode="after")
+    def _evaluate_names_slices(self) -> "SuiteSpec":
+        known = {s.name for s in self.slices}
+        for name in self.evaluate or []:
+            if name not in known:
+                raise ValueError(f"evaluate names slice {name!r}, but the suite defines only {sorted(known)}")
+        return self
+
+    @property
+    def evaluated_slices(self) -> list[str]:
+        return list(self.evaluate or [self.slices[0].name])
+
+
+def _require_unique(names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"two {what}s are named {name!r}; names must be unique")
+        seen.add(name)

@@ -1,0 +1,76 @@
+"""Anthropic Messages API through the official client (ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL).
+
+As with OpenAI, the SDK's retries are off and the engine owns them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import anthropic
+
+from harness.config.suite import TargetSpec
+from harness.engine.providers.base import Completion, ProviderError, ProviderRequest
+from harness.engine.providers.http_errors import rate_limit_headers, status_error
+from harness.engine.providers.registry import register_provider
+
+
+@register_provider("anthropic")
+class AnthropicMessagesProvider:
+    def __init__(self, target: TargetSpec) -> None:
+        self.target = target
+        base_url = target.base_url or os.environ.get("ANTHROPIC_BASE_URL")
+        api_key = os.environ.get("ANTHROPIC_API_KEY")
+        if not api_key:
+            raise ProviderError("ANTHROPIC_API_KEY is not set", kind="terminal")
+        self.client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
+
+    def identity(self) -> dict[str, Any]:
+        return {"provider": "anthropic", "model": self.target.model, "base_url": str(self.client.base_url)}
+
+    def _body(self, request: ProviderRequest) -> dict[str, Any]:
+        params = self.target.params
+        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        messages = [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"]
+        if not messages:
+            messages = [{"role": "user", "content": request.prompt or ""}]
+        body: dict[str, Any] = {"model": self.target.model, "messages": messages,
+                                "max_tokens": params.max_tokens, "temperature": params.temperature}
+        if system:
+            body["system"] = system
+        if params.stop:
+            body["stop_sequences"] = params.stop
+        if params.top_p is not None:
+            body["top_p"] = params.top_p
+        return body
+
+    async def complete(self, request: ProviderRequest) -> Completion:
+        try:
+            raw = await self.client.messages.with_raw_response.create(
+                **self._body(request), timeout=request.timeout_s,
+                extra_headers={"X-Evalbatch-Request-Id": request.request_id})
+            message = raw.parse()
+        except anthropic.APITimeoutError:
+            raise ProviderError(f"timed out after {request.timeout_s:g} s", kind="transient") from None
+        except anthropic.APIConnectionError as exc:
+            raise ProviderError(f"connection error: {exc}", kind="transient") from None
+        except anthropic.APIStatusError as exc:
+            raise status_error(exc.status_code, exc.response.text, exc.response.headers) from None
+        except (anthropic.APIResponseValidationError, ValueError) as exc:
+            raise ProviderError(f"malformed response: {exc}", kind="transient") from None
+        blocks = getattr(message, "content", None)
+        if blocks is None:
+            raise ProviderError("malformed response: no content", kind="transient")
+        text = "".join(getattr(block, "text", "") for block in blocks)
+        usage = message.usage
+        return Completion(
+            text=text,
+            input_tokens=usage.input_tokens if usage else None,
+            output_tokens=usage.output_tokens if usage else None,
+            finish_reason=message.stop_reason,
+            rate_limits=rate_limit_headers(raw.headers),
+        )
+
+    async def close(self) -> None:
+        await self.client.close()

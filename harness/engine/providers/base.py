@@ -1,0 +1,58 @@
+"""The one interface every provider implements, and the error shape the engine retries on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from harness.config.prompts import ChatMessage
+from harness.config.suite import TargetSpec
+
+ErrorKind = Literal["transient", "terminal"]
+
+
+@dataclass(frozen=True)
+class ProviderRequest:
+    """What the engine hands a provider: a rendered prompt (text or chat) and the request's ID."""
+
+    request_id: str
+    prompt: str | None = None
+    messages: tuple[ChatMessage, ...] = ()
+    timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    finish_reason: str | None = None
+    rate_limits: dict[str, str] = field(default_factory=dict)
+
+
+class ProviderError(Exception):
+    """A failed call, classified so the engine knows whether trying again can help."""
+
+    def __init__(self, message: str, *, kind: ErrorKind, status: int | None = None,
+                 retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+    def describe(self) -> str:
+        return f"HTTP {self.status}: {self}" if self.status else str(self)
+
+
+class Provider(Protocol):
+    """One per target. Created once per run; `close` is awaited when the run ends."""
+
+    def __init__(self, target: TargetSpec) -> None: ...
+
+    async def complete(self, request: ProviderRequest) -> Completion: ...
+
+    async def close(self) -> None: ...
+
+    def identity(self) -> dict[str, Any]:
+        """What the manifest records about this model (never secrets)."""
+        ...

@@ -1,0 +1,67 @@
+"""Classifies HTTP failures from the official SDKs into transient (retry) or terminal (do not)."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Mapping
+
+from harness.engine.providers.base import ErrorKind, ProviderError
+
+TRANSIENT_STATUSES = {408, 409, 429, 500, 502, 503, 504, 529}
+_CONTEXT_LENGTH_MARKERS = ("context_length", "context length", "maximum context", "too many tokens", "prompt is too long")
+# A 429 that is about money, not pace: waiting will not help.
+_TERMINAL_429_MARKERS = ("insufficient_quota", "enforced_spend_limit_reached", "billing")
+
+
+def classify_status(status: int, body_text: str) -> ErrorKind:
+    lowered = body_text.lower()
+    if status == 429 and any(marker in lowered for marker in _TERMINAL_429_MARKERS):
+        return "terminal"
+    if status in TRANSIENT_STATUSES or status >= 500:
+        return "transient"
+    return "terminal"
+
+
+def is_context_length_error(body_text: str) -> bool:
+    lowered = body_text.lower()
+    return any(marker in lowered for marker in _CONTEXT_LENGTH_MARKERS)
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """retry-after-ms first, then retry-after as seconds or an HTTP date (as the SDKs read them)."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, parsed.timestamp() - time.time())
+
+
+def rate_limit_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The x-ratelimit-* / anthropic-ratelimit-* headers, kept for the limiter to learn from."""
+    return {k.lower(): v for k, v in headers.items()
+            if k.lower().startswith(("x-ratelimit-", "anthropic-ratelimit-"))}
+
+
+def status_error(status: int, body_text: str, headers: Mapping[str, str]) -> ProviderError:
+    """The ProviderError for an HTTP error reply, with its retry class and Retry-After."""
+    kind: ErrorKind = "terminal" if is_context_length_error(body_text) else classify_status(status, body_text)
+    return ProviderError(shorten(body_text), kind=kind, status=status, retry_after_s=retry_after_seconds(headers))
+
+
+def shorten(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."

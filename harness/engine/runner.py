@@ -1,0 +1,102 @@
+"""The batch engine: bounded concurrency, timeouts, retries; every transition committed first."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from harness.config.suite import EngineSpec
+from harness.engine.providers.base import Completion, Provider, ProviderError, ProviderRequest
+from harness.engine.requests import WorkRequest
+from harness.engine.retry import RetryPolicy
+from harness.engine.store import RunStore
+
+
+class ProgressSink(Protocol):
+    """What the engine reports, always after the store has committed it."""
+
+    def succeeded(self, completion: Completion) -> None: ...
+
+    def failed(self, final: bool) -> None: ...
+
+    def retry_started(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class TargetLane:
+    """A target's provider and the most requests it may have in flight."""
+
+    provider: Provider
+    limit: asyncio.Semaphore
+
+
+class Engine:
+    def __init__(self, store: RunStore, lanes: dict[str, TargetLane], spec: EngineSpec,
+                 progress: ProgressSink) -> None:
+        self.store = store
+        self.lanes = lanes
+        self.spec = spec
+        self.retry = RetryPolicy.from_spec(spec)
+        self.progress = progress
+        self._rng = random.Random()
+
+    async def run(self, todo: list[WorkRequest]) -> None:
+        queue: asyncio.Queue[WorkRequest] = asyncio.Queue()
+        for request in todo:
+            queue.put_nowait(request)
+        workers = [asyncio.create_task(self._worker(queue)) for _ in range(min(self.spec.concurrency, len(todo)))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _worker(self, queue: asyncio.Queue[WorkRequest]) -> None:
+        while True:
+            try:
+                request = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            await self._process(request)
+
+    async def _process(self, request: WorkRequest) -> None:
+        lane = self.lanes[request.target.label]
+        provider_request = ProviderRequest(
+            request_id=request.request_id, prompt=request.prompt.text, messages=request.prompt.messages,
+            timeout_s=self.spec.timeout_s)
+        while True:
+            async with lane.limit:
+                attempt = self.store.start_attempt(request.request_id)
+                started = time.perf_counter()
+                try:
+                    completion = await self._call(lane.provider, provider_request)
+                except ProviderError as error:
+                    completion = None
+                    failure = error
+            if completion is not None:
+                self.store.succeed(request.request_id, attempt, completion, (time.perf_counter() - started) * 1000)
+                self.progress.succeeded(completion)
+                return
+            retry = self.retry.should_retry(failure, attempt)
+            self.store.fail(request.request_id, attempt, final=not retry, error=failure.describe(),
+                            status=failure.status)
+            self.progress.failed(final=not retry)
+            if not retry:
+                return
+            await asyncio.sleep(self.retry.delay_s(failure, attempt, self._rng))
+            self.progress.retry_started()
+
+    async def _call(self, provider: Provider, request: ProviderRequest) -> Completion:
+        try:
+            # The SDKs have their own timeout; this also bounds providers that have none.
+            return await asyncio.wait_for(provider.complete(request), timeout=request.timeout_s + 1.0)
+        except ProviderError:
+            raise
+        except asyncio.TimeoutError:
+            raise ProviderError(f"timed out after {request.timeout_s:g} s", kind="transient") from None
+        except Exception as exc:  # a provider bug must not take the run down: record it, stop retrying
+            raise ProviderError(f"unexpected {type(exc).__name__}: {exc}", kind="terminal") from None

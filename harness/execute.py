@@ -1,0 +1,189 @@
+"""A run's life: pick (or resume) its folder, send what is unfinished, score, write the reports."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rich.console import Console
+
+from harness import __version__
+from harness.engine.progress import RichProgress
+from harness.engine.providers.base import ProviderError
+from harness.engine.providers.registry import create_provider
+from harness.engine.runner import Engine, TargetLane
+from harness.engine.store import FAILED_TERMINAL, NewRequest, RunStore
+from harness.errors import UserError
+from harness.plan import RunPlan
+from harness.report.manifest import (
+    DatasetRecord, Manifest, PromptRecord, TargetRecord, now_iso, read_manifest, write_manifest)
+from harness.report.results import ResultLine, result_lines, write_results
+from harness.scoring.apply import score_run
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    resume_id: str | None = None
+    force_new: bool = False
+    retry_failed: bool = False
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    manifest: Manifest
+    folder: Path
+    lines: list[ResultLine]
+
+
+class RunInterrupted(Exception):
+    def __init__(self, run_id: str, folder: Path) -> None:
+        super().__init__(run_id)
+        self.run_id, self.folder = run_id, folder
+
+
+def execute(plan: RunPlan, options: RunOptions, console: Console) -> RunOutcome:
+    suite_dir = plan.suite.reports_dir / plan.suite.spec.name
+    folder, manifest = _open_run(plan, options, suite_dir, console)
+    store = RunStore.in_folder(folder)
+    try:
+        return _run_in_store(plan, options, folder, manifest, store, console)
+    finally:
+        store.close()
+
+
+def _run_in_store(plan: RunPlan, options: RunOptions, folder: Path, manifest: Manifest, store: RunStore,
+                  console: Console) -> RunOutcome:
+    store.set_meta("run_id", manifest.run_id)
+    store.set_meta("work_fingerprint", plan.work_fingerprint)
+    store.add_requests(NewRequest(r.request_id, r.item.id, r.target.label, r.sample_index, r.payload())
+                       for r in plan.requests)
+    store.requeue_unfinished()
+    if options.retry_failed:
+        store.requeue_failed()
+    unfinished = store.unfinished_ids()
+    todo = [request for request in plan.requests if request.request_id in unfinished]
+    lanes = _open_lanes(plan)
+    started = time.perf_counter()
+    manifest = manifest.model_copy(update={"status": "running", "ended_at": None})
+    write_manifest(folder, manifest)
+    try:
+        if todo:
+            with RichProgress(len(plan.requests), len(plan.requests) - len(todo), console) as progress:
+                asyncio.run(_drive(Engine(store, lanes, plan.suite.spec.engine, progress), todo, lanes))
+    except KeyboardInterrupt:
+        store.requeue_unfinished()
+        _finish(folder, manifest, "interrupted", started)
+        raise RunInterrupted(manifest.run_id, folder) from None
+    score_run(store, plan.scorers, plan.items_by_id)
+    lines = result_lines(store, plan.items_by_id)
+    write_results(folder, lines)
+    failed = store.state_counts()[FAILED_TERMINAL]
+    manifest = _finish(folder, manifest, "incomplete" if failed else "complete", started)
+    return RunOutcome(manifest, folder, lines)
+
+
+async def _drive(engine: Engine, todo, lanes: dict[str, TargetLane]) -> None:
+    try:
+        await engine.run(todo)
+    finally:
+        await asyncio.gather(*(lane.provider.close() for lane in lanes.values()), return_exceptions=True)
+
+
+def _open_lanes(plan: RunPlan) -> dict[str, TargetLane]:
+    """Providers are created before anything is sent: a missing API key stops the run here."""
+    lanes = {}
+    for target in plan.suite.spec.targets:
+        try:
+            provider = create_provider(target)
+        except ProviderError as exc:
+            raise UserError(str(exc), file=str(plan.suite.path), location=f"target {target.label!r}") from None
+        limit = min(plan.suite.spec.engine.concurrency, getattr(provider, "max_concurrency", 1 << 30))
+        lanes[target.label] = TargetLane(provider, asyncio.Semaphore(limit))
+    return lanes
+
+
+def _finish(folder: Path, manifest: Manifest, status: str, started: float) -> Manifest:
+    manifest = manifest.model_copy(update={
+        "status": status, "ended_at": now_iso(),
+        "wall_time_s": round(manifest.wall_time_s + time.perf_counter() - started, 3)})
+    write_manifest(folder, manifest)
+    return manifest
+
+
+def _open_run(plan: RunPlan, options: RunOptions, suite_dir: Path, console: Console) -> tuple[Path, Manifest]:
+    if options.resume_id:
+        folder = suite_dir / options.resume_id
+        if not (folder / "manifest.json").is_file():
+            raise UserError(f"no run {options.resume_id!r} for suite {plan.suite.spec.name!r}",
+                            file=str(folder), hint=f"runs are listed under {suite_dir}")
+        manifest = read_manifest(folder)
+        if manifest.work_fingerprint != plan.work_fingerprint:
+            raise UserError(f"run {options.resume_id} was started with different requests "
+                            "(the suite, prompt, data or slices changed since)", file=str(plan.suite.path),
+                            hint="run without --resume to start a new run")
+        console.print(f"Resuming run {manifest.run_id}")
+        return folder, manifest
+    previous = previous_runs(suite_dir)
+    _warn_on_relabelled_prompt(plan, previous, console)
+    if not options.force_new:
+        for folder, manifest in previous:
+            if manifest.work_fingerprint == plan.work_fingerprint and manifest.status != "complete":
+                console.print(f"Resuming unfinished run {manifest.run_id} (use --new to start over)")
+                return folder, manifest
+    return _new_run(plan, suite_dir)
+
+
+def previous_runs(suite_dir: Path) -> list[tuple[Path, Manifest]]:
+    """Newest first; folders without a readable manifest are not runs."""
+    runs = []
+    for folder in sorted(suite_dir.glob("*/"), reverse=True):
+        try:
+            runs.append((folder, read_manifest(folder)))
+        except (OSError, ValueError):
+            continue
+    return runs
+
+
+def _warn_on_relabelled_prompt(plan: RunPlan, previous: list[tuple[Path, Manifest]], console: Console) -> None:
+    for _, manifest in previous:
+        old = manifest.prompt
+        if (old.name, old.version) == (plan.prompt.name, plan.prompt.version) and old.fingerprint != plan.prompt.fingerprint:
+            console.print(f"[yellow]warning:[/] prompt {plan.prompt.label} changed since run {manifest.run_id} "
+                          f"(fingerprint {old.fingerprint[:12]} -> {plan.prompt.fingerprint[:12]}) but kept its "
+                          "version label; give the new text a new version so results stay comparable")
+            return
+
+
+def _new_run(plan: RunPlan, suite_dir: Path) -> tuple[Path, Manifest]:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    run_id = f"{stamp[:15]}{stamp[-1]}-{plan.work_fingerprint[:8]}"
+    folder = suite_dir / run_id
+    folder.mkdir(parents=True, exist_ok=False)
+    spec = plan.suite.spec
+    manifest = Manifest(
+        run_id=run_id, suite=spec.name, suite_file=str(plan.suite.path), work_fingerprint=plan.work_fingerprint,
+        prompt=PromptRecord(name=plan.prompt.name, version=plan.prompt.version, fingerprint=plan.prompt.fingerprint,
+                            kind=plan.prompt.kind, file=str(plan.prompt.path)),
+        targets=[TargetRecord(label=t.label, provider=t.provider, model=t.model, base_url=t.base_url,
+                              params=t.params.model_dump()) for t in spec.targets],
+        scorers=[s.model_dump() for s in spec.scorers],
+        dataset=DatasetRecord(source=plan.dataset.source, fingerprint=plan.dataset.fingerprint,
+                              slices=[s.model_dump() for s in spec.slices], evaluated=plan.evaluated,
+                              slice_fingerprint=plan.slice_fingerprint, item_count=len(plan.items)),
+        epochs=spec.epochs, request_count=len(plan.requests), harness_version=__version__,
+        git_commit=_git_commit(plan.suite.project_dir), started_at=now_iso())
+    write_manifest(folder, manifest)
+    return folder, manifest
+
+
+def _git_commit(folder: Path) -> str | None:
+    try:
+        result = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None

@@ -1,0 +1,66 @@
+"""From a suite file to the exact list of requests a run will send, with nothing sent yet.
+
+All bad input (suite, prompt, dataset, slices, template variables) surfaces here as a
+UserError, before a run folder is created or a provider is contacted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.config.datasets import Dataset, Item, load_dataset_items, select_slices, slice_fingerprint
+from harness.config.loader import LoadedSuite, load_suite
+from harness.config.prompts import PromptVersion
+from harness.errors import UserError
+from harness.engine.requests import WorkRequest, build_requests
+from harness.scoring.registry import BoundScorer, ScoringContext, bind_scorers
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    slices: tuple[str, ...] = ()
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    suite: LoadedSuite
+    prompt: PromptVersion
+    dataset: Dataset
+    evaluated: list[str]
+    items: list[Item]
+    requests: list[WorkRequest]
+    scorers: list[BoundScorer]
+
+    @property
+    def items_by_id(self) -> dict[str, Item]:
+        return {item.id: item for item in self.items}
+
+    @property
+    def work_fingerprint(self) -> str:
+        """Two plans with the same requests are the same work: a rerun resumes instead of starting over."""
+        return hashlib.sha256("\n".join(sorted(r.request_id for r in self.requests)).encode()).hexdigest()
+
+    @property
+    def slice_fingerprint(self) -> str:
+        return slice_fingerprint(self.dataset, self.suite.spec.slices, self.items)
+
+
+def plan_run(suite_path: str | Path, options: PlanOptions = PlanOptions()) -> RunPlan:
+    suite = load_suite(suite_path)
+    spec = suite.spec
+    evaluated = list(options.slices) or spec.evaluated_slices
+    unknown = [name for name in evaluated if name not in {s.name for s in spec.slices}]
+    if unknown:
+        raise UserError(f"unknown slice(s) {unknown}; the suite defines {[s.name for s in spec.slices]}",
+                        file=str(suite.path))
+    prompt = PromptVersion(suite.prompts_dir, spec.prompt.name, spec.prompt.version)
+    scorers = bind_scorers(spec.scorers, ScoringContext(suite_dir=suite.path.parent))
+    dataset = load_dataset_items(spec.dataset, suite.resolve)
+    items = select_slices(dataset, spec.slices, evaluated)
+    if options.limit is not None:
+        items = items[:options.limit]
+    requests = build_requests(items, prompt, spec.targets, spec.epochs)
+    return RunPlan(suite, prompt, dataset, evaluated, items, requests, scorers)

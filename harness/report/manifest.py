@@ -1,0 +1,85 @@
+"""manifest.json: what a run was (suite, prompt, models, data, code) and how it went."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MANIFEST_VERSION = 1
+RunStatus = Literal["running", "complete", "incomplete", "interrupted"]
+
+
+class PromptRecord(BaseModel):
+    name: str
+    version: str
+    fingerprint: str
+    kind: Literal["completion", "chat"]
+    file: str
+
+
+class TargetRecord(BaseModel):
+    label: str
+    provider: str
+    model: str
+    base_url: str | None = None
+    params: dict[str, Any]
+
+
+class DatasetRecord(BaseModel):
+    source: str
+    fingerprint: str
+    slices: list[dict[str, Any]]
+    evaluated: list[str]
+    slice_fingerprint: str
+    item_count: int
+
+
+class Manifest(BaseModel):
+    """Never holds secrets: API keys stay in the environment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1] = MANIFEST_VERSION
+    run_id: str
+    suite: str
+    suite_file: str
+    work_fingerprint: str = Field(description="sha256 of the run's request IDs: the same work resumes the same run.")
+    prompt: PromptRecord
+    targets: list[TargetRecord]
+    scorers: list[dict[str, Any]]
+    dataset: DatasetRecord
+    epochs: int
+    request_count: int
+    harness_version: str
+    git_commit: str | None = None
+    started_at: str
+    ended_at: str | None = None
+    status: RunStatus = "running"
+    wall_time_s: float = 0.0
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_manifest(folder: Path, manifest: Manifest) -> None:
+    write_atomically(folder / "manifest.json", manifest.model_dump_json(indent=2) + "\n")
+
+
+def read_manifest(folder: Path) -> Manifest:
+    return Manifest.model_validate(json.loads((folder / "manifest.json").read_text(encoding="utf-8")))
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Readers never see half a file, even if the process is killed mid-write."""
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)

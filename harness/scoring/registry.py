@@ -1,0 +1,117 @@
+"""Scorer registry: a scorer type is one decorated factory; third parties add theirs the same way.
+
+A factory takes its validated parameters and a `ScoringContext` and returns a function
+`(answer, expected) -> Score`. Extraction and the expected value are handled here, once,
+so a scorer only grades.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict
+
+from harness.config.suite import ScorerSpec
+from harness.scoring.extract import ExtractionFailed, dotted_get, run_extraction
+
+
+@dataclass(frozen=True)
+class Score:
+    """One graded output. `value` is what gets averaged (0/1 for pass/fail scorers)."""
+
+    value: float
+    passed: bool | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScoringContext:
+    suite_dir: Path
+
+
+GradeFn = Callable[[Any, Any], Score]
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class ScorerKind:
+    name: str
+    params_model: type[BaseModel]
+    factory: Callable[[Any, ScoringContext], GradeFn]
+    needs_target: bool
+    binary: bool
+
+
+_KINDS: dict[str, ScorerKind] = {}
+_BUILTINS = ("harness.scoring.builtin",)
+
+
+def register_scorer(name: str, *, params: type[BaseModel] = NoParams, needs_target: bool = True,
+                    binary: bool = True) -> Callable:
+    """Class-free registration: `@register_scorer("regex", params=RegexParams, needs_target=False)`."""
+
+    def decorate(factory: Callable[[Any, ScoringContext], GradeFn]) -> Callable:
+        _KINDS[name] = ScorerKind(name, params, factory, needs_target, binary)
+        return factory
+
+    return decorate
+
+
+def scorer_kinds() -> dict[str, ScorerKind]:
+    for module in _BUILTINS:
+        importlib.import_module(module)
+    return dict(_KINDS)
+
+
+def validate_scorer_params(spec: ScorerSpec) -> BaseModel:
+    """Raises ValueError (unknown type, missing target) or pydantic's ValidationError (bad params)."""
+    kinds = scorer_kinds()
+    kind = kinds.get(spec.type)
+    if kind is None:
+        raise ValueError(f"unknown scorer type {spec.type!r}; expected one of {sorted(kinds)}")
+    if kind.needs_target and not spec.target:
+        raise ValueError(f"scorer {spec.type!r} needs target: the item field holding the expected answer")
+    return kind.params_model.model_validate(spec.params)
+
+
+@dataclass(frozen=True)
+class BoundScorer:
+    """A scorer from the suite, ready to grade an output against an item."""
+
+    spec: ScorerSpec
+    kind: ScorerKind
+    grade: GradeFn
+
+    @property
+    def name(self) -> str:
+        return self.spec.label
+
+    def score(self, output: str, item: dict[str, Any]) -> Score:
+        expected = dotted_get(item, self.spec.target) if self.spec.target else None
+        try:
+            answer = run_extraction(output, self.spec.extract)
+        except ExtractionFailed as exc:
+            return Score(0.0, False, {"error": f"extraction failed: {exc}"})
+        result = self.grade(answer, expected)
+        detail = {"answer": answer if _is_plain(answer) else str(answer), **result.detail}
+        return Score(result.value, result.passed, detail)
+
+
+def bind_scorers(specs: list[ScorerSpec], context: ScoringContext) -> list[BoundScorer]:
+    kinds = scorer_kinds()
+    bound = []
+    for spec in specs:
+        params = validate_scorer_params(spec)
+        kind = kinds[spec.type]
+        bound.append(BoundScorer(spec, kind, kind.factory(params, context)))
+    return bound
+
+
+def _is_plain(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool, list, dict))
