@@ -46,17 +46,26 @@ class RunInterrupted(Exception):
 
 
 def execute(plan: RunPlan, options: RunOptions, console: Console) -> RunOutcome:
+    lanes = _open_lanes(plan)
     suite_dir = plan.suite.reports_dir / plan.suite.spec.name
     folder, manifest = _open_run(plan, options, suite_dir, console)
     store = RunStore.in_folder(folder)
     try:
-        return _run_in_store(plan, options, folder, manifest, store, console)
+        return _run_in_store(plan, options, RunContext(folder, manifest, store, lanes), console)
     finally:
         store.close()
 
 
-def _run_in_store(plan: RunPlan, options: RunOptions, folder: Path, manifest: Manifest, store: RunStore,
-                  console: Console) -> RunOutcome:
+@dataclass(frozen=True)
+class RunContext:
+    folder: Path
+    manifest: Manifest
+    store: RunStore
+    lanes: dict[str, TargetLane]
+
+
+def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: Console) -> RunOutcome:
+    folder, manifest, store, lanes = run.folder, run.manifest, run.store, run.lanes
     store.set_meta("run_id", manifest.run_id)
     store.set_meta("work_fingerprint", plan.work_fingerprint)
     store.add_requests(NewRequest(r.request_id, r.item.id, r.target.label, r.sample_index, r.payload())
@@ -66,7 +75,6 @@ def _run_in_store(plan: RunPlan, options: RunOptions, folder: Path, manifest: Ma
         store.requeue_failed()
     unfinished = store.unfinished_ids()
     todo = [request for request in plan.requests if request.request_id in unfinished]
-    lanes = _open_lanes(plan)
     started = time.perf_counter()
     manifest = manifest.model_copy(update={"status": "running", "ended_at": None})
     write_manifest(folder, manifest)

@@ -116,7 +116,7 @@ def check_drift(inputs: Sequence[DriftInput], policy: DriftPolicy = DriftPolicy(
     adjusted = stats.false_discovery_control([s.p_value for s in signals], method="bh")
     final = tuple(
         replace(s, adjusted_p=float(p), alarm=bool(p < policy.alpha and s.effect > s.effect_threshold))
-        for s, p in zip(signals, adjusted)
+        for s, p in zip(signals, adjusted, strict=True)
     )
     return DriftReport(final, policy)
 
@@ -146,7 +146,9 @@ def _shuffled_groups(n_ref: int, n_cur: int, policy: DriftPolicy, rng: np.random
 
 
 def _empty_signal(item: DriftInput, effect_name: str, n_ref: int, n_cur: int) -> DriftSignal:
-    return _signal(item, "none", 1.0, (effect_name, 0.0, 0.0), (n_ref, n_cur), note="a sample is empty: nothing to compare")
+    return _signal(
+        item, "none", 1.0, (effect_name, 0.0, 0.0), (n_ref, n_cur), note="a sample is empty: nothing to compare"
+    )
 
 
 def _signal(
@@ -204,7 +206,9 @@ def _labels(item: DriftInput, policy: DriftPolicy, rng: np.random.Generator) -> 
         null_ref = in_reference @ pooled
         null = _js_distance(null_ref, pooled.sum(axis=0) - null_ref)
     threshold = _null_threshold(null, policy)
-    return _signal(item, test_name, p_value, ("Jensen-Shannon distance", effect, threshold), (len(reference), len(current)))
+    return _signal(
+        item, test_name, p_value, ("Jensen-Shannon distance", effect, threshold), (len(reference), len(current))
+    )
 
 
 def _js_distance(reference_counts: np.ndarray, current_counts: np.ndarray) -> np.ndarray | float:

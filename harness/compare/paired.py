@@ -242,39 +242,74 @@ def compare_paired(scores: PairedScores, options: ComparisonOptions = Comparison
     cand = _item_scores(scores.candidate)
     if len(base.means) != len(cand.means):
         raise ValueError(f"runs not aligned: {len(base.means)} baseline vs {len(cand.means)} candidate items")
-    clusters = None if scores.cluster_ids is None else np.asarray(scores.cluster_ids, dtype=object)
+    clusters = None if scores.cluster_ids is None else np.asarray(scores.cluster_ids, dtype=object).astype(str)
     if clusters is not None and len(clusters) != len(base.means):
         raise ValueError(f"{len(clusters)} cluster IDs for {len(base.means)} items")
 
     keep = ~(np.isnan(base.means) | np.isnan(cand.means))
+    n_dropped = int((~keep).sum())
     b, c = base.means[keep], cand.means[keep]
-    clusters = None if clusters is None else clusters[keep]
-    n, d = int(keep.sum()), cand.means[keep] - base.means[keep]
+    paired = _Paired(c - b, None if clusters is None else clusters[keep])
     values = np.concatenate([b, c])
-    binary = n > 0 and base.single_sample and cand.single_sample and bool(np.all((values == 0.0) | (values == 1.0)))
-    notes: list[str] = []
-    if not keep.all():
-        notes.append(f"dropped {int((~keep).sum())} item(s) with no valid score in one run")
+    binary = paired.n > 0 and base.single_sample and cand.single_sample and bool(np.all((values == 0) | (values == 1)))
+    notes = [f"dropped {n_dropped} item(s) with no valid score in one run"] if n_dropped else []
 
-    builder = _ComparisonBuilder(n, d, clusters, options, notes)
+    uncertainty = _uncertainty(paired, options, notes)
+    test = _secondary_test(paired, binary, options)
     return PairedComparison(
-        n=n,
-        n_dropped_nan=int((~keep).sum()),
+        n=paired.n,
+        n_dropped_nan=n_dropped,
         kind=ScoreKind.BINARY if binary else ScoreKind.CONTINUOUS,
         samples_per_item=max(base.max_samples, cand.max_samples),
         scores_in_unit_interval=bool(np.all((values >= 0.0) & (values <= 1.0))),
-        baseline_mean=float(b.mean()) if n else None,
-        candidate_mean=float(c.mean()) if n else None,
-        mean_delta=float(d.mean()) if n else None,
-        correlation=_correlation(b, c, notes),
-        discordant=DiscordantPairs(int(np.sum(d < 0)), int(np.sum(d > 0)), n) if binary else None,
-        n_clusters=None if clusters is None else len(set(clusters.astype(str))),
+        baseline_mean=float(b.mean()) if paired.n else None,
+        candidate_mean=float(c.mean()) if paired.n else None,
+        mean_delta=float(paired.d.mean()) if paired.n else None,
+        se=uncertainty.se,
+        df=uncertainty.df,
         ci_level=options.ci_level,
-        **builder.uncertainty(),
-        **builder.secondary_test(binary),
-        bootstrap_ci=builder.bootstrap(b, c, binary),
+        ci=uncertainty.ci,
+        correlation=_correlation(b, c, notes),
+        mde=uncertainty.mde,
+        test_name=test.name,
+        p_value=test.p_value,
+        discordant=DiscordantPairs(int(np.sum(paired.d < 0)), int(np.sum(paired.d > 0)), paired.n) if binary else None,
+        n_clusters=paired.n_clusters,
+        bootstrap_ci=_bootstrap_ci(b, c, not binary and paired.clusters is None, options, notes),
+        se_is_zero=uncertainty.se_is_zero,
         notes=tuple(notes),
     )
+
+
+@dataclass(frozen=True)
+class _Paired:
+    """Differences d_i of the items kept, with their cluster IDs (as strings)."""
+
+    d: np.ndarray
+    clusters: np.ndarray | None
+
+    @property
+    def n(self) -> int:
+        return len(self.d)
+
+    @property
+    def n_clusters(self) -> int | None:
+        return None if self.clusters is None else len(np.unique(self.clusters))
+
+
+@dataclass(frozen=True)
+class _Uncertainty:
+    se: float | None = None
+    df: int | None = None
+    ci: tuple[float, float] | None = None
+    mde: float | None = None
+    se_is_zero: bool = False
+
+
+@dataclass(frozen=True)
+class _SecondaryTest:
+    name: str
+    p_value: float | None
 
 
 def _correlation(b: np.ndarray, c: np.ndarray, notes: list[str]) -> float | None:
@@ -286,92 +321,89 @@ def _correlation(b: np.ndarray, c: np.ndarray, notes: list[str]) -> float | None
     return float(np.corrcoef(b, c)[0, 1])
 
 
-@dataclass
-class _ComparisonBuilder:
-    """The pieces of `compare_paired` that need n, d and the clusters."""
+def _uncertainty(paired: _Paired, options: ComparisonOptions, notes: list[str]) -> _Uncertainty:
+    if paired.n == 0:
+        notes.append("no paired items: nothing to compare")
+        return _Uncertainty()
+    if paired.n < 2:
+        notes.append("one paired item: no standard error")
+        return _Uncertainty()
+    if paired.clusters is not None and paired.n_clusters < 2:
+        notes.append("fewer than 2 clusters: no clustered standard error")
+        return _Uncertainty()
+    summary = delta_statistics(paired.d, paired.clusters)
+    se = float(summary.se)
+    lower, upper = summary.interval(options.ci_level)
+    # Equal differences leave rounding noise (~1e-17), not a real spread.
+    se_is_zero = se <= 1e-12 * max(1.0, float(np.max(np.abs(paired.d))))
+    if se_is_zero:
+        notes.append(f"all {paired.n} items (or clusters) have the same difference: SE is 0 and the CI collapses")
+        # An MDE of 0 would promise what the data cannot show.
+        return _Uncertainty(se, summary.df, (float(lower), float(upper)), None, True)
+    mde = minimum_detectable_effect(paired.n * se**2, paired.n, options.mde_rates)
+    return _Uncertainty(se, summary.df, (float(lower), float(upper)), mde, False)
 
-    n: int
-    d: np.ndarray
-    clusters: np.ndarray | None
-    options: ComparisonOptions
-    notes: list[str]
 
-    def uncertainty(self) -> dict:
-        empty = {"se": None, "df": None, "ci": None, "mde": None, "se_is_zero": False}
-        if self.n == 0:
-            self.notes.append("no paired items: nothing to compare")
-            return empty
-        if self.n < 2:
-            self.notes.append("one paired item: no standard error")
-            return empty
-        n_clusters = 0 if self.clusters is None else len(set(self.clusters.astype(str)))
-        if self.clusters is not None and n_clusters < 2:
-            self.notes.append("fewer than 2 clusters: no clustered standard error")
-            return empty
-        summary = delta_statistics(self.d, None if self.clusters is None else list(self.clusters))
-        se = float(summary.se)
-        lower, upper = summary.interval(self.options.ci_level)
-        se_is_zero = se == 0.0
-        if se_is_zero:
-            self.notes.append(f"all {self.n} items have the same difference: SE is 0 and the CI collapses")
-        # An MDE of 0 from a zero variance would promise what the data cannot.
-        mde = None if se_is_zero else minimum_detectable_effect(self.n * se**2, self.n, self.options.mde_rates)
-        return {"se": se, "df": summary.df, "ci": (float(lower), float(upper)), "mde": mde, "se_is_zero": se_is_zero}
+def _secondary_test(paired: _Paired, binary: bool, options: ComparisonOptions) -> _SecondaryTest:
+    """Two-sided p of the test that fits the scores (docs/statistics.md table)."""
+    if paired.n == 0:
+        return _SecondaryTest("none", None)
+    if paired.clusters is not None:
+        # Item-level tests assume independent items; flipping the sign of
+        # whole clusters keeps the within-cluster dependence intact.
+        _, codes = np.unique(paired.clusters, return_inverse=True)
+        totals = np.bincount(codes, weights=paired.d)
+        return _SecondaryTest("cluster sign-flip permutation", _sign_flip_p(totals, options))
+    if not np.any(paired.d != 0.0):
+        return _SecondaryTest("none (all differences are zero)", 1.0)
+    if binary:
+        b, c = int(np.sum(paired.d < 0)), int(np.sum(paired.d > 0))
+        return _SecondaryTest("exact McNemar", float(stats.binomtest(c, b + c, 0.5).pvalue))
+    if paired.n < options.permutation_below_n:
+        return _SecondaryTest("sign-flip permutation", _sign_flip_p(paired.d, options))
+    return _SecondaryTest("Wilcoxon signed-rank (zsplit)", float(stats.wilcoxon(paired.d, zero_method="zsplit").pvalue))
 
-    def secondary_test(self, binary: bool) -> dict:
-        """Two-sided p of the test that fits the scores (docs/statistics.md table)."""
-        if self.n == 0:
-            return {"test_name": "none", "p_value": None}
-        if self.clusters is not None:
-            # Item-level tests assume independent items; flipping the sign of
-            # whole clusters keeps the within-cluster dependence intact.
-            _, codes = np.unique(self.clusters.astype(str), return_inverse=True)
-            totals = np.bincount(codes, weights=self.d)
-            return {"test_name": "cluster sign-flip permutation", "p_value": self._sign_flip_p(totals)}
-        if not np.any(self.d != 0.0):
-            return {"test_name": "none (all differences are zero)", "p_value": 1.0}
-        if binary:
-            b, c = int(np.sum(self.d < 0)), int(np.sum(self.d > 0))
-            return {"test_name": "exact McNemar", "p_value": float(stats.binomtest(c, b + c, 0.5).pvalue)}
-        if self.n < self.options.permutation_below_n:
-            return {"test_name": "sign-flip permutation", "p_value": self._sign_flip_p(self.d)}
-        result = stats.wilcoxon(self.d, zero_method="zsplit")
-        return {"test_name": "Wilcoxon signed-rank (zsplit)", "p_value": float(result.pvalue)}
 
-    def _sign_flip_p(self, values: np.ndarray) -> float:
-        if not np.any(values != 0.0):
-            return 1.0
-        result = stats.permutation_test(
-            (values,),
-            lambda x, axis: np.mean(x, axis=axis),
-            permutation_type="samples",
-            vectorized=True,
-            n_resamples=self.options.n_resamples,
-            rng=np.random.default_rng(self.options.seed),
-        )
-        return float(result.pvalue)
+def _sign_flip_p(values: np.ndarray, options: ComparisonOptions) -> float:
+    # One value: its two sign patterns have the same |mean|, so p = 1.
+    if len(values) < 2 or not np.any(values != 0.0):
+        return 1.0
+    result = stats.permutation_test(
+        (values,),
+        lambda x, axis: np.mean(x, axis=axis),
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=options.n_resamples,
+        rng=np.random.default_rng(options.seed),
+    )
+    return float(result.pvalue)
 
-    def bootstrap(self, baseline: np.ndarray, candidate: np.ndarray, binary: bool) -> tuple[float, float] | None:
-        if not self.options.bootstrap:
-            return None
-        if binary or self.clusters is not None or self.n < 3 or np.ptp(self.d) == 0.0:
-            self.notes.append("bootstrap CI skipped: only for continuous, unclustered, non-constant differences")
-            return None
-        result = stats.bootstrap(
-            (candidate, baseline),
-            lambda x, y, axis: np.mean(x - y, axis=axis),
-            paired=True,
-            vectorized=True,
-            method="BCa",
-            confidence_level=self.options.ci_level,
-            n_resamples=self.options.n_resamples,
-            rng=np.random.default_rng(self.options.seed),
-        )
-        lower, upper = float(result.confidence_interval.low), float(result.confidence_interval.high)
-        if math.isnan(lower) or math.isnan(upper):
-            self.notes.append("bootstrap CI undefined (degenerate resamples)")
-            return None
-        return lower, upper
+
+def _bootstrap_ci(
+    baseline: np.ndarray, candidate: np.ndarray, eligible: bool, options: ComparisonOptions, notes: list[str]
+) -> tuple[float, float] | None:
+    """Paired BCa bootstrap CI of mean(d), when asked for and meaningful."""
+    if not options.bootstrap:
+        return None
+    d = candidate - baseline
+    if not eligible or len(d) < 3 or np.ptp(d) == 0.0:
+        notes.append("bootstrap CI skipped: only for continuous, unclustered, non-constant differences")
+        return None
+    result = stats.bootstrap(
+        (candidate, baseline),
+        lambda x, y, axis: np.mean(x - y, axis=axis),
+        paired=True,
+        vectorized=True,
+        method="BCa",
+        confidence_level=options.ci_level,
+        n_resamples=options.n_resamples,
+        rng=np.random.default_rng(options.seed),
+    )
+    lower, upper = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    if math.isnan(lower) or math.isnan(upper):
+        notes.append("bootstrap CI undefined (degenerate resamples)")
+        return None
+    return lower, upper
 
 
 # --- labels and single rates -------------------------------------------------

@@ -214,19 +214,23 @@ def plan_group_sequential(information_fractions: tuple[float, ...], alpha: float
     increments = np.diff(np.concatenate([[0.0], obrien_fleming_spending(t, alpha)]))
     bounds = [float(stats.norm.isf(increments[0]))]
     _, state = _first_look(float(t[0]), 0.0, bounds[0])
-    for t_k, spend in zip(t[1:], increments[1:]):
-        t_k = float(t_k)
-        b_k = optimize.brentq(lambda b: _cross_probability(state, t_k, 0.0, b) - spend, -10.0, 40.0, xtol=1e-10)
-        bounds.append(float(b_k))
-        state = _advance(state, t_k, 0.0, b_k)
+    for t_k, spend in zip(t[1:], increments[1:], strict=True):
+        b_k = _solve_boundary(state, float(t_k), float(spend))
+        bounds.append(b_k)
+        state = _advance(state, float(t_k), 0.0, b_k)
     return GroupSequentialPlan(tuple(float(x) for x in t), alpha, tuple(bounds))
+
+
+def _solve_boundary(state: _Continuation, t: float, spend: float) -> float:
+    """Boundary at t whose crossing probability (given no earlier crossing) is `spend`."""
+    return float(optimize.brentq(lambda b: _cross_probability(state, t, 0.0, b) - spend, -10.0, 40.0, xtol=1e-10))
 
 
 def _success_probability(plan: GroupSequentialPlan, drift: float) -> float:
     """P(crossing some efficacy boundary) when E[W(t)] = drift * t."""
     t = plan.information_fractions
     total, state = _first_look(t[0], drift, plan.boundaries[0])
-    for t_k, b_k in zip(t[1:], plan.boundaries[1:]):
+    for t_k, b_k in zip(t[1:], plan.boundaries[1:], strict=True):
         total += _cross_probability(state, t_k, drift, b_k)
         state = _advance(state, t_k, drift, b_k)
     return total

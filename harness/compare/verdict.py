@@ -186,7 +186,10 @@ def _decide_zero_variance(comparison: PairedComparison, policy: MetricPolicy, or
         return _verdict(comparison, policy, Verdict.INCONCLUSIVE, reason, None)
     z = float(stats.norm.isf(policy.alpha))
     share_bound = z**2 / (comparison.n + z**2)
-    oriented = (oriented_mean - share_bound * (1.0 + oriented_mean), oriented_mean + share_bound * (1.0 - oriented_mean))
+    oriented = (
+        oriented_mean - share_bound * (1.0 + oriented_mean),
+        oriented_mean + share_bound * (1.0 - oriented_mean),
+    )
     natural = oriented if policy.higher_is_better else (-oriented[1], -oriented[0])
     verdict = classify(*oriented, policy.margin)
     reason = f"{prefix}; Wilson bound on items that could differ gives {fmt.interval(natural)}, {fmt.outcome(verdict)}"
@@ -370,11 +373,15 @@ def _holm(checks: Sequence[GuardrailCheck], fwer: float) -> tuple[GuardrailOutco
     if not checks:
         return ()
     reject, adjusted, _, _ = multipletests([c.p_value for c in checks], alpha=fwer, method="holm")
-    return tuple(GuardrailOutcome(c, float(p), bool(r) and c.worsened) for c, p, r in zip(checks, adjusted, reject))
+    return tuple(
+        GuardrailOutcome(c, float(p), bool(r) and c.worsened) for c, p, r in zip(checks, adjusted, reject, strict=True)
+    )
 
 
 def _benjamini_hochberg(checks: Sequence[GuardrailCheck], q: float) -> tuple[GuardrailOutcome, ...]:
     if not checks:
         return ()
     adjusted = stats.false_discovery_control([c.p_value for c in checks], method="bh")
-    return tuple(GuardrailOutcome(c, float(p), bool(p <= q) and c.worsened) for c, p in zip(checks, adjusted))
+    return tuple(
+        GuardrailOutcome(c, float(p), bool(p <= q) and c.worsened) for c, p in zip(checks, adjusted, strict=True)
+    )

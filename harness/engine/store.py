@@ -13,7 +13,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from harness.engine.providers.base import Completion
 
@@ -23,8 +23,8 @@ STATES = (QUEUED, PROCESSING, SUCCEEDED, FAILED_RETRYABLE, FAILED_TERMINAL)
 FINAL_STATES = (SUCCEEDED, FAILED_TERMINAL)
 
 
-def _migration_1(db: sqlite3.Connection) -> None:
-    db.executescript("""
+# Each migration is a SQL script; it runs in one transaction together with the version bump.
+_MIGRATION_1 = """
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         CREATE TABLE requests (
             request_id TEXT PRIMARY KEY,
@@ -61,10 +61,9 @@ def _migration_1(db: sqlite3.Connection) -> None:
             detail TEXT,
             PRIMARY KEY (request_id, scorer)
         );
-    """)
+"""
 
-
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1]
+MIGRATIONS: list[str] = [_MIGRATION_1]
 
 
 @dataclass(frozen=True)
@@ -115,10 +114,9 @@ class RunStore:
 
     def _migrate(self) -> None:
         current = self.db.execute("PRAGMA user_version").fetchone()[0]
-        for number, migration in enumerate(MIGRATIONS[current:], start=current + 1):
-            with self._transaction():
-                migration(self.db)
-                self.db.execute(f"PRAGMA user_version={number}")
+        for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
+            # executescript commits on its own, so BEGIN/COMMIT are part of the script.
+            self.db.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version={number}; COMMIT;")
 
     def _transaction(self):
         return _Transaction(self.db)

@@ -35,14 +35,17 @@ class AnthropicMessagesProvider:
         messages = [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"]
         if not messages:
             messages = [{"role": "user", "content": request.prompt or ""}]
-        body: dict[str, Any] = {"model": self.target.model, "messages": messages,
-                                "max_tokens": params.max_tokens, "temperature": params.temperature}
+        body: dict[str, Any] = {"model": self.target.model, "messages": messages, "max_tokens": params.max_tokens}
         if system:
             body["system"] = system
         if params.stop:
             body["stop_sequences"] = params.stop
-        if params.top_p is not None:
-            body["top_p"] = params.top_p
+        # anthropic 2.x dropped sampling arguments from create() (newer models reject them); send
+        # them as raw body fields, and only when the suite sets them, for the models that take them.
+        sampling = {name: getattr(params, name) for name in ("temperature", "top_p")
+                    if name in params.model_fields_set and getattr(params, name) is not None}
+        if sampling:
+            body["extra_body"] = sampling
         return body
 
     async def complete(self, request: ProviderRequest) -> Completion:
@@ -50,7 +53,7 @@ class AnthropicMessagesProvider:
             raw = await self.client.messages.with_raw_response.create(
                 **self._body(request), timeout=request.timeout_s,
                 extra_headers={"X-Evalbatch-Request-Id": request.request_id})
-            message = raw.parse()
+            message = await raw.parse()  # anthropic 2.x: async raw responses
         except anthropic.APITimeoutError:
             raise ProviderError(f"timed out after {request.timeout_s:g} s", kind="transient") from None
         except anthropic.APIConnectionError as exc:

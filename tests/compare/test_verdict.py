@@ -1,0 +1,226 @@
+"""Non-inferiority verdicts, reasons, and the combination with guardrails and slices."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+from harness.compare.paired import PairedComparison, PairedScores, compare_paired
+from harness.compare.power import items_for_non_inferiority
+from harness.compare.verdict import (
+    GatePolicy,
+    GuardrailCheck,
+    MetricPolicy,
+    MetricVerdict,
+    Verdict,
+    classify,
+    combine,
+    decide,
+    guardrail_check,
+    worst,
+)
+
+ACCURACY = MetricPolicy("accuracy")
+BIG_DF = 10**9  # makes the t quantile the normal one, so the expected CIs are easy to write
+
+
+def comparison_with(mean_delta: float, se: float, n: int = 1000) -> PairedComparison:
+    """A real comparison whose estimate is then set to the numbers a test needs."""
+    rng = np.random.default_rng(0)
+    baseline = rng.uniform(0, 1, n)
+    template = compare_paired(PairedScores(baseline, np.clip(baseline + rng.normal(0, 0.1, n), 0, 1)))
+    return replace(template, mean_delta=mean_delta, se=se, df=BIG_DF)
+
+
+@pytest.mark.parametrize(
+    ("lower", "upper", "expected"),
+    [
+        (0.01, 0.03, Verdict.PASS),
+        (-0.019, 0.01, Verdict.PASS),
+        (-0.019, -0.001, Verdict.WARN),
+        (-0.05, -0.021, Verdict.FAIL),
+        (-0.03, 0.01, Verdict.INCONCLUSIVE),
+        (-0.03, -0.01, Verdict.INCONCLUSIVE),
+        (-0.02, 0.01, Verdict.INCONCLUSIVE),  # touching the margin is not clearing it
+    ],
+)
+def test_classify_follows_the_definitions(lower: float, upper: float, expected: Verdict) -> None:
+    assert classify(lower, upper, 0.02) is expected
+
+
+def test_classify_is_vectorised() -> None:
+    verdicts = classify(np.array([0.01, -0.05, -0.019]), np.array([0.03, -0.021, -0.001]), 0.02)
+    assert list(verdicts) == [Verdict.PASS, Verdict.FAIL, Verdict.WARN]
+
+
+def test_fail_reason_reads_like_a_sentence() -> None:
+    verdict = decide(comparison_with(-0.041, 0.0097), ACCURACY)
+    assert verdict.verdict is Verdict.FAIL
+    assert verdict.reason.startswith("accuracy -4.1 pts, 95% CI [-6.0, -2.2], below the -2 pts margin")
+    assert verdict.ci == pytest.approx((-0.041 - 1.959964 * 0.0097, -0.041 + 1.959964 * 0.0097))
+    assert verdict.items_needed is None
+
+
+def test_warn_pass_and_inconclusive() -> None:
+    warn = decide(comparison_with(-0.01, 0.004), ACCURACY)
+    assert warn.verdict is Verdict.WARN
+    assert "significantly worse, but within the -2 pts margin" in warn.reason
+
+    passed = decide(comparison_with(0.002, 0.008), ACCURACY)
+    assert passed.verdict is Verdict.PASS
+    assert "non-inferior" in passed.reason
+
+    unsure = decide(comparison_with(-0.005, 0.01), ACCURACY)
+    assert unsure.verdict is Verdict.INCONCLUSIVE
+    assert "straddles the -2 pts margin" in unsure.reason
+
+
+def test_lower_is_better_flips_the_signs() -> None:
+    policy = MetricPolicy("refusal rate", higher_is_better=False)
+    worse = decide(comparison_with(+0.041, 0.0097), policy)
+    assert worse.verdict is Verdict.FAIL
+    assert worse.reason.startswith("refusal rate +4.1 pts, 95% CI [+2.2, +6.0], above the +2 pts margin")
+    assert decide(comparison_with(-0.041, 0.0097), policy).verdict is Verdict.PASS
+    assert decide(comparison_with(+0.01, 0.004), policy).verdict is Verdict.WARN
+
+
+def test_alpha_sets_the_interval_level() -> None:
+    policy = MetricPolicy("accuracy", alpha=0.05)
+    verdict = decide(comparison_with(-0.005, 0.008), policy)
+    assert verdict.ci_level == pytest.approx(0.90)
+    assert "90% CI" in verdict.reason
+    assert verdict.ci[0] == pytest.approx(-0.005 - stats.norm.isf(0.05) * 0.008)
+
+
+def test_inconclusive_says_how_many_more_items_for_binary_scores() -> None:
+    rng = np.random.default_rng(1)
+    n, flip_rate = 400, 0.10
+    u = rng.random(n)
+    baseline = (rng.random(n) < 0.7).astype(int)
+    candidate = baseline.copy()
+    flipped = u < flip_rate
+    candidate[flipped] = 1 - candidate[flipped]
+    comparison = compare_paired(PairedScores(baseline, candidate))
+    verdict = decide(comparison, ACCURACY)
+    assert verdict.verdict is Verdict.INCONCLUSIVE
+    # var(d) under no true difference is the observed flip rate (n/(n-1) aside).
+    psi = comparison.discordant.flip_rate
+    assert verdict.items_needed == pytest.approx(items_for_non_inferiority(psi, 0.02), rel=0.01)
+    assert verdict.more_items_needed == verdict.items_needed - n
+    assert f"({verdict.more_items_needed} more)" in verdict.reason
+
+
+def test_inconclusive_for_continuous_scores_uses_the_observed_variance() -> None:
+    comparison = comparison_with(0.0, 0.015, n=300)
+    verdict = decide(comparison, ACCURACY)
+    assert verdict.verdict is Verdict.INCONCLUSIVE
+    assert verdict.items_needed == items_for_non_inferiority(300 * 0.015**2, 0.02)
+
+
+def test_edge_cases_are_inconclusive_with_a_reason() -> None:
+    empty = decide(compare_paired(PairedScores([], [])), ACCURACY)
+    assert empty.verdict is Verdict.INCONCLUSIVE and "no paired items" in empty.reason
+    single = decide(compare_paired(PairedScores([1], [1])), ACCURACY)
+    assert single.verdict is Verdict.INCONCLUSIVE and "no standard error" in single.reason
+
+
+def test_identical_runs_need_enough_items_before_they_pass() -> None:
+    """SE = 0: a Wilson bound on the share of items that could differ replaces the point CI."""
+    few = np.array([1, 0, 1] * 10)
+    small = decide(compare_paired(PairedScores(few, few.copy())), ACCURACY)
+    assert small.verdict is Verdict.INCONCLUSIVE
+    z = stats.norm.isf(0.025)
+    assert small.items_needed == int(np.floor(z**2 * 0.98 / 0.02)) + 1  # Wilson upper 0/n < 2 pts
+    assert "Wilson" in small.reason
+
+    many = np.tile([1, 0, 1, 1], 100)
+    large = decide(compare_paired(PairedScores(many, many.copy())), ACCURACY)
+    assert large.verdict is Verdict.PASS
+    assert large.ci[0] == pytest.approx(-(z**2) / (400 + z**2))
+
+    # Every item improved by exactly 10 points: the Wilson bound still clears the margin.
+    baseline = np.linspace(0.05, 0.85, 60)
+    shifted = decide(compare_paired(PairedScores(baseline, baseline + 0.1)), ACCURACY)
+    assert shifted.verdict is Verdict.PASS
+    share = z**2 / (60 + z**2)
+    assert shifted.ci == pytest.approx((0.1 - share * 1.1, 0.1 + share * 0.9))
+
+    constant = np.linspace(0.1, 0.5, 50)
+    unbounded = decide(compare_paired(PairedScores(constant * 10, constant * 10)), ACCURACY)
+    assert unbounded.verdict is Verdict.INCONCLUSIVE
+
+
+# --- combining -------------------------------------------------------------------------
+
+
+def metric(verdict: Verdict, name: str = "accuracy") -> MetricVerdict:
+    template = decide(comparison_with(0.002, 0.008), MetricPolicy(name))
+    return replace(template, verdict=verdict)
+
+
+def test_overall_is_the_worst_primary() -> None:
+    assert worst([Verdict.PASS, Verdict.WARN, Verdict.INCONCLUSIVE]) is Verdict.INCONCLUSIVE
+    assert worst([Verdict.INCONCLUSIVE, Verdict.FAIL]) is Verdict.FAIL
+    gate = combine([metric(Verdict.PASS), metric(Verdict.WARN, "f1")])
+    assert gate.verdict is Verdict.WARN
+    assert len(gate.reasons) == 2 and gate.reasons[1].startswith("WARN: ")
+    assert combine([]).verdict is Verdict.INCONCLUSIVE
+
+
+def test_guardrails_use_holm_and_only_alarm_when_worse() -> None:
+    checks = [
+        GuardrailCheck("refusals", 0.012, worsened=True),
+        GuardrailCheck("invalid json", 0.03, worsened=True),
+        GuardrailCheck("empty output", 0.001, worsened=False),  # significant, but it improved
+        GuardrailCheck("latency", 0.5, worsened=True),
+    ]
+    gate = combine([metric(Verdict.PASS)], checks)
+    reject, adjusted, _, _ = multipletests([c.p_value for c in checks], alpha=0.05, method="holm")
+    np.testing.assert_allclose([g.adjusted_p for g in gate.guardrails], adjusted)
+    # Holm by hand: sorted p times (m - rank), running maximum.
+    np.testing.assert_allclose(
+        sorted(adjusted), np.maximum.accumulate(np.sort([0.001, 0.012, 0.03, 0.5]) * [4, 3, 2, 1])
+    )
+    assert [g.alarmed for g in gate.guardrails] == [True, False, False, False]
+    assert not reject[1]  # 0.03 alarms unadjusted, not after Holm
+    assert gate.verdict is Verdict.WARN
+    assert any("guardrail refusals worsened" in reason for reason in gate.reasons)
+
+
+def test_blocking_guardrail_fails_the_gate_but_never_improves_it() -> None:
+    safety = GuardrailCheck("safety", 0.001, worsened=True, blocking=True)
+    assert combine([metric(Verdict.PASS)], [safety]).verdict is Verdict.FAIL
+    harmless = GuardrailCheck("refusals", 0.001, worsened=True)
+    assert combine([metric(Verdict.FAIL)], [harmless]).verdict is Verdict.FAIL
+    assert combine([metric(Verdict.INCONCLUSIVE)], [harmless]).verdict is Verdict.INCONCLUSIVE
+
+
+def test_slices_are_bh_corrected_warnings_only() -> None:
+    slices = [GuardrailCheck(f"slice-{i}", p, worsened=True) for i, p in enumerate([0.004, 0.02, 0.03, 0.2, 0.6])]
+    gate = combine([metric(Verdict.PASS)], slice_results=slices, policy=GatePolicy(slice_fdr=0.10))
+    adjusted = stats.false_discovery_control([s.p_value for s in slices], method="bh")
+    np.testing.assert_allclose([s.adjusted_p for s in gate.slices], adjusted)
+    # BH by hand: p * m / rank, running minimum from the largest p down.
+    by_hand = np.minimum.accumulate((np.array([0.004, 0.02, 0.03, 0.2, 0.6]) * 5 / np.arange(1, 6))[::-1])[::-1]
+    np.testing.assert_allclose(adjusted, by_hand)
+    assert [s.alarmed for s in gate.slices] == [True, True, True, False, False]
+    assert len(gate.warnings) == 3 and gate.warnings[0].startswith("slice slice-0 worsened")
+    assert gate.verdict is Verdict.PASS
+
+
+def test_guardrail_check_from_a_comparison() -> None:
+    baseline = np.zeros(500, dtype=int)
+    candidate = baseline.copy()
+    candidate[:30] = 1  # refusal rate 0% -> 6%
+    check = guardrail_check(
+        compare_paired(PairedScores(baseline, candidate)), MetricPolicy("refusals", higher_is_better=False)
+    )
+    assert check.worsened
+    assert check.p_value == pytest.approx(stats.binomtest(30, 30).pvalue)
+    assert "refusals +6.0 pts" in check.summary
+    empty = guardrail_check(compare_paired(PairedScores([], [])), MetricPolicy("refusals"), blocking=True)
+    assert empty.p_value == 1.0 and not empty.worsened and empty.blocking

@@ -1,0 +1,154 @@
+"""The real openai and anthropic clients against the fake server on 127.0.0.1, through the engine:
+retries on 429/5xx/529/timeouts/malformed bodies, none on 4xx, Retry-After honoured."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from harness.testing.fake_server import FakeLLMServer, FaultRule, keyword_replier
+from tests.conftest import TICKET_REPLIES, base_suite
+
+
+def _results(project) -> dict[str, dict]:
+    [run_dir] = project.run_dirs()
+    lines = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    return {line["item_id"]: line for line in lines}
+
+
+@pytest.fixture(params=["openai", "anthropic"])
+def provider(request, monkeypatch):
+    if request.param == "anthropic":
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-key-never-stored")
+    return request.param
+
+
+def _serve(*faults: FaultRule, latency_s: float = 0.0) -> FakeLLMServer:
+    return FakeLLMServer(keyword_replier(TICKET_REPLIES), list(faults), latency_s).start()
+
+
+def test_clean_run_scores_every_item(project, cli, provider):
+    server = _serve()
+    try:
+        project.write_suite(base_suite(server.base_url, provider))
+        result = cli("run", str(project.suite_path))
+    finally:
+        server.stop()
+    assert result.exit_code == 0, result.output
+    results = _results(project)
+    assert {r["state"] for r in results.values()} == {"succeeded"}
+    assert results["a1"]["output"] == "billing"
+    assert results["a1"]["scores"]["accuracy"]["value"] == 1.0
+    assert results["a6"]["scores"]["accuracy"]["value"] == 0.0  # the server answers "bug"
+    assert results["a1"]["input_tokens"] > 0
+    assert "accuracy" in result.output and "0.833" in result.output
+    assert server.log.total == 6
+
+
+@pytest.mark.parametrize("status", [429, 500, 503, 529])
+def test_transient_statuses_are_retried(project, cli, provider, status):
+    server = _serve(FaultRule(status=status, times=2, match="billed", retry_after=0.05))
+    try:
+        project.write_suite(base_suite(server.base_url, provider))
+        result = cli("run", str(project.suite_path))
+    finally:
+        server.stop()
+    assert result.exit_code == 0, result.output
+    item = _results(project)["a1"]
+    assert item["state"] == "succeeded" and item["attempts"] == 3
+    assert sum(server.log.attempts.values()) == 8  # 5 clean items + 3 attempts for a1
+
+
+def test_retry_after_is_honoured(project, cli, provider):
+    server = _serve(FaultRule(status=429, times=1, match="billed", retry_after=1.0))
+    try:
+        project.write_suite(base_suite(server.base_url, provider))
+        started = time.monotonic()
+        result = cli("run", str(project.suite_path))
+        elapsed = time.monotonic() - started
+    finally:
+        server.stop()
+    assert result.exit_code == 0, result.output
+    assert _results(project)["a1"]["attempts"] == 2
+    # backoff_max_s is 0.05 in the suite: only the server's Retry-After can explain a 1 s wait.
+    assert elapsed >= 1.0
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+def test_client_errors_are_terminal(project, cli, provider, status):
+    server = _serve(FaultRule(status=status, times=99, match="billed"))
+    try:
+        project.write_suite(base_suite(server.base_url, provider))
+        result = cli("run", str(project.suite_path))
+    finally:
+        server.stop()
+    assert result.exit_code == 1, result.output
+    item = _results(project)["a1"]
+    assert item["state"] == "failed_terminal" and item["attempts"] == 1
+    assert f"HTTP {status}" in item["error"]
+    assert "--retry-failed" in result.output
+
+
+def test_context_length_and_quota_errors_are_not_retried(project, cli, provider):
+    server = _serve(
+        FaultRule(status=400, times=99, match="billed",
+                  error_body={"error": {"message": "maximum context length exceeded", "code": "context_length_exceeded"}}),
+        FaultRule(status=429, times=99, match="crashes",
+                  error_body={"error": {"message": "You exceeded your quota", "code": "insufficient_quota"}}))
+    try:
+        project.write_suite(base_suite(server.base_url, provider))
+        cli("run", str(project.suite_path))
+    finally:
+        server.stop()
+    results = _results(project)
+    assert results["a1"]["state"] == results["a2"]["state"] == "failed_terminal"
+    assert results["a1"]["attempts"] == results["a2"]["attempts"] == 1
+
+
+def test_retries_stop_at_the_cap(project, cli, provider):
+    server = _serve(FaultRule(status=503, times=99, match="billed"))
+    try:
+        project.write_suite(base_suite(server.base_url, provider))
+        result = cli("run", str(project.suite_path))
+    finally:
+        server.stop()
+    assert result.exit_code == 1
+    item = _results(project)["a1"]
+    assert item["state"] == "failed_terminal" and item["attempts"] == 3  # 1 + max_retries 2
+    assert server.log.attempts and max(server.log.attempts.values()) == 3
+
+
+def test_slow_reply_times_out_and_is_retried(project, cli, provider):
+    server = _serve(FaultRule(delay_s=3.0, times=1, match="billed"))
+    try:
+        suite = base_suite(server.base_url, provider)
+        suite["engine"]["timeout_s"] = 0.5
+        project.write_suite(suite)
+        result = cli("run", str(project.suite_path))
+    finally:
+        server.stop()
+    assert result.exit_code == 0, result.output
+    item = _results(project)["a1"]
+    assert item["state"] == "succeeded" and item["attempts"] == 2
+
+
+def test_malformed_body_is_retried(project, cli, provider):
+    server = _serve(FaultRule(malformed=True, times=1, match="billed"))
+    try:
+        project.write_suite(base_suite(server.base_url, provider))
+        result = cli("run", str(project.suite_path))
+    finally:
+        server.stop()
+    assert result.exit_code == 0, result.output
+    assert _results(project)["a1"]["attempts"] == 2
+
+
+def test_connection_refused_is_transient_then_terminal(project, cli, provider):
+    project.write_suite(base_suite("http://127.0.0.1:9", provider))  # nothing listens on port 9
+    result = cli("run", str(project.suite_path))
+    assert result.exit_code == 1
+    item = _results(project)["a1"]
+    assert item["state"] == "failed_terminal" and item["attempts"] == 3
+    assert "connection error" in item["error"]
