@@ -21,7 +21,7 @@ from one distribution JS already exceeds 0.11 one time in twenty.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -125,24 +125,42 @@ def measure_signal(item: DriftInput, policy: DriftPolicy = DriftPolicy()) -> Dri
     """Test, effect size and calibrated threshold for one signal (no BH, no alarm)."""
     if item.paired and len(item.reference) != len(item.current):
         raise ValueError(f"{item.name}: paired samples differ in length ({len(item.reference)} vs {len(item.current)})")
-    rng = np.random.default_rng(policy.seed)
     measure = {SignalKind.LABELS: _labels, SignalKind.RATE: _rate, SignalKind.CONTINUOUS: _continuous}[item.kind]
-    return measure(item, policy, rng)
+    return measure(item, _PermutationNull(policy, np.random.default_rng(policy.seed)))
 
 
-def _null_threshold(null_effects: np.ndarray, policy: DriftPolicy) -> float:
-    return float(np.quantile(null_effects, policy.null_quantile))
+# Permutations are drawn in batches of at most this many cells (permutations x
+# values), so that windows of 10^5 outputs need tens of MB, not gigabytes.
+_BATCH_CELLS = 2_000_000
 
 
-def _swap_masks(n: int, policy: DriftPolicy, rng: np.random.Generator) -> np.ndarray:
-    """Paired null: each pair is swapped with probability 1/2 (permutations x n)."""
-    return rng.random((policy.n_permutations, n)) < 0.5
+@dataclass(frozen=True)
+class _PermutationNull:
+    """Effect sizes under exchange of the two samples, drawn in memory-bounded batches."""
 
+    policy: DriftPolicy
+    rng: np.random.Generator
 
-def _shuffled_groups(n_ref: int, n_cur: int, policy: DriftPolicy, rng: np.random.Generator) -> np.ndarray:
-    """Unpaired null: which pooled values land in the reference (permutations x pooled)."""
-    labels = np.concatenate([np.ones(n_ref, dtype=bool), np.zeros(n_cur, dtype=bool)])
-    return rng.permuted(np.tile(labels, (policy.n_permutations, 1)), axis=1)
+    def paired(self, n: int, effect: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """`effect(swapped)`: swapped is a (batch, n) mask, True where a pair trades places."""
+        return self._draw(n, lambda size: self.rng.random((size, n)) < 0.5, effect)
+
+    def unpaired(self, n_ref: int, n_cur: int, effect: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """`effect(in_reference)`: a (batch, n_ref + n_cur) mask of pooled values dealt to the reference."""
+        labels = np.concatenate([np.ones(n_ref, dtype=bool), np.zeros(n_cur, dtype=bool)])
+        return self._draw(labels.size, lambda size: self.rng.permuted(np.tile(labels, (size, 1)), axis=1), effect)
+
+    def threshold(self, null_effects: np.ndarray) -> float:
+        return float(np.quantile(null_effects, self.policy.null_quantile))
+
+    def _draw(self, width: int, masks: Callable[[int], np.ndarray], effect: Callable[[np.ndarray], np.ndarray]):
+        batch = max(1, _BATCH_CELLS // max(1, width))
+        chunks, remaining = [], self.policy.n_permutations
+        while remaining > 0:
+            size = min(batch, remaining)
+            chunks.append(np.atleast_1d(effect(masks(size))))
+            remaining -= size
+        return np.concatenate(chunks)
 
 
 def _empty_signal(item: DriftInput, effect_name: str, n_ref: int, n_cur: int) -> DriftSignal:
@@ -179,7 +197,7 @@ def _signal(
 # --- labels ---------------------------------------------------------------------
 
 
-def _labels(item: DriftInput, policy: DriftPolicy, rng: np.random.Generator) -> DriftSignal:
+def _labels(item: DriftInput, null: _PermutationNull) -> DriftSignal:
     reference = [str(x) for x in item.reference]
     current = [str(x) for x in item.current]
     if not reference or not current:
@@ -188,24 +206,29 @@ def _labels(item: DriftInput, policy: DriftPolicy, rng: np.random.Generator) -> 
     index = {label: i for i, label in enumerate(categories)}
     ref_onehot = np.eye(len(categories))[[index[x] for x in reference]]
     cur_onehot = np.eye(len(categories))[[index[x] for x in current]]
-    effect = _js_distance(ref_onehot.sum(axis=0), cur_onehot.sum(axis=0))
+    ref_counts, cur_counts = ref_onehot.sum(axis=0), cur_onehot.sum(axis=0)
+    effect = _js_distance(ref_counts, cur_counts)
 
     if item.paired:
-        test = stuart_maxwell(reference, current)
-        test_name, p_value = "Stuart-Maxwell", test.p_value
-        swaps = _swap_masks(len(reference), policy, rng).astype(float)
-        moved = swaps @ (cur_onehot - ref_onehot)
-        null = _js_distance(ref_onehot.sum(axis=0) + moved, cur_onehot.sum(axis=0) - moved)
+        test_name, p_value = "Stuart-Maxwell", stuart_maxwell(reference, current).p_value
+
+        def null_effect(swapped: np.ndarray) -> np.ndarray:
+            moved = swapped.astype(float) @ (cur_onehot - ref_onehot)
+            return _js_distance(ref_counts + moved, cur_counts - moved)
+
+        null_effects = null.paired(len(reference), null_effect)
     else:
         test_name, p_value = "chi-square contingency", 1.0
-        counts = np.vstack([ref_onehot.sum(axis=0), cur_onehot.sum(axis=0)])
         if len(categories) > 1:
-            p_value = float(stats.chi2_contingency(counts).pvalue)
-        in_reference = _shuffled_groups(len(reference), len(current), policy, rng).astype(float)
+            p_value = float(stats.chi2_contingency(np.vstack([ref_counts, cur_counts])).pvalue)
         pooled = np.vstack([ref_onehot, cur_onehot])
-        null_ref = in_reference @ pooled
-        null = _js_distance(null_ref, pooled.sum(axis=0) - null_ref)
-    threshold = _null_threshold(null, policy)
+
+        def null_effect(in_reference: np.ndarray) -> np.ndarray:
+            dealt = in_reference.astype(float) @ pooled
+            return _js_distance(dealt, pooled.sum(axis=0) - dealt)
+
+        null_effects = null.unpaired(len(reference), len(current), null_effect)
+    threshold = null.threshold(null_effects)
     return _signal(
         item, test_name, p_value, ("Jensen-Shannon distance", effect, threshold), (len(reference), len(current))
     )
@@ -227,7 +250,7 @@ def _as_flags(values: Sequence | np.ndarray) -> np.ndarray:
     return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
 
 
-def _rate(item: DriftInput, policy: DriftPolicy, rng: np.random.Generator) -> DriftSignal:
+def _rate(item: DriftInput, null: _PermutationNull) -> DriftSignal:
     reference, current = _as_flags(item.reference), _as_flags(item.current)
     if item.paired:
         keep = ~(np.isnan(reference) | np.isnan(current))
@@ -242,23 +265,29 @@ def _rate(item: DriftInput, policy: DriftPolicy, rng: np.random.Generator) -> Dr
         comparison = compare_paired(PairedScores(reference, current))
         test_name, p_value = comparison.test_name, comparison.p_value
         effect_ci = comparison.ci
-        moved = _swap_masks(len(reference), policy, rng).astype(float) @ (current - reference)
-        null = np.abs((current.sum() - moved) - (reference.sum() + moved)) / len(reference)
+
+        def null_effect(swapped: np.ndarray) -> np.ndarray:
+            moved = swapped.astype(float) @ (current - reference)
+            return np.abs((current.sum() - moved) - (reference.sum() + moved)) / len(reference)
+
+        null_effects = null.paired(len(reference), null_effect)
     else:
         k_ref, k_cur = int(reference.sum()), int(current.sum())
         table = [[k_cur, len(current) - k_cur], [k_ref, len(reference) - k_ref]]
         test_name, p_value = "Fisher exact", float(stats.fisher_exact(table).pvalue)
         effect_ci = _newcombe_interval((k_cur, len(current)), (k_ref, len(reference)))
         pooled = np.concatenate([reference, current])
-        in_reference = _shuffled_groups(len(reference), len(current), policy, rng)
-        null_ref_rate = (in_reference @ pooled) / len(reference)
-        null_cur_rate = (pooled.sum() - in_reference @ pooled) / len(current)
-        null = np.abs(null_cur_rate - null_ref_rate)
+
+        def null_effect(in_reference: np.ndarray) -> np.ndarray:
+            dealt = in_reference @ pooled
+            return np.abs((pooled.sum() - dealt) / len(current) - dealt / len(reference))
+
+        null_effects = null.unpaired(len(reference), len(current), null_effect)
     return _signal(
         item,
         test_name,
         1.0 if p_value is None else p_value,
-        ("|rate difference|", abs(difference), _null_threshold(null, policy)),
+        ("|rate difference|", abs(difference), null.threshold(null_effects)),
         (len(reference), len(current)),
         effect_ci=effect_ci,
         note=f"current - reference rate = {difference:+.4f}",
@@ -280,7 +309,7 @@ def _newcombe_interval(current: tuple[int, int], reference: tuple[int, int]) -> 
 # --- continuous -------------------------------------------------------------------
 
 
-def _continuous(item: DriftInput, policy: DriftPolicy, rng: np.random.Generator) -> DriftSignal:
+def _continuous(item: DriftInput, null: _PermutationNull) -> DriftSignal:
     reference = np.asarray(item.reference, dtype=float)
     current = np.asarray(item.current, dtype=float)
     if item.paired:
@@ -300,19 +329,22 @@ def _continuous(item: DriftInput, policy: DriftPolicy, rng: np.random.Generator)
         if np.any(differences != 0.0):
             p_value = float(stats.wilcoxon(differences, zero_method="zsplit").pvalue)
         test_name = "Wilcoxon signed-rank (zsplit)"
-        swaps = _swap_masks(len(reference), policy, rng)
-        null_ref = np.sort(np.where(swaps, current, reference), axis=1)
-        null_cur = np.sort(np.where(swaps, reference, current), axis=1)
-        # Equal sample sizes: W1 is the mean gap between matching order statistics.
-        null = np.abs(null_ref - null_cur).mean(axis=1) / scale
+
+        def null_effect(swapped: np.ndarray) -> np.ndarray:
+            # Equal sample sizes: W1 is the mean gap between matching order statistics.
+            ref_sorted = np.sort(np.where(swapped, current, reference), axis=1)
+            cur_sorted = np.sort(np.where(swapped, reference, current), axis=1)
+            return np.abs(ref_sorted - cur_sorted).mean(axis=1) / scale
+
+        null_effects = null.paired(len(reference), null_effect)
     else:
         test_name, p_value = "Kolmogorov-Smirnov", float(stats.ks_2samp(reference, current).pvalue)
-        null = _unpaired_wasserstein_null(reference, current, policy, rng) / scale
+        null_effects = null.unpaired(len(reference), len(current), _wasserstein_of_split(reference, current)) / scale
     return _signal(
         item,
         test_name,
         p_value,
-        (effect_name, effect, _null_threshold(null, policy)),
+        (effect_name, effect, null.threshold(null_effects)),
         (len(reference), len(current)),
         note=f"mean {reference.mean():.4g} -> {current.mean():.4g}",
     )
@@ -326,14 +358,20 @@ def _reference_scale(reference: np.ndarray, current: np.ndarray) -> float:
     return 1.0
 
 
-def _unpaired_wasserstein_null(
-    reference: np.ndarray, current: np.ndarray, policy: DriftPolicy, rng: np.random.Generator
-) -> np.ndarray:
-    """W1 between reshuffled groups: integral of |F_ref - F_cur| over the pooled sorted values."""
+def _wasserstein_of_split(reference: np.ndarray, current: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """W1 between the two groups of a re-dealt pooled sample, for many deals at once.
+
+    W1 is the integral of |F_ref - F_cur| over the pooled sorted values, so one
+    sort of the pooled sample serves every permutation.
+    """
     pooled = np.concatenate([reference, current])
     order = np.argsort(pooled, kind="stable")
     gaps = np.diff(pooled[order])
-    in_reference = _shuffled_groups(len(reference), len(current), policy, rng)[:, order]
-    cdf_ref = np.cumsum(in_reference, axis=1)[:, :-1] / len(reference)
-    cdf_cur = np.cumsum(~in_reference, axis=1)[:, :-1] / len(current)
-    return np.abs(cdf_ref - cdf_cur) @ gaps
+
+    def distance(in_reference: np.ndarray) -> np.ndarray:
+        dealt = in_reference[:, order]
+        cdf_ref = np.cumsum(dealt, axis=1)[:, :-1] / len(reference)
+        cdf_cur = np.cumsum(~dealt, axis=1)[:, :-1] / len(current)
+        return np.abs(cdf_ref - cdf_cur) @ gaps
+
+    return distance

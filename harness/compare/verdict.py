@@ -195,10 +195,12 @@ def _decide_zero_variance(comparison: PairedComparison, policy: MetricPolicy, or
     reason = f"{prefix}; Wilson bound on items that could differ gives {fmt.interval(natural)}, {fmt.outcome(verdict)}"
     needed = None
     if verdict is Verdict.INCONCLUSIVE:
-        # Smallest n whose bound z^2/(n+z^2) clears the margin.
-        allowed_share = (oriented_mean + policy.margin) / (1.0 + oriented_mean)
-        needed = math.floor(z**2 * (1.0 - allowed_share) / allowed_share) + 1 if allowed_share > 0.0 else None
-        reason += "; " + fmt.more_items(needed, comparison.n)
+        # Smallest n whose bound z^2/(n+z^2) clears the margin; none exists
+        # when every item already got worse by the margin or more.
+        if oriented_mean > -policy.margin:
+            allowed_share = (oriented_mean + policy.margin) / (1.0 + oriented_mean)
+            needed = math.floor(z**2 * (1.0 - allowed_share) / allowed_share) + 1
+        reason += "; " + fmt.more_items(needed, comparison.n, "if further items change the same way")
     return _verdict(comparison, policy, verdict, reason, needed, natural)
 
 
@@ -256,7 +258,7 @@ class _Formatter:
             Verdict.INCONCLUSIVE: f"straddles {self.margin()}",
         }[verdict]
 
-    def more_items(self, needed: int | None, n: int) -> str:
+    def more_items(self, needed: int | None, n: int, premise: str = "if the true difference is 0") -> str:
         if needed is None:
             return "no number of items can show non-inferiority at this estimate"
         if needed <= n:
@@ -264,7 +266,7 @@ class _Formatter:
                 f"{n} items already exceed the {needed} planned for a true difference of 0: "
                 "the estimate itself is close to the margin"
             )
-        return f"about {needed} items ({needed - n} more) would settle it if the true difference is 0"
+        return f"about {needed} items ({needed - n} more) would settle it {premise}"
 
     @staticmethod
     def secondary(comparison: PairedComparison) -> str:

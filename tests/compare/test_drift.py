@@ -8,11 +8,12 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 from statsmodels.stats.proportion import confint_proportions_2indep
 
+from harness.compare import drift
 from harness.compare.drift import (
     DriftInput,
     DriftPolicy,
     SignalKind,
-    _unpaired_wasserstein_null,
+    _wasserstein_of_split,
     check_drift,
     measure_signal,
 )
@@ -163,13 +164,12 @@ def test_bh_across_signals() -> None:
     assert all(s.adjusted_p >= s.p_value for s in report.signals)
 
 
-def test_unpaired_wasserstein_null_matches_scipy() -> None:
+def test_vectorised_wasserstein_of_a_split_matches_scipy() -> None:
     rng = np.random.default_rng(8)
     reference, current = rng.normal(0, 1, 40), rng.normal(0, 1, 25)
-    policy = DriftPolicy(n_permutations=20, seed=3)
-    fast = _unpaired_wasserstein_null(reference, current, policy, np.random.default_rng(3))
     pooled = np.concatenate([reference, current])
     groups = np.random.default_rng(3).permuted(np.tile(np.r_[np.ones(40, bool), np.zeros(25, bool)], (20, 1)), axis=1)
+    fast = _wasserstein_of_split(reference, current)(groups)
     slow = [stats.wasserstein_distance(pooled[g], pooled[~g]) for g in groups]
     np.testing.assert_allclose(fast, slow, rtol=1e-10)
 
@@ -191,3 +191,16 @@ def test_empty_and_degenerate_inputs() -> None:
     assert check_drift([], FAST).signals == ()
     with pytest.raises(ValueError, match="differ in length"):
         measure_signal(DriftInput("x", SignalKind.RATE, [1, 0], [1], paired=True))
+
+
+def test_permutations_in_small_batches_give_the_same_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(9)
+    lengths = rng.gamma(4.0, 50.0, 300)
+    inputs = [
+        DriftInput("labels", SignalKind.LABELS, label_sample(rng, 300), label_sample(rng, 200)),
+        DriftInput("length paired", SignalKind.CONTINUOUS, lengths, lengths + rng.normal(0, 5, 300), paired=True),
+    ]
+    whole = [measure_signal(item, FAST).effect_threshold for item in inputs]
+    monkeypatch.setattr(drift, "_BATCH_CELLS", 7_000)  # about 14-23 permutations per batch
+    batched = [measure_signal(item, FAST).effect_threshold for item in inputs]
+    assert batched == whole

@@ -1,0 +1,109 @@
+"""A run killed part-way (a real subprocess, SIGKILL) resumes without re-sending what succeeded;
+Ctrl-C (SIGINT) stops cleanly and prints how to resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.testing.fake_server import FakeLLMServer, keyword_replier
+from tests.conftest import base_suite, write_records
+
+ITEMS = 120
+
+
+@pytest.fixture
+def slow_server():
+    with FakeLLMServer(keyword_replier({}, default="billing"), latency_s=0.05) as server:
+        yield server
+
+
+@pytest.fixture
+def big_project(project):
+    records = [{"id": f"x{i:03d}", "text": f"ticket number {i}", "label": "billing"} for i in range(ITEMS)]
+    write_records(project.root / "suites" / "data" / "tickets.jsonl", records)
+    return project
+
+
+def _start_run(project, *extra: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
+    return subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(project.suite_path), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _succeeded_ids(run_dir: Path) -> set[str]:
+    db = sqlite3.connect(f"file:{run_dir / 'run.sqlite'}?mode=ro", uri=True)
+    try:
+        return {row[0] for row in db.execute("SELECT request_id FROM requests WHERE state = 'succeeded'")}
+    except sqlite3.OperationalError:  # the table is not created yet
+        return set()
+    finally:
+        db.close()
+
+
+def _wait_for_progress(project, process: subprocess.Popen, at_least: int) -> Path:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        runs = project.run_dirs()
+        if runs and (runs[0] / "run.sqlite").exists() and len(_succeeded_ids(runs[0])) >= at_least:
+            return runs[0]
+        time.sleep(0.05)
+    raise AssertionError("the run made no progress")
+
+
+def test_sigkill_then_resume_sends_nothing_twice(big_project, slow_server):
+    suite = base_suite(slow_server.base_url)
+    big_project.write_suite(suite)
+    process = _start_run(big_project)
+    run_dir = _wait_for_progress(big_project, process, at_least=30)
+    process.kill()  # SIGKILL: no cleanup code runs
+    process.wait(timeout=10)
+
+    done_before = _succeeded_ids(run_dir)
+    assert 30 <= len(done_before) < ITEMS
+    slow_server.log.reset()
+
+    resumed = _start_run(big_project)
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, out + err
+    assert f"Resuming unfinished run {run_dir.name}" in out
+
+    sent_again = set(slow_server.log.attempts) & done_before
+    assert sent_again == set(), "requests that had succeeded were sent again"
+    assert len(slow_server.log.attempts) == ITEMS - len(done_before)
+    assert max(slow_server.log.attempts.values()) == 1
+    results = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert len(results) == ITEMS and {r["state"] for r in results} == {"succeeded"}
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "complete"
+    assert big_project.run_dirs() == [run_dir]  # resumed in place, no second run folder
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(big_project, slow_server):
+    big_project.write_suite(base_suite(slow_server.base_url))
+    process = _start_run(big_project)
+    run_dir = _wait_for_progress(big_project, process, at_least=10)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, out + err
+    assert f"--resume {run_dir.name}" in err
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    db = sqlite3.connect(run_dir / "run.sqlite")
+    states = dict(db.execute("SELECT state, COUNT(*) FROM requests GROUP BY state").fetchall())
+    db.close()
+    assert "processing" not in states  # in-flight requests went back to the queue
+    assert states.get("succeeded", 0) >= 10
+
+    resumed = _start_run(big_project, "--resume", run_dir.name)
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, out + err
+    assert len(_succeeded_ids(run_dir)) == ITEMS
