@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from functools import wraps
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -47,13 +48,17 @@ def main() -> None:
 @click.option("--slice", "slices", multiple=True, metavar="NAME",
               help="Evaluate this slice instead of the suite's `evaluate` list (repeatable).")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N items of the selection (a quick look).")
+@click.option("--prompt-version", metavar="VERSION",
+              help="Run this version of the suite's prompt instead of the one the suite names (e.g. a candidate).")
 @click.option("--resume", "resume_id", metavar="RUN_ID", help="Continue this run (by default an unfinished run "
               "of the same work is resumed automatically).")
 @click.option("--new", "force_new", is_flag=True, help="Start a new run even if an unfinished one matches.")
 @click.option("--retry-failed", is_flag=True, help="Give requests that failed terminally another set of attempts.")
+@click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write runs under DIR/<suite>/ instead of the suite's output.dir (default <project>/reports).")
 @reports_user_errors
-def run(suite: str, slices: tuple[str, ...], limit: int | None, resume_id: str | None, force_new: bool,
-        retry_failed: bool) -> None:
+def run(suite: str, slices: tuple[str, ...], limit: int | None, prompt_version: str | None, resume_id: str | None, force_new: bool,
+        retry_failed: bool, reports_dir: Path | None) -> None:
     """Run SUITE (a suites/*.yaml file): render the prompt over the slices, send every request,
     score the outputs, and write reports/<suite>/<run_id>/ (run store, manifest.json, results.jsonl)."""
     from harness.execute import RunInterrupted, RunOptions, execute
@@ -63,12 +68,12 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, resume_id: str |
     if resume_id and force_new:
         raise click.UsageError("--resume and --new contradict each other")
     console = _console()
-    plan = plan_run(suite, PlanOptions(slices=slices, limit=limit))
+    plan = plan_run(suite, PlanOptions(slices=slices, limit=limit, prompt_version=prompt_version))
     console.print(f"{plan.suite.spec.name}: {len(plan.items)} items x {len(plan.suite.spec.targets)} target(s) x "
                   f"{plan.suite.spec.epochs} epoch(s) = {len(plan.requests)} requests; prompt {plan.prompt.label} "
                   f"({plan.prompt.fingerprint[:12]})")
     try:
-        outcome = execute(plan, RunOptions(resume_id, force_new, retry_failed), console)
+        outcome = execute(plan, RunOptions(resume_id, force_new, retry_failed, reports_dir), console)
     except RunInterrupted as stop:
         click.echo(f"\nInterrupted. Everything finished so far is stored in {stop.folder}.\n"
                    f"Resume with: evalbatch run {suite} --resume {stop.run_id}", err=True)

@@ -30,6 +30,7 @@ class RunOptions:
     resume_id: str | None = None
     force_new: bool = False
     retry_failed: bool = False
+    reports_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class RunInterrupted(Exception):
 
 def execute(plan: RunPlan, options: RunOptions, console: Console) -> RunOutcome:
     lanes = _open_lanes(plan)
-    suite_dir = plan.suite.reports_dir / plan.suite.spec.name
+    suite_dir = (options.reports_dir or plan.suite.reports_dir) / plan.suite.spec.name
     folder, manifest = _open_run(plan, options, suite_dir, console)
     store = RunStore.in_folder(folder)
     try:
@@ -167,10 +168,15 @@ def _warn_on_relabelled_prompt(plan: RunPlan, previous: list[tuple[Path, Manifes
 
 
 def _new_run(plan: RunPlan, suite_dir: Path) -> tuple[Path, Manifest]:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    run_id = f"{stamp[:15]}{stamp[-1]}-{plan.work_fingerprint[:8]}"
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    run_id = f"{stamp}-{plan.work_fingerprint[:8]}"
+    suite_dir.mkdir(parents=True, exist_ok=True)
+    for n in range(2, 1000):  # two runs of the same work within a second
+        if not (suite_dir / run_id).exists():
+            break
+        run_id = f"{stamp}-{plan.work_fingerprint[:8]}-{n}"
     folder = suite_dir / run_id
-    folder.mkdir(parents=True, exist_ok=False)
+    folder.mkdir(exist_ok=False)
     spec = plan.suite.spec
     manifest = Manifest(
         run_id=run_id, suite=spec.name, suite_file=str(plan.suite.path), work_fingerprint=plan.work_fingerprint,

@@ -22,6 +22,7 @@ from harness.scoring.registry import BoundScorer, ScoringContext, bind_scorers
 class PlanOptions:
     slices: tuple[str, ...] = ()
     limit: int | None = None
+    prompt_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def plan_run(suite_path: str | Path, options: PlanOptions = PlanOptions()) -> Ru
     if unknown:
         raise UserError(f"unknown slice(s) {unknown}; the suite defines {[s.name for s in spec.slices]}",
                         file=str(suite.path))
-    prompt = PromptVersion(suite.prompts_dir, spec.prompt.name, spec.prompt.version)
+    prompt = PromptVersion(suite.prompts_dir, spec.prompt.name, options.prompt_version or spec.prompt.version)
     scorers = bind_scorers(spec.scorers, ScoringContext(suite_dir=suite.path.parent))
     dataset = load_dataset_items(spec.dataset, suite.resolve)
     items = select_slices(dataset, spec.slices, evaluated)

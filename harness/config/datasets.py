@@ -64,11 +64,35 @@ def _read(spec: DatasetSpec, fmt: str, path: Path) -> tuple[list[dict], str, str
         if fmt == "hub":
             loaded = datasets.load_dataset(spec.path, split=spec.split)
             return loaded.to_list(), loaded._fingerprint, spec.path
-        loaded = datasets.load_dataset(_BUILDERS[fmt], data_files=str(path), split="train")
-    except Exception as exc:  # datasets raises many types for unreadable files
+        if fmt == "jsonl":
+            # Parsed here, not by pyarrow's JSON reader: that one turns ISO date strings into
+            # timestamps, and we want exact line numbers in errors.
+            loaded = datasets.Dataset.from_list(_read_jsonl(path))
+        else:
+            loaded = datasets.load_dataset(_BUILDERS[fmt], data_files=str(path), split="train")
+    except UserError:
+        raise
+    except Exception as exc:  # datasets/pyarrow raise many types for unreadable files
         raise UserError(f"cannot read the dataset: {type(exc).__name__}: {exc}",
                         file=spec.path if fmt == "hub" else str(path)) from None
     return loaded.to_list(), hashlib.sha256(path.read_bytes()).hexdigest(), str(path)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    records = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"invalid JSON: {exc.msg} (column {exc.colno})", file=str(path),
+                                location=f"line {number}") from None
+            if not isinstance(record, dict):
+                raise UserError("each line must be a JSON object", file=str(path), location=f"line {number}")
+            records.append(record)
+    return records
 
 
 def _locations(fmt: str, path: Path, count: int) -> list[str]:

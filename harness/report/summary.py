@@ -24,7 +24,8 @@ class ScoreSummary:
 
 
 def mean_with_ci(values: list[float], level: float = 0.95) -> tuple[float, float | None, float | None]:
-    """Student-t interval on item-level scores; None when n < 2 (no spread to estimate)."""
+    """Student-t interval on item-level scores; None when n < 2 (no spread to estimate).
+    For scores in [0, 1] the interval is clipped to [0, 1]: a rate cannot leave it."""
     n = len(values)
     if n == 0:
         return math.nan, None, None
@@ -33,7 +34,10 @@ def mean_with_ci(values: list[float], level: float = 0.95) -> tuple[float, float
         return mean, None, None
     variance = sum((v - mean) ** 2 for v in values) / (n - 1)
     half = stats.t.ppf(0.5 + level / 2, n - 1) * math.sqrt(variance / n)
-    return mean, mean - half, mean + half
+    low, high = mean - half, mean + half
+    if all(0.0 <= v <= 1.0 for v in values):
+        low, high = max(0.0, low), min(1.0, high)
+    return mean, low, high
 
 
 def summarize_scores(lines: list[ResultLine]) -> list[ScoreSummary]:

@@ -25,7 +25,7 @@ def _verdict(ok: bool, **detail: Any) -> Score:
 
 def normalize_text(value: Any) -> str:
     """Lower case, no punctuation, single spaces: the usual 'normalized match' (SQuAD style)."""
-    text = value if isinstance(value, str) else json.dumps(value)
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
     text = text.lower().translate(str.maketrans("", "", string.punctuation))
     return " ".join(text.split())
 

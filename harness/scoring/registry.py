@@ -98,7 +98,10 @@ class BoundScorer:
             answer = run_extraction(output, self.spec.extract)
         except ExtractionFailed as exc:
             return Score(0.0, False, {"error": f"extraction failed: {exc}"})
-        result = self.grade(answer, expected)
+        try:
+            result = self.grade(answer, expected)
+        except Exception as exc:  # one odd output must not lose the scores of the whole run
+            return Score(0.0, False, {"error": f"scorer {self.name} failed: {type(exc).__name__}: {exc}"})
         detail = {"answer": answer if _is_plain(answer) else str(answer), **result.detail}
         return Score(result.value, result.passed, detail)
 

@@ -76,5 +76,14 @@ def test_filter_on_unknown_field_is_a_user_error(tmp_path):
 
 def test_unreadable_file_is_a_user_error(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"id": 1}\n{not json\n')
-    with pytest.raises(UserError, match="cannot read the dataset"):
+    with pytest.raises(UserError, match="invalid JSON") as caught:
         load_dataset_items(DatasetSpec(path="bad.jsonl"), lambda rel: tmp_path / rel)
+    assert caught.value.location == "line 2"
+    (tmp_path / "bad.csv").write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(UserError, match="cannot read the dataset"):
+        load_dataset_items(DatasetSpec(path="bad.csv"), lambda rel: tmp_path / rel)
+
+
+def test_date_strings_stay_strings(tmp_path):
+    dataset = _load(tmp_path, [{"id": "a", "expected": {"date": "2025-03-19"}}])
+    assert dataset.items[0].fields["expected"]["date"] == "2025-03-19"

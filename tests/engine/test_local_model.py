@@ -12,14 +12,7 @@ pytestmark = pytest.mark.embedded
 
 
 def test_embedded_model_runs_the_ticket_suite_on_a_few_items(tmp_path, cli):
-    suite = (REPO / "suites" / "tickets.yaml").read_text()
-    suite_path = REPO / "suites" / "tickets.yaml"
-    # Same suite, reports into a temp folder so the repo stays clean.
-    local = tmp_path / "tickets.yaml"
-    local.write_text(suite.replace("evaluate: [all]", f"evaluate: [all]\noutput: {{dir: {tmp_path / 'reports'}}}")
-                     .replace("path: data/tickets.jsonl", f"path: {suite_path.parent / 'data' / 'tickets.jsonl'}")
-                     .replace("name: ticket-routing", f"name: ticket-routing\n  dir: {REPO / 'prompts'}"))
-    result = cli("run", str(local), "--limit", "5")
+    result = cli("run", str(REPO / "suites" / "tickets.yaml"), "--limit", "5", "--reports-dir", str(tmp_path / "reports"))
     assert result.exit_code == 0, result.output
     [run_dir] = list((tmp_path / "reports" / "tickets").glob("*/"))
     lines = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
