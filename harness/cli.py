@@ -20,7 +20,8 @@ EXIT_FAILED_REQUESTS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
 
 def _console() -> Console:
-    return Console(stderr=False, highlight=False)
+    """Wide tables when output goes to a file or CI log (rich would assume 80 columns)."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def reports_user_errors(command):
@@ -113,6 +114,132 @@ def runs(suite: str) -> None:
     for _, manifest in found:
         click.echo(f"{manifest.run_id}  {manifest.status:<11}  {manifest.prompt.name}@{manifest.prompt.version}  "
                    f"{manifest.request_count} requests  started {manifest.started_at}")
+
+
+EXIT_GATE = {"PASS": 0, "WARN": 0, "FAIL": 1, "INCONCLUSIVE": 3}
+
+
+@main.group()
+def baseline() -> None:
+    """Set and show the baselines a suite's candidates are compared with (baselines/<suite>/)."""
+
+
+@baseline.command("set")
+@click.argument("suite", type=click.Path(dir_okay=False))
+@click.option("--from", "run_id", required=True, metavar="RUN_ID", help="The run whose results become the baseline.")
+@click.option("--name", default=None, help="Baseline name (default: the suite's gate.baseline, 'production').")
+@click.option("--target", default=None, help="The target to take, for runs of several targets.")
+@click.option("--note", default="", help="Why, for the history.")
+@reports_user_errors
+def baseline_set(suite: str, run_id: str, name: str | None, target: str | None, note: str) -> None:
+    """Make run RUN_ID of SUITE a baseline (committed to git; earlier ones stay in its history)."""
+    from harness.compare.baseline import set_baseline
+    from harness.compare.snapshot import find_run, snapshot_run
+    from harness.config.loader import load_suite
+
+    loaded = load_suite(suite)
+    folder = find_run(run_id, loaded.reports_dir)
+    snapshot = snapshot_run(folder, target)
+    if snapshot.fingerprints.suite != loaded.spec.name:
+        raise UserError(f"run {run_id} is of suite {snapshot.fingerprints.suite!r}, not {loaded.spec.name!r}")
+    path = set_baseline(loaded.project_dir, snapshot, name or loaded.spec.gate.baseline, note)
+    click.echo(f"baseline {path.stem} of {loaded.spec.name} set from run {snapshot.run_id} "
+               f"({snapshot.fingerprints.prompt}, {len(snapshot.items)} items): {path}")
+
+
+@baseline.command("show")
+@click.argument("suite", type=click.Path(dir_okay=False))
+@click.option("--name", default=None, help="Baseline name (default: the suite's gate.baseline).")
+@reports_user_errors
+def baseline_show(suite: str, name: str | None) -> None:
+    """Show a baseline of SUITE: where it came from, its metrics and its history."""
+    from harness.compare.baseline import baseline_path, load_baseline
+    from harness.config.loader import load_suite
+    from harness.report.summary import mean_with_ci
+
+    loaded = load_suite(suite)
+    found = load_baseline(baseline_path(loaded.project_dir, loaded.spec.name, name or loaded.spec.gate.baseline))
+    snap = found.snapshot
+    click.echo(f"baseline {found.name} of {loaded.spec.name}: run {snap.run_id}, {snap.fingerprints.prompt} "
+               f"({snap.fingerprints.prompt_fingerprint[:12]}), model {snap.fingerprints.model}, "
+               f"{len(snap.items)} items, slices {snap.fingerprints.evaluated}")
+    for metric in snap.metrics:
+        values = [sum(v) / len(v) for item in snap.items.values()
+                  if (v := [x for x in item.scores.get(metric, []) if x is not None])]
+        mean, low, high = mean_with_ci(values)
+        interval = f"[{low:.3f}, {high:.3f}]" if low is not None else "n/a"
+        click.echo(f"  {metric}: {mean:.3f} 95% CI {interval}")
+    click.echo("history:")
+    for event in found.history:
+        click.echo(f"  {event.set_at} {event.set_by}: {event.name} <- run {event.from_run} ({event.prompt}, "
+                   f"{event.model}){' - ' + event.note if event.note else ''}")
+
+
+def _comparison_options(function):
+    for option in reversed([
+        click.option("--baseline", "baseline_name", metavar="NAME|RUN_ID",
+                     help="Baseline name or a run ID (default: the suite's gate.baseline)."),
+        click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
+                     show_default=True, help="Where runs are found."),
+        click.option("--target", default=None, help="For runs of several targets."),
+        click.option("--suite", "suite_path", type=click.Path(dir_okay=False, path_type=Path),
+                     help="The suite (default: the one the run was made from)."),
+        click.option("--json", "as_json", is_flag=True, help="Print JSON for machines."),
+    ]):
+        function = option(function)
+    return function
+
+
+def _build_report(candidate_run: str, baseline_name, reports_dir, target, suite_path):
+    from harness.compare.comparison import compare
+    from harness.compare.sources import SourceOptions, load_inputs
+
+    inputs = load_inputs(candidate_run, SourceOptions(baseline_name, reports_dir, target, suite_path))
+    return inputs, compare(inputs.baseline, inputs.candidate, inputs.gate, inputs.baseline_label)
+
+
+@main.command("compare")
+@click.argument("candidate_run")
+@_comparison_options
+@reports_user_errors
+def compare_command(candidate_run: str, baseline_name, reports_dir, target, suite_path, as_json: bool) -> None:
+    """Compare CANDIDATE_RUN with a baseline: paired deltas with CIs and tests per metric, slices,
+    categories, flaky items and drift signals."""
+    import json
+
+    from harness.report.comparison_view import print_comparison, print_gate, report_json
+
+    _, report = _build_report(candidate_run, baseline_name, reports_dir, target, suite_path)
+    if as_json:
+        click.echo(json.dumps(report_json(report), indent=2))
+        return
+    console = _console()
+    print_comparison(console, report)
+    print_gate(console, report)
+
+
+@main.command()
+@click.argument("candidate_run")
+@_comparison_options
+@reports_user_errors
+def gate(candidate_run: str, baseline_name, reports_dir, target, suite_path, as_json: bool) -> None:
+    """Decide whether CANDIDATE_RUN may replace the baseline (non-inferiority per the suite's gate).
+
+    Exit codes: 0 PASS or WARN, 1 FAIL, 3 INCONCLUSIVE, 2 bad input."""
+    import json
+
+    from harness.report.comparison_view import print_gate, report_json
+    from harness.report.manifest import write_atomically
+
+    inputs, report = _build_report(candidate_run, baseline_name, reports_dir, target, suite_path)
+    evidence = report_json(report)
+    write_atomically(inputs.candidate_folder / "gate.json", json.dumps(evidence, indent=2) + "\n")
+    if as_json:
+        click.echo(json.dumps({"verdict": report.gate.verdict.value, "reasons": list(report.gate.reasons),
+                               "warnings": list(report.gate.warnings), "comparison": evidence}, indent=2))
+    else:
+        print_gate(_console(), report)
+    sys.exit(EXIT_GATE[report.gate.verdict.value])
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ def load_suite(path: str | Path) -> LoadedSuite:
     except ValidationError as exc:
         raise _first_error(source, exc) from None
     _check_registries(source, spec)
+    _check_gate(source, spec)
     suite_path = source.path.resolve()
     return LoadedSuite(spec=spec, path=suite_path, project_dir=_project_dir(suite_path))
 
@@ -79,6 +80,28 @@ def _check_registries(source: YamlSource, spec: SuiteSpec) -> None:
             raise _first_error(source, exc, prefix=("scorers", index)) from None
         except ValueError as exc:
             raise UserError(str(exc), file=str(source.path), location=source.where(("scorers", index))) from None
+
+
+DRIFT_GUARDRAILS = ("empty_output", "refusal", "output_length")
+
+
+def _check_gate(source: YamlSource, spec: SuiteSpec) -> None:
+    """Gate metrics must name this suite's scorers (or a drift signal, for guardrails)."""
+    scorers = [s.label for s in spec.scorers]
+    for index, metric in enumerate(spec.gate.primary):
+        if metric.metric not in scorers:
+            raise UserError(f"unknown metric {metric.metric!r}; the suite's scorers are {scorers}",
+                            file=str(source.path), location=source.where(("gate", "primary", index, "metric")))
+    for index, guard in enumerate(spec.gate.guardrails):
+        if guard.metric not in scorers and guard.metric not in DRIFT_GUARDRAILS:
+            raise UserError(f"unknown metric {guard.metric!r}; expected a scorer {scorers} "
+                            f"or a drift signal {list(DRIFT_GUARDRAILS)}",
+                            file=str(source.path), location=source.where(("gate", "guardrails", index, "metric")))
+    known = {s.name for s in spec.slices}
+    for index, name in enumerate(spec.gate.slices):
+        if name not in known:
+            raise UserError(f"unknown slice {name!r}; the suite defines {sorted(known)}",
+                            file=str(source.path), location=source.where(("gate", "slices", index)))
 
 
 def _project_dir(suite_path: Path) -> Path:

@@ -128,6 +128,39 @@ class EngineSpec(StrictModel):
     backoff_max_s: float = Field(default=30.0, ge=0)
 
 
+class GateMetric(StrictModel):
+    metric: str = Field(description="A scorer name of this suite.")
+    margin: float = Field(default=0.02, ge=0, le=1, description="Non-inferiority margin M (absolute, e.g. 0.02 = 2 pts).")
+    higher_is_better: bool = True
+
+
+class GuardrailSpec(StrictModel):
+    metric: str = Field(description="A scorer name, or a drift signal: empty_output, refusal, output_length.")
+    higher_is_better: bool = True
+    blocking: bool = Field(default=False, description="An alarm FAILs the gate instead of WARNing.")
+
+
+class SampleSpec(StrictModel):
+    """The pre-rollout sample: `evalbatch run SUITE --sample N`."""
+
+    stratify_by: str | None = Field(default=None, description="Field to stratify the sample by.")
+    seed: int = 0
+    sequential: bool = Field(default=False, description="Evaluate in stages; stop early at O'Brien-Fleming bounds.")
+    looks: int = Field(default=3, ge=2, le=10)
+
+
+class GateSpec(StrictModel):
+    """The promotion policy, fixed before the run."""
+
+    baseline: str = Field(default="production", description="Baseline name under baselines/<suite>/.")
+    primary: list[GateMetric] = Field(default_factory=list, description="Default: every scorer, margin 0.02.")
+    guardrails: list[GuardrailSpec] = Field(default_factory=list)
+    slices: list[str] = Field(default_factory=list, description="Exploratory slices, Benjamini-Hochberg at q=0.10.")
+    category_field: str | None = Field(default=None, description="Also compare per value of this item field.")
+    alpha: float = Field(default=0.025, gt=0, lt=0.5, description="One-sided alpha of the non-inferiority test.")
+    sample: SampleSpec = Field(default_factory=SampleSpec)
+
+
 class OutputSpec(StrictModel):
     dir: str | None = Field(default=None, description="Runs go to <dir>/<suite>/<run_id>/ (default: <project>/reports).")
 
@@ -146,6 +179,7 @@ class SuiteSpec(StrictModel):
     epochs: int = Field(default=1, ge=1, le=100, description="Samples per item.")
     engine: EngineSpec = Field(default_factory=EngineSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
+    gate: GateSpec = Field(default_factory=GateSpec)
 
     @field_validator("slices")
     @classmethod
@@ -172,6 +206,10 @@ class SuiteSpec(StrictModel):
             if name not in known:
                 raise ValueError(f"evaluate names slice {name!r}, but the suite defines only {sorted(known)}")
         return self
+
+    @property
+    def gate_metrics(self) -> list[GateMetric]:
+        return list(self.gate.primary) or [GateMetric(metric=s.label) for s in self.scorers]
 
     @property
     def evaluated_slices(self) -> list[str]:

@@ -22,6 +22,7 @@ class ResultLine(BaseModel):
     sample_index: int
     slices: list[str]
     cluster: str | None
+    fields: dict[str, str] = {}
     state: str
     attempts: int
     output: str | None
@@ -40,7 +41,8 @@ def result_lines(store: RunStore, items: dict[str, Item]) -> list[ResultLine]:
         lines.append(ResultLine(
             request_id=request.request_id, item_id=request.item_id, target=request.target,
             sample_index=request.sample_index, slices=list(item.slices) if item else [],
-            cluster=item.cluster if item else None, state=request.state, attempts=request.attempts,
+            cluster=item.cluster if item else None, fields=short_fields(item) if item else {},
+            state=request.state, attempts=request.attempts,
             output=request.output, scores=scores.get(request.request_id, {}),
             input_tokens=request.input_tokens, output_tokens=request.output_tokens,
             latency_ms=request.latency_ms, error=request.error))
@@ -51,3 +53,9 @@ def write_results(folder: Path, lines: list[ResultLine]) -> Path:
     path = folder / "results.jsonl"
     write_atomically(path, "".join(line.model_dump_json() + "\n" for line in lines))
     return path
+
+
+def short_fields(item: Item) -> dict[str, str]:
+    """The item's short scalar fields (labels, languages, categories) for per-category views."""
+    return {key: str(value) for key, value in item.fields.items()
+            if isinstance(value, (str, int, float, bool)) and len(str(value)) <= 64}

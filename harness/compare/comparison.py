@@ -1,0 +1,224 @@
+"""Baseline vs candidate: pair items by ID, compare every metric, slice, category and drift
+signal, list flaky items, and decide the gate. Plain functions over snapshots."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from harness.compare.drift import DriftInput, DriftReport, SignalKind, check_drift
+from harness.compare.paired import PairedComparison, PairedScores, compare_paired
+from harness.compare.snapshot import ItemRecord, RunSnapshot, is_refusal
+from harness.compare.verdict import (
+    GateVerdict, GuardrailCheck, MetricPolicy, combine, decide, guardrail_check)
+from harness.config.suite import GateMetric, GateSpec, GuardrailSpec
+from harness.errors import UserError
+
+DRIFT_SIGNALS = ("empty_output", "refusal", "output_length")
+
+
+@dataclass(frozen=True)
+class Pairing:
+    common: list[str]
+    only_baseline: list[str]
+    only_candidate: list[str]
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    metric: str
+    comparison: PairedComparison
+
+
+@dataclass(frozen=True)
+class SubsetResult:
+    """A metric compared on one slice or one category value."""
+
+    subset: str
+    metric: str
+    comparison: PairedComparison
+
+
+@dataclass(frozen=True)
+class FlakyItem:
+    item_id: str
+    metric: str
+    scores: list[float]
+    agreement: float
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    metric: str
+    k: int
+    mean: float
+    pass_all_k: float
+
+
+@dataclass
+class ComparisonReport:
+    baseline_label: str
+    candidate_run: str
+    pairing: Pairing
+    metrics: list[MetricResult]
+    subsets: list[SubsetResult]
+    flaky: list[FlakyItem]
+    epochs: list[EpochStats]
+    drift: DriftReport | None
+    gate: GateVerdict
+    notes: list[str] = field(default_factory=list)
+
+
+def check_comparable(baseline: RunSnapshot, candidate: RunSnapshot) -> None:
+    """Different suites, data or slices cannot be paired: that is bad input, not a regression."""
+    base, cand = baseline.fingerprints, candidate.fingerprints
+    if base.suite != cand.suite:
+        raise UserError(f"the baseline is of suite {base.suite!r}, the candidate of {cand.suite!r}",
+                        hint="compare runs of the same suite")
+    if base.dataset != cand.dataset:
+        raise UserError("the baseline's dataset fingerprint does not match the candidate's "
+                        f"({base.dataset[:12]} vs {cand.dataset[:12]}): the data changed",
+                        hint="re-run the baseline on the current data and set it again")
+    if base.evaluated != cand.evaluated:
+        raise UserError(f"the baseline evaluated slices {base.evaluated}, the candidate {cand.evaluated}",
+                        hint="run the candidate on the baseline's slices (--slice)")
+
+
+def pair_items(baseline: RunSnapshot, candidate: RunSnapshot) -> Pairing:
+    base, cand = set(baseline.items), set(candidate.items)
+    return Pairing(sorted(base & cand), sorted(base - cand), sorted(cand - base))
+
+
+def compare(baseline: RunSnapshot, candidate: RunSnapshot, gate: GateSpec, baseline_label: str) -> ComparisonReport:
+    check_comparable(baseline, candidate)
+    pairing = pair_items(baseline, candidate)
+    if not pairing.common:
+        raise UserError("the baseline and the candidate share no items")
+    ids = pairing.common
+    metrics = [m for m in candidate.metrics if m in baseline.metrics]
+    results = [MetricResult(m, _compare(baseline, candidate, ids, m)) for m in metrics]
+    by_metric = {r.metric: r.comparison for r in results}
+    primaries = _primaries(gate, metrics)
+    where = "+".join(candidate.fingerprints.evaluated)
+    verdicts = [decide(by_metric[g.metric], MetricPolicy(f"{g.metric} (slice {where})", g.margin,
+                                                         g.higher_is_better, gate.alpha)) for g in primaries]
+    guardrails = [_guardrail(baseline, candidate, ids, spec, gate.alpha) for spec in gate.guardrails]
+    subsets = _subsets(baseline, candidate, ids, gate, [g.metric for g in primaries])
+    slice_checks = [guardrail_check(s.comparison, MetricPolicy(f"{s.subset} {s.metric}", alpha=gate.alpha,
+                                                               higher_is_better=_higher(gate, s.metric)))
+                    for s in subsets]
+    report = ComparisonReport(
+        baseline_label=baseline_label, candidate_run=candidate.run_id, pairing=pairing, metrics=results,
+        subsets=subsets, flaky=_flaky(candidate, ids), epochs=_epoch_stats(candidate, ids),
+        drift=_drift(baseline, candidate, ids), gate=combine(verdicts, guardrails, slice_checks))
+    if pairing.only_baseline or pairing.only_candidate:
+        report.notes.append(f"{len(pairing.only_baseline)} item(s) only in the baseline and "
+                            f"{len(pairing.only_candidate)} only in the candidate were left out of the pairing")
+    return report
+
+
+def _primaries(gate: GateSpec, metrics: list[str]) -> list[GateMetric]:
+    chosen = list(gate.primary) or [GateMetric(metric=m) for m in metrics]
+    missing = [g.metric for g in chosen if g.metric not in metrics]
+    if missing:
+        raise UserError(f"gate metric(s) {missing} are not scored in both runs (scored: {metrics})")
+    return chosen
+
+
+def _higher(gate: GateSpec, metric: str) -> bool:
+    return next((g.higher_is_better for g in gate.primary if g.metric == metric), True)
+
+
+def _scores(snapshot: RunSnapshot, ids: list[str], metric: str) -> list[list[float]]:
+    return [[math.nan if v is None else v for v in snapshot.items[i].scores.get(metric, [None])] for i in ids]
+
+
+def _clusters(snapshot: RunSnapshot, ids: list[str]) -> list[str] | None:
+    clusters = [snapshot.items[i].cluster for i in ids]
+    return None if all(c is None for c in clusters) else [c if c is not None else f"item:{i}"
+                                                            for c, i in zip(clusters, ids)]
+
+
+def _compare(baseline: RunSnapshot, candidate: RunSnapshot, ids: list[str], metric: str) -> PairedComparison:
+    return compare_paired(PairedScores(_scores(baseline, ids, metric), _scores(candidate, ids, metric),
+                                       _clusters(baseline, ids)))
+
+
+def _signal_values(item: ItemRecord, signal: str) -> list[float]:
+    if signal == "output_length":
+        return [math.nan if n is None else float(n) for n in item.output_lengths]
+    if signal == "empty_output":
+        return [math.nan if o is None else float(not o.strip()) for o in item.outputs]
+    return [math.nan if o is None else float(is_refusal(o)) for o in item.outputs]
+
+
+def _guardrail(baseline: RunSnapshot, candidate: RunSnapshot, ids: list[str], spec: GuardrailSpec,
+               alpha: float) -> GuardrailCheck:
+    if spec.metric in DRIFT_SIGNALS:
+        base = [_signal_values(baseline.items[i], spec.metric) for i in ids]
+        cand = [_signal_values(candidate.items[i], spec.metric) for i in ids]
+        comparison = compare_paired(PairedScores(base, cand, _clusters(baseline, ids)))
+        # More empty outputs or refusals is worse; for length the suite says which way is bad.
+        higher = spec.higher_is_better if spec.metric == "output_length" else False
+    else:
+        comparison, higher = _compare(baseline, candidate, ids, spec.metric), spec.higher_is_better
+    return guardrail_check(comparison, MetricPolicy(spec.metric, higher_is_better=higher, alpha=alpha), spec.blocking)
+
+
+def _subsets(baseline: RunSnapshot, candidate: RunSnapshot, ids: list[str], gate: GateSpec,
+             metrics: list[str]) -> list[SubsetResult]:
+    groups: dict[str, list[str]] = {}
+    for name in gate.slices:
+        groups[f"slice={name}"] = [i for i in ids if name in candidate.items[i].slices]
+    if gate.category_field:
+        values = sorted({baseline.items[i].fields.get(gate.category_field, "") for i in ids})
+        for value in values:
+            groups[f"{gate.category_field}={value}"] = [
+                i for i in ids if baseline.items[i].fields.get(gate.category_field, "") == value]
+    return [SubsetResult(name, metric, _compare(baseline, candidate, members, metric))
+            for name, members in groups.items() if len(members) >= 2 for metric in metrics]
+
+
+def _flaky(candidate: RunSnapshot, ids: list[str]) -> list[FlakyItem]:
+    flaky = []
+    for metric in candidate.binary_metrics:
+        for item_id in ids:
+            values = [v for v in candidate.items[item_id].scores.get(metric, []) if v is not None]
+            if len(values) > 1 and len(set(values)) > 1:
+                agreement = max(Counter(values).values()) / len(values)
+                flaky.append(FlakyItem(item_id, metric, values, agreement))
+    return sorted(flaky, key=lambda f: (f.agreement, f.item_id))
+
+
+def _epoch_stats(candidate: RunSnapshot, ids: list[str]) -> list[EpochStats]:
+    stats = []
+    for metric in candidate.binary_metrics:
+        per_item = [[v for v in candidate.items[i].scores.get(metric, []) if v is not None] for i in ids]
+        per_item = [values for values in per_item if values]
+        k = max((len(values) for values in per_item), default=0)
+        if k > 1:
+            stats.append(EpochStats(metric, k, float(np.mean([np.mean(v) for v in per_item])),
+                                    float(np.mean([all(x == 1.0 for x in v) for v in per_item]))))
+    return stats
+
+
+def _drift(baseline: RunSnapshot, candidate: RunSnapshot, ids: list[str]) -> DriftReport | None:
+    """Signals that need no ground truth, on the first sample of each paired item."""
+    inputs = []
+    base_items, cand_items = [baseline.items[i] for i in ids], [candidate.items[i] for i in ids]
+    if all(item.labels and item.labels[0] is not None for item in base_items + cand_items):
+        inputs.append(DriftInput("label distribution", SignalKind.LABELS,
+                                 [b.labels[0] for b in base_items], [c.labels[0] for c in cand_items], paired=True))
+    for signal in DRIFT_SIGNALS:
+        kind = SignalKind.CONTINUOUS if signal == "output_length" else SignalKind.RATE
+        base = [_signal_values(b, signal)[0] for b in base_items]
+        cand = [_signal_values(c, signal)[0] for c in cand_items]
+        keep = [not (math.isnan(x) or math.isnan(y)) for x, y in zip(base, cand)]
+        base = [x for x, k in zip(base, keep) if k]
+        cand = [y for y, k in zip(cand, keep) if k]
+        if len(base) >= 2:
+            inputs.append(DriftInput(signal.replace("_", " "), kind, base, cand, paired=True))
+    return check_drift(inputs) if inputs else None

@@ -1,0 +1,148 @@
+"""A run reduced to what comparisons need: per item, per metric, the score of every epoch,
+plus the outputs' hashes, compact copies, predicted labels and the run's fingerprints.
+
+Baselines are snapshots saved to git; a candidate run is snapshotted on the fly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from harness.errors import UserError
+from harness.report.manifest import Manifest, read_manifest
+from harness.report.results import ResultLine
+
+SNAPSHOT_VERSION = 1
+_COMPACT_CHARS = 300
+# Phrases of a refusal, for the drift guardrail; deliberately simple and English-only.
+_REFUSAL = re.compile(r"\b(I can(?:no|')t|I am unable|I'm unable|I'm sorry|I apologi[sz]e|as an AI)\b", re.I)
+
+
+class ItemRecord(BaseModel):
+    slices: list[str]
+    cluster: str | None = None
+    fields: dict[str, str] = Field(default_factory=dict, description="Scalar item fields, for per-category views.")
+    scores: dict[str, list[float | None]] = Field(description="Per metric, one score per epoch (None: no output).")
+    output_sha256: list[str | None]
+    outputs: list[str | None] = Field(description=f"The first {_COMPACT_CHARS} characters of each output.")
+    output_lengths: list[int | None]
+    labels: list[str | None] = Field(default_factory=list, description="Predicted labels (label_in_set).")
+    failed: int = 0
+
+
+class Fingerprints(BaseModel):
+    suite: str
+    prompt: str
+    prompt_fingerprint: str
+    target: str
+    model: str
+    params: dict
+    dataset: str
+    slice_fingerprint: str
+    evaluated: list[str]
+    harness_version: str
+
+
+class RunSnapshot(BaseModel):
+    version: Literal[1] = SNAPSHOT_VERSION
+    run_id: str
+    fingerprints: Fingerprints
+    metrics: list[str]
+    binary_metrics: list[str]
+    items: dict[str, ItemRecord]
+
+
+def find_run(run: str, reports_dir: Path) -> Path:
+    """A run folder from a path, or from a run ID searched under reports/<suite>/."""
+    for folder in (Path(run), reports_dir / run):
+        if (folder / "manifest.json").is_file():
+            return folder
+    matches = sorted(reports_dir.glob(f"*/{run}/manifest.json"))
+    if not matches:
+        raise UserError(f"no run {run!r} under {reports_dir}", hint="give a run ID from `evalbatch runs SUITE`, "
+                        "a run folder, or --reports-dir")
+    if len(matches) > 1:
+        raise UserError(f"run ID {run!r} exists for several suites: {[str(m.parent) for m in matches]}")
+    return matches[0].parent
+
+
+def snapshot_run(folder: Path, target: str | None = None) -> RunSnapshot:
+    manifest = read_manifest(folder)
+    chosen = _choose_target(manifest, target)
+    lines = [ResultLine.model_validate_json(line)
+             for line in (folder / "results.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [line for line in lines if line.target == chosen.label]
+    metrics = [scorer.get("name") or scorer["type"] for scorer in manifest.scorers]
+    items = _items(lines, metrics, manifest.epochs)
+    return RunSnapshot(
+        run_id=manifest.run_id,
+        fingerprints=Fingerprints(
+            suite=manifest.suite, prompt=f"{manifest.prompt.name}@{manifest.prompt.version}",
+            prompt_fingerprint=manifest.prompt.fingerprint, target=chosen.label, model=chosen.model,
+            params=chosen.params, dataset=manifest.dataset.fingerprint,
+            slice_fingerprint=manifest.dataset.slice_fingerprint, evaluated=manifest.dataset.evaluated,
+            harness_version=manifest.harness_version),
+        metrics=metrics, binary_metrics=_binary_metrics(items, metrics), items=items)
+
+
+def _choose_target(manifest: Manifest, target: str | None):
+    labels = [t.label for t in manifest.targets]
+    if target is None and len(labels) == 1:
+        return manifest.targets[0]
+    if target is None:
+        raise UserError(f"run {manifest.run_id} has several targets {labels}; choose one with --target")
+    for candidate in manifest.targets:
+        if candidate.label == target:
+            return candidate
+    raise UserError(f"run {manifest.run_id} has no target {target!r}; it has {labels}")
+
+
+def _items(lines: list[ResultLine], metrics: list[str], epochs: int) -> dict[str, ItemRecord]:
+    by_item: dict[str, list[ResultLine]] = defaultdict(list)
+    for line in lines:
+        by_item[line.item_id].append(line)
+    items = {}
+    for item_id, samples in by_item.items():
+        samples.sort(key=lambda line: line.sample_index)
+        outputs = [line.output if line.state == "succeeded" else None for line in samples]
+        items[item_id] = ItemRecord(
+            slices=samples[0].slices, cluster=samples[0].cluster, fields=samples[0].fields,
+            scores={m: [(line.scores.get(m) or {}).get("value") for line in samples] for m in metrics},
+            output_sha256=[hashlib.sha256(o.encode()).hexdigest() if o is not None else None for o in outputs],
+            outputs=[o[:_COMPACT_CHARS] if o is not None else None for o in outputs],
+            output_lengths=[len(o) if o is not None else None for o in outputs],
+            labels=[_predicted_label(line) for line in samples],
+            failed=sum(line.state == "failed_terminal" for line in samples))
+    return items
+
+
+def _predicted_label(line: ResultLine) -> str | None:
+    for score in line.scores.values():
+        detail = score.get("detail") or {}
+        if "label" in detail:
+            return detail["label"] or "(none)"
+    return None
+
+
+def _binary_metrics(items: dict[str, ItemRecord], metrics: list[str]) -> list[str]:
+    binary = []
+    for metric in metrics:
+        values = [v for item in items.values() for v in item.scores.get(metric, []) if v is not None]
+        if values and all(v in (0.0, 1.0) for v in values):
+            binary.append(metric)
+    return binary
+
+
+def is_refusal(text: str | None) -> bool:
+    return bool(text) and _REFUSAL.search(text) is not None
+
+
+def snapshot_json(snapshot: BaseModel) -> str:
+    return json.dumps(snapshot.model_dump(mode="json"), indent=1, ensure_ascii=False) + "\n"

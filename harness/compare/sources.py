@@ -1,0 +1,58 @@
+"""Finds what a comparison needs: the candidate run, its suite's gate policy, the baseline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.compare.baseline import baseline_path, load_baseline
+from harness.compare.snapshot import RunSnapshot, find_run, snapshot_run
+from harness.config.loader import LoadedSuite, load_suite
+from harness.config.suite import GateSpec
+from harness.errors import UserError
+from harness.report.manifest import read_manifest
+
+
+@dataclass(frozen=True)
+class ComparisonInputs:
+    suite: LoadedSuite
+    candidate_folder: Path
+    candidate: RunSnapshot
+    baseline: RunSnapshot
+    baseline_label: str
+
+    @property
+    def gate(self) -> GateSpec:
+        return self.suite.spec.gate
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    baseline: str | None = None
+    reports_dir: Path = Path("reports")
+    target: str | None = None
+    suite_path: Path | None = None
+
+
+def load_inputs(candidate_run: str, options: SourceOptions) -> ComparisonInputs:
+    folder = find_run(candidate_run, options.reports_dir)
+    manifest = read_manifest(folder)
+    suite_path = options.suite_path or Path(manifest.suite_file)
+    if not suite_path.is_file():
+        raise UserError(f"the suite file of run {manifest.run_id} is gone", file=str(suite_path),
+                        hint="pass --suite SUITE")
+    suite = load_suite(suite_path)
+    if suite.spec.name != manifest.suite:
+        raise UserError(f"run {manifest.run_id} is of suite {manifest.suite!r}, not {suite.spec.name!r}",
+                        file=str(suite_path))
+    candidate = snapshot_run(folder, options.target)
+    name = options.baseline or suite.spec.gate.baseline
+    path = baseline_path(suite.project_dir, suite.spec.name, name)
+    if path.is_file() or options.baseline is None:
+        baseline = load_baseline(path)
+        return ComparisonInputs(suite, folder, candidate, baseline.snapshot,
+                                f"{name} (run {baseline.snapshot.run_id}, {baseline.snapshot.fingerprints.prompt})")
+    # Not a baseline name: a run ID (or folder) to compare against directly.
+    base_folder = find_run(name, options.reports_dir)
+    snapshot = snapshot_run(base_folder, options.target)
+    return ComparisonInputs(suite, folder, candidate, snapshot, f"run {snapshot.run_id} ({snapshot.fingerprints.prompt})")

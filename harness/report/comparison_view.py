@@ -1,0 +1,91 @@
+"""How a comparison and its gate verdict are shown: rich tables for people, JSON for machines."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.compare.comparison import ComparisonReport
+
+_COLOURS = {"PASS": "green", "WARN": "yellow", "INCONCLUSIVE": "magenta", "FAIL": "red"}
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _ci(bounds: tuple[float, float] | None) -> str:
+    return "n/a" if bounds is None else f"[{bounds[0]:+.3f}, {bounds[1]:+.3f}]"
+
+
+def print_comparison(console: Console, report: ComparisonReport) -> None:
+    pairing = report.pairing
+    console.print(f"candidate {report.candidate_run} vs baseline {report.baseline_label}: "
+                  f"{len(pairing.common)} paired items")
+    table = Table(title="Metrics (paired by item; epochs averaged within items)")
+    for column in ("metric", "baseline", "candidate", "delta", "SE", "95% CI", "test", "p", "corr", "MDE"):
+        table.add_column(column)
+    for result in report.metrics:
+        c = result.comparison
+        table.add_row(result.metric, _fmt(c.baseline_mean), _fmt(c.candidate_mean), _fmt(c.mean_delta),
+                      _fmt(c.se), _ci(c.ci), c.test_name, _fmt(c.p_value, 4), _fmt(c.correlation, 2), _fmt(c.mde))
+    console.print(table)
+    if report.subsets:
+        sub = Table(title="Slices and categories (exploratory; Benjamini-Hochberg q=0.10)")
+        for column in ("subset", "metric", "n", "baseline", "candidate", "delta", "95% CI"):
+            sub.add_column(column)
+        for s in report.subsets:
+            c = s.comparison
+            sub.add_row(s.subset, s.metric, str(c.n), _fmt(c.baseline_mean), _fmt(c.candidate_mean),
+                        _fmt(c.mean_delta), _ci(c.ci))
+        console.print(sub)
+    for stat in report.epochs:
+        console.print(f"{stat.metric}: {stat.k} epochs, mean {stat.mean:.3f}, pass^{stat.k} {stat.pass_all_k:.3f}")
+    if report.flaky:
+        console.print(f"flaky items ({len(report.flaky)}; epochs disagree): " + ", ".join(
+            f"{f.item_id} {f.metric} agreement {f.agreement:.2f}" for f in report.flaky[:15]))
+    if report.drift is not None:
+        drift = Table(title="Drift (no ground truth needed; BH across signals)")
+        for column in ("signal", "test", "p (BH)", "effect", "threshold", "alarm"):
+            drift.add_column(column)
+        for signal in report.drift.signals:
+            drift.add_row(signal.name, signal.test_name, _fmt(signal.adjusted_p, 4),
+                          f"{signal.effect_name} {_fmt(signal.effect)}", _fmt(signal.effect_threshold),
+                          "ALARM" if signal.alarm else "-")
+        console.print(drift)
+    for note in report.notes:
+        console.print(f"note: {note}")
+
+
+def print_gate(console: Console, report: ComparisonReport) -> None:
+    gate = report.gate
+    colour = _COLOURS[gate.verdict.value]
+    console.print(f"[bold {colour}]gate: {gate.verdict.value}[/]")
+    for reason in gate.reasons:
+        console.print(f"  {reason}")
+    for warning in gate.warnings:
+        console.print(f"  [yellow]warning:[/] {warning}")
+
+
+def report_json(report: ComparisonReport) -> dict[str, Any]:
+    return _plain(dataclasses.asdict(report))
+
+
+def _plain(value: Any) -> Any:
+    """dataclasses.asdict output made JSON-safe (enums, numpy numbers, NaN)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    return value
