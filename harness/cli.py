@@ -242,5 +242,53 @@ def gate(candidate_run: str, baseline_name, reports_dir, target, suite_path, as_
     sys.exit(EXIT_GATE[report.gate.verdict.value])
 
 
+@main.command()
+@click.argument("suite", type=click.Path(dir_okay=False))
+@click.option("--mde", type=click.FloatRange(min=0.0, min_open=True, max=1.0), required=True,
+              help="Smallest difference worth detecting, absolute (0.03 = 3 pts).")
+@click.option("--power", type=click.FloatRange(0.5, 0.999), default=0.8, show_default=True)
+@click.option("--alpha", type=click.FloatRange(0.001, 0.2), default=0.05, show_default=True,
+              help="Two-sided alpha for superiority.")
+@click.option("--baseline", "baseline_name", default=None, help="Baseline name (default: the suite's gate.baseline).")
+@click.option("--against", "second_run", metavar="RUN_ID",
+              help="A second run of the suite to observe the flip rate / var(d) between runs.")
+@click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@reports_user_errors
+def plan(suite: str, mde: float, power: float, alpha: float, baseline_name: str | None, second_run: str | None,
+         reports_dir: Path | None) -> None:
+    """How many items SUITE needs: to detect a change of --mde (superiority) and to show
+    non-inferiority at the gate's margin, estimated from the baseline, with the sample's cost."""
+    from harness.compare.baseline import baseline_path, load_baseline
+    from harness.compare.planning import PlanRequest, plan_metric, sample_cost
+    from harness.compare.snapshot import find_run, snapshot_run
+    from harness.config.loader import load_suite
+
+    loaded = load_suite(suite)
+    spec = loaded.spec
+    base = load_baseline(baseline_path(loaded.project_dir, spec.name, baseline_name or spec.gate.baseline)).snapshot
+    second = snapshot_run(find_run(second_run, reports_dir or loaded.reports_dir)) if second_run else None
+    target = next((t for t in spec.targets if t.label == base.fingerprints.target), spec.targets[0])
+    click.echo(f"{spec.name}: planning from baseline run {base.run_id} ({len(base.items)} items, "
+               f"{base.fingerprints.prompt}); power {power:g}, two-sided alpha {alpha:g}, "
+               f"non-inferiority one-sided alpha {spec.gate.alpha:g}")
+    for gate_metric in spec.gate_metrics:
+        if gate_metric.metric not in base.metrics:
+            raise UserError(f"the baseline has no scores for metric {gate_metric.metric!r}")
+        result = plan_metric(base, second, gate_metric, PlanRequest(mde, power, alpha), spec.gate.alpha)
+        label = "flip rate psi" if result.binary else "var(d)"
+        click.echo(f"\n{result.metric}: {label} = {result.spread:.4f} ({result.spread_source})")
+        for what, items in ((f"detect a {mde * 100:g} pt change (superiority)", result.superiority_items),
+                            (f"show non-inferiority at the {result.margin * 100:g} pt margin",
+                             result.non_inferiority_items)):
+            if items is None:
+                click.echo(f"  {what}: not computable")
+                continue
+            cost = sample_cost(base, items, target.pricing)
+            usd = f", ~${cost.usd:,.2f}" if cost.usd is not None else " (set targets[].pricing for a USD figure)"
+            click.echo(f"  {what}: {items:,} items = {cost.requests:,} requests, ~{cost.input_tokens:,.0f} input "
+                       f"+ {cost.output_tokens:,.0f} output tokens{usd}, ~{cost.serial_seconds / 60:,.1f} min "
+                       f"at one request at a time")
+
+
 if __name__ == "__main__":
     main()

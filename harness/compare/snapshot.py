@@ -50,10 +50,20 @@ class Fingerprints(BaseModel):
     harness_version: str
 
 
+class UsagePerRequest(BaseModel):
+    """Averages over succeeded requests, for cost and time estimates."""
+
+    input_tokens: float = 0.0
+    output_tokens: float = 0.0
+    latency_ms: float = 0.0
+    epochs: int = 1
+
+
 class RunSnapshot(BaseModel):
     version: Literal[1] = SNAPSHOT_VERSION
     run_id: str
     fingerprints: Fingerprints
+    usage: UsagePerRequest = UsagePerRequest()
     metrics: list[str]
     binary_metrics: list[str]
     items: dict[str, ItemRecord]
@@ -89,7 +99,17 @@ def snapshot_run(folder: Path, target: str | None = None) -> RunSnapshot:
             params=chosen.params, dataset=manifest.dataset.fingerprint,
             slice_fingerprint=manifest.dataset.slice_fingerprint, evaluated=manifest.dataset.evaluated,
             harness_version=manifest.harness_version),
-        metrics=metrics, binary_metrics=_binary_metrics(items, metrics), items=items)
+        usage=_usage(lines, manifest.epochs), metrics=metrics, binary_metrics=_binary_metrics(items, metrics),
+        items=items)
+
+
+def _usage(lines: list[ResultLine], epochs: int) -> UsagePerRequest:
+    done = [line for line in lines if line.state == "succeeded"]
+    if not done:
+        return UsagePerRequest(epochs=epochs)
+    return UsagePerRequest(input_tokens=sum(line.input_tokens or 0 for line in done) / len(done),
+                           output_tokens=sum(line.output_tokens or 0 for line in done) / len(done),
+                           latency_ms=sum(line.latency_ms or 0 for line in done) / len(done), epochs=epochs)
 
 
 def _choose_target(manifest: Manifest, target: str | None):

@@ -66,6 +66,13 @@ class GenerationParams(StrictModel):
     seed: int | None = None
 
 
+class PricingSpec(StrictModel):
+    """USD per million tokens, for cost estimates (evalbatch ships no price list: prices change)."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+
 class TargetSpec(StrictModel):
     """One model to evaluate. API keys are never part of a suite: they come from the environment."""
 
@@ -74,6 +81,7 @@ class TargetSpec(StrictModel):
     model: str
     base_url: str | None = Field(default=None, description="Overrides OPENAI_BASE_URL / ANTHROPIC_BASE_URL.")
     params: GenerationParams = Field(default_factory=GenerationParams)
+    pricing: PricingSpec | None = None
 
     @property
     def label(self) -> str:
