@@ -49,6 +49,9 @@ def main() -> None:
 @click.option("--slice", "slices", multiple=True, metavar="NAME",
               help="Evaluate this slice instead of the suite's `evaluate` list (repeatable).")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N items of the selection (a quick look).")
+@click.option("--sample", "sample_size", type=click.IntRange(min=2), metavar="N",
+              help="Pre-rollout sample of N items (stratified by gate.sample.stratify_by); with "
+                   "gate.sample.sequential the run stops early at the group-sequential bounds.")
 @click.option("--prompt-version", metavar="VERSION",
               help="Run this version of the suite's prompt instead of the one the suite names (e.g. a candidate).")
 @click.option("--resume", "resume_id", metavar="RUN_ID", help="Continue this run (by default an unfinished run "
@@ -58,7 +61,7 @@ def main() -> None:
 @click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write runs under DIR/<suite>/ instead of the suite's output.dir (default <project>/reports).")
 @reports_user_errors
-def run(suite: str, slices: tuple[str, ...], limit: int | None, prompt_version: str | None, resume_id: str | None, force_new: bool,
+def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int | None, prompt_version: str | None, resume_id: str | None, force_new: bool,
         retry_failed: bool, reports_dir: Path | None) -> None:
     """Run SUITE (a suites/*.yaml file): render the prompt over the slices, send every request,
     score the outputs, and write reports/<suite>/<run_id>/ (run store, manifest.json, results.jsonl)."""
@@ -69,22 +72,47 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, prompt_version: 
     if resume_id and force_new:
         raise click.UsageError("--resume and --new contradict each other")
     console = _console()
-    plan = plan_run(suite, PlanOptions(slices=slices, limit=limit, prompt_version=prompt_version))
+    plan = plan_run(suite, PlanOptions(slices=slices, limit=limit, prompt_version=prompt_version, sample=sample_size))
+    monitor = _sequential_monitor(plan) if sample_size else None
     console.print(f"{plan.suite.spec.name}: {len(plan.items)} items x {len(plan.suite.spec.targets)} target(s) x "
                   f"{plan.suite.spec.epochs} epoch(s) = {len(plan.requests)} requests; prompt {plan.prompt.label} "
                   f"({plan.prompt.fingerprint[:12]})")
     try:
-        outcome = execute(plan, RunOptions(resume_id, force_new, retry_failed, reports_dir), console)
+        outcome = execute(plan, RunOptions(resume_id, force_new, retry_failed, reports_dir, monitor), console)
     except RunInterrupted as stop:
         click.echo(f"\nInterrupted. Everything finished so far is stored in {stop.folder}.\n"
                    f"Resume with: evalbatch run {suite} --resume {stop.run_id}", err=True)
         sys.exit(EXIT_INTERRUPTED)
     print_summary(console, outcome.lines, outcome.manifest.wall_time_s)
+    for look in outcome.manifest.looks:
+        console.print(f"look {look['look']}/{look['of']} at {look['items']} items: {look['decision']} (" + "; ".join(
+            f"{m['metric']} z={m['z']:.2f} vs bound {m['boundary']:.3f}" if m["z"] is not None else f"{m['metric']} n/a"
+            for m in look["metrics"]) + ")")
     console.print(f"run {outcome.manifest.run_id}: {outcome.manifest.status}; results in {outcome.folder}")
-    if outcome.manifest.status != "complete":
+    if outcome.manifest.status == "stopped_early":
+        console.print(f"Stopped early by the sequential design; judge it with: evalbatch gate {outcome.manifest.run_id}")
+    elif outcome.manifest.status != "complete":
         console.print(f"Some requests failed. Retry them with: evalbatch run {suite} --resume "
                       f"{outcome.manifest.run_id} --retry-failed")
         sys.exit(EXIT_FAILED_REQUESTS)
+
+
+def _sequential_monitor(plan):
+    """With gate.sample.sequential, a --sample run is watched against the suite's baseline."""
+    spec = plan.suite.spec
+    if not spec.gate.sample.sequential:
+        return None
+    from harness.compare.baseline import baseline_path, load_baseline
+    from harness.compare.sequential import SequentialMonitor
+
+    baseline = load_baseline(baseline_path(plan.suite.project_dir, spec.name, spec.gate.baseline)).snapshot
+    # Checked before anything is sent: a look that cannot be compared would waste the stage.
+    if baseline.fingerprints.dataset != plan.dataset.fingerprint or baseline.fingerprints.evaluated != plan.evaluated:
+        raise UserError(f"the baseline (slices {baseline.fingerprints.evaluated}, data "
+                        f"{baseline.fingerprints.dataset[:12]}) does not match this run (slices {plan.evaluated}, "
+                        f"data {plan.dataset.fingerprint[:12]}); a sequential sample needs a comparable baseline",
+                        file=str(plan.suite.path), hint="set the baseline from a run of the same slices and data")
+    return SequentialMonitor(baseline, spec)
 
 
 @main.command()

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Callable, Protocol
 
 from rich.console import Console
 
@@ -16,7 +17,8 @@ from harness.engine.progress import RichProgress
 from harness.engine.providers.base import ProviderError
 from harness.engine.providers.registry import create_provider
 from harness.engine.runner import Engine, TargetLane
-from harness.engine.store import FAILED_TERMINAL, NewRequest, RunStore
+from harness.engine.requests import WorkRequest
+from harness.engine.store import FAILED_RETRYABLE, FAILED_TERMINAL, PROCESSING, QUEUED, NewRequest, RunStore
 from harness.errors import UserError
 from harness.plan import RunPlan
 from harness.report.manifest import (
@@ -31,6 +33,21 @@ class RunOptions:
     force_new: bool = False
     retry_failed: bool = False
     reports_dir: Path | None = None
+    monitor: "StageMonitor | None" = None
+
+
+@dataclass(frozen=True)
+class LookDecision:
+    stop: bool
+    record: dict[str, Any]
+
+
+class StageMonitor(Protocol):
+    """Runs a plan in stages and looks at the results in between (group-sequential samples)."""
+
+    def stages(self, requests: list[WorkRequest]) -> list[list[WorkRequest]]: ...
+
+    def decide(self, look: int, folder: Path) -> LookDecision: ...
 
 
 @dataclass(frozen=True)
@@ -75,29 +92,53 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
     if options.retry_failed:
         store.requeue_failed()
     unfinished = store.unfinished_ids()
-    todo = [request for request in plan.requests if request.request_id in unfinished]
+    stages = options.monitor.stages(plan.requests) if options.monitor else [plan.requests]
+    todo = [[request for request in stage if request.request_id in unfinished] for stage in stages]
     started = time.perf_counter()
-    manifest = manifest.model_copy(update={"status": "running", "ended_at": None})
+    manifest = manifest.model_copy(update={"status": "running", "ended_at": None, "looks": []})
     write_manifest(folder, manifest)
+    looks: list[dict[str, Any]] = []
+
+    def after_stage(look: int) -> bool:
+        """Scores and writes what is done so far, then lets the monitor decide; True stops the run."""
+        _write_results(plan, store, folder)
+        decision = options.monitor.decide(look, folder)
+        looks.append(decision.record)
+        write_manifest(folder, manifest.model_copy(update={"looks": looks}))
+        return decision.stop
+
+    remaining = sum(len(stage) for stage in todo)
     try:
-        if todo:
-            with RichProgress(len(plan.requests), len(plan.requests) - len(todo), console) as progress:
-                asyncio.run(_drive(Engine(store, lanes, plan.suite.spec.engine, progress), todo, lanes))
+        with RichProgress(len(plan.requests), len(plan.requests) - remaining, console) as progress:
+            engine = Engine(store, lanes, plan.suite.spec.engine, progress)
+            asyncio.run(_drive(engine, todo, lanes, after_stage if options.monitor else None))
     except KeyboardInterrupt:
         store.requeue_unfinished()
         _finish(folder, manifest, "interrupted", started)
         raise RunInterrupted(manifest.run_id, folder) from None
-    score_run(store, plan.scorers, plan.items_by_id)
-    lines = result_lines(store, plan.items_by_id)
-    write_results(folder, lines)
-    failed = store.state_counts()[FAILED_TERMINAL]
-    manifest = _finish(folder, manifest, "incomplete" if failed else "complete", started)
+    lines = _write_results(plan, store, folder)
+    counts = store.state_counts()
+    stopped = any(counts[state] for state in (QUEUED, PROCESSING, FAILED_RETRYABLE))
+    status = "stopped_early" if stopped else "incomplete" if counts[FAILED_TERMINAL] else "complete"
+    manifest = _finish(folder, manifest.model_copy(update={"looks": looks}), status, started)
     return RunOutcome(manifest, folder, lines)
 
 
-async def _drive(engine: Engine, todo, lanes: dict[str, TargetLane]) -> None:
+def _write_results(plan: RunPlan, store: RunStore, folder: Path) -> list[ResultLine]:
+    score_run(store, plan.scorers, plan.items_by_id)
+    lines = result_lines(store, plan.items_by_id)
+    write_results(folder, lines)
+    return lines
+
+
+async def _drive(engine: Engine, stages: list[list[WorkRequest]], lanes: dict[str, TargetLane],
+                 after_stage: Callable[[int], bool] | None) -> None:
     try:
-        await engine.run(todo)
+        for look, todo in enumerate(stages):
+            if todo:
+                await engine.run(todo)
+            if after_stage is not None and after_stage(look):
+                return
     finally:
         await asyncio.gather(*(lane.provider.close() for lane in lanes.values()), return_exceptions=True)
 
@@ -187,7 +228,8 @@ def _new_run(plan: RunPlan, suite_dir: Path) -> tuple[Path, Manifest]:
         scorers=[s.model_dump() for s in spec.scorers],
         dataset=DatasetRecord(source=plan.dataset.source, fingerprint=plan.dataset.fingerprint,
                               slices=[s.model_dump() for s in spec.slices], evaluated=plan.evaluated,
-                              slice_fingerprint=plan.slice_fingerprint, item_count=len(plan.items)),
+                              slice_fingerprint=plan.slice_fingerprint, item_count=len(plan.items),
+                              sample=plan.options.sample, limit=plan.options.limit),
         epochs=spec.epochs, request_count=len(plan.requests), harness_version=__version__,
         git_commit=_git_commit(plan.suite.project_dir), started_at=now_iso())
     write_manifest(folder, manifest)

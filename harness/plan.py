@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.config.datasets import Dataset, Item, load_dataset_items, select_slices, slice_fingerprint
+from harness.config.datasets import Dataset, Item, load_dataset_items, sample_items, select_slices, slice_fingerprint
 from harness.config.loader import LoadedSuite, load_suite
 from harness.config.prompts import PromptVersion
 from harness.errors import UserError
@@ -23,6 +23,7 @@ class PlanOptions:
     slices: tuple[str, ...] = ()
     limit: int | None = None
     prompt_version: str | None = None
+    sample: int | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class RunPlan:
     items: list[Item]
     requests: list[WorkRequest]
     scorers: list[BoundScorer]
+    options: PlanOptions = PlanOptions()
 
     @property
     def items_by_id(self) -> dict[str, Item]:
@@ -61,7 +63,13 @@ def plan_run(suite_path: str | Path, options: PlanOptions = PlanOptions()) -> Ru
     scorers = bind_scorers(spec.scorers, ScoringContext(suite_dir=suite.path.parent))
     dataset = load_dataset_items(spec.dataset, suite.resolve)
     items = select_slices(dataset, spec.slices, evaluated)
+    if options.sample is not None:
+        gate_sample = spec.gate.sample
+        if gate_sample.stratify_by and any(gate_sample.stratify_by not in i.fields for i in items):
+            raise UserError(f"gate.sample.stratify_by names field {gate_sample.stratify_by!r}, which the records "
+                            "do not all have", file=str(suite.path))
+        items = sample_items(items, options.sample, gate_sample.stratify_by, gate_sample.seed)
     if options.limit is not None:
         items = items[:options.limit]
     requests = build_requests(items, prompt, spec.targets, spec.epochs)
-    return RunPlan(suite, prompt, dataset, evaluated, items, requests, scorers)
+    return RunPlan(suite, prompt, dataset, evaluated, items, requests, scorers, options)

@@ -148,13 +148,20 @@ def _apply_slice(dataset: Dataset, spec: SliceSpec) -> list[Item]:
     items = [item for item in dataset.items if _matches(item, spec)]
     if spec.first_n is not None:
         return items[:spec.first_n]
-    if spec.sample is None or spec.sample >= len(items):
+    if spec.sample is None:
         return items
-    rng = random.Random(spec.seed)
-    if spec.stratify_by is None:
-        keep = set(rng.sample(range(len(items)), spec.sample))
+    return sample_items(items, spec.sample, spec.stratify_by, spec.seed)
+
+
+def sample_items(items: list[Item], size: int, stratify_by: str | None, seed: int) -> list[Item]:
+    """A seeded random sample (proportionally stratified by a field when given), in dataset order."""
+    if size >= len(items):
+        return items
+    rng = random.Random(seed)
+    if stratify_by is None:
+        keep = set(rng.sample(range(len(items)), size))
         return [item for index, item in enumerate(items) if index in keep]
-    return _stratified(items, spec, rng)
+    return _stratified(items, size, stratify_by, rng)
 
 
 def _matches(item: Item, spec: SliceSpec) -> bool:
@@ -168,14 +175,14 @@ def _matches(item: Item, spec: SliceSpec) -> bool:
     return True
 
 
-def _stratified(items: list[Item], spec: SliceSpec, rng: random.Random) -> list[Item]:
+def _stratified(items: list[Item], size: int, stratify_by: str, rng: random.Random) -> list[Item]:
     """Proportional allocation (largest remainder), then a seeded sample within each stratum."""
     strata: dict[str, list[int]] = defaultdict(list)
     for index, item in enumerate(items):
-        strata[str(item.fields.get(spec.stratify_by or ""))].append(index)
-    shares = {key: spec.sample * len(idx) / len(items) for key, idx in sorted(strata.items())}
+        strata[str(item.fields.get(stratify_by))].append(index)
+    shares = {key: size * len(idx) / len(items) for key, idx in sorted(strata.items())}
     counts = {key: int(share) for key, share in shares.items()}
-    leftover = spec.sample - sum(counts.values())
+    leftover = size - sum(counts.values())
     for key in sorted(shares, key=lambda k: shares[k] - counts[k], reverse=True)[:leftover]:
         counts[key] += 1
     keep: set[int] = set()

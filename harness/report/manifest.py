@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 MANIFEST_VERSION = 1
-RunStatus = Literal["running", "complete", "incomplete", "interrupted"]
+RunStatus = Literal["running", "complete", "incomplete", "interrupted", "stopped_early"]
 
 
 class PromptRecord(BaseModel):
@@ -37,6 +37,8 @@ class DatasetRecord(BaseModel):
     evaluated: list[str]
     slice_fingerprint: str
     item_count: int
+    sample: int | None = Field(default=None, description="Pre-rollout sample size (run --sample N).")
+    limit: int | None = None
 
 
 class Manifest(BaseModel):
@@ -61,6 +63,7 @@ class Manifest(BaseModel):
     ended_at: str | None = None
     status: RunStatus = "running"
     wall_time_s: float = 0.0
+    looks: list[dict[str, Any]] = Field(default_factory=list, description="Sequential looks and their decisions.")
 
 
 def now_iso() -> str:
