@@ -257,7 +257,7 @@ def gate(candidate_run: str, baseline_name, reports_dir, target, suite_path, as_
     import json
 
     from harness.report.comparison_view import print_gate, report_json
-    from harness.report.manifest import write_atomically
+    from harness.report.manifest import read_manifest, write_atomically
 
     inputs, report = _build_report(candidate_run, baseline_name, reports_dir, target, suite_path)
     evidence = report_json(report)
@@ -266,7 +266,12 @@ def gate(candidate_run: str, baseline_name, reports_dir, target, suite_path, as_
         click.echo(json.dumps({"verdict": report.gate.verdict.value, "reasons": list(report.gate.reasons),
                                "warnings": list(report.gate.warnings), "comparison": evidence}, indent=2))
     else:
-        print_gate(_console(), report)
+        console = _console()
+        for look in read_manifest(inputs.candidate_folder).looks:
+            if look["stop"]:
+                console.print(f"sequential sample stopped early at look {look['look']}/{look['of']} "
+                              f"({look['items']} items): {look['decision']}")
+        print_gate(console, report)
     sys.exit(EXIT_GATE[report.gate.verdict.value])
 
 
@@ -316,6 +321,46 @@ def plan(suite: str, mde: float, power: float, alpha: float, baseline_name: str 
             click.echo(f"  {what}: {items:,} items = {cost.requests:,} requests, ~{cost.input_tokens:,.0f} input "
                        f"+ {cost.output_tokens:,.0f} output tokens{usd}, ~{cost.serial_seconds / 60:,.1f} min "
                        f"at one request at a time")
+
+
+@main.command()
+@click.argument("suite", type=click.Path(dir_okay=False))
+@click.option("--run", "run_id", required=True, metavar="RUN_ID", help="The run whose gate passed.")
+@click.option("--full", is_flag=True, help="Then run the promoted configuration on the full evaluated slices, "
+              "sorting outputs into validated.jsonl and needs_review.jsonl.")
+@reports_user_errors
+def promote(suite: str, run_id: str, full: bool) -> None:
+    """Promote RUN_ID's prompt version and model to production for SUITE. Refused (exit 1)
+    unless `evalbatch gate RUN_ID` passed; the promotion is recorded with its evidence."""
+    from harness.compare.promotion import GateRefused, promote as record_promotion, split_validated, validator_names
+    from harness.compare.snapshot import find_run
+    from harness.config.loader import load_suite
+    from harness.execute import RunOptions, execute
+    from harness.plan import PlanOptions, plan_run
+
+    loaded = load_suite(suite)
+    try:
+        record = record_promotion(loaded, find_run(run_id, loaded.reports_dir))
+    except GateRefused as refused:
+        click.echo(f"refused: {refused}", err=True)
+        sys.exit(EXIT_FAILED_REQUESTS)
+    click.echo(f"promoted {record.prompt}@{record.prompt_version} ({record.prompt_fingerprint[:12]}) with "
+               f"{', '.join(t['model'] for t in record.targets)} to production for {record.suite} "
+               f"(gate {record.verdict}, run {record.run_id})")
+    if not full:
+        return
+    plan = plan_run(suite, PlanOptions(prompt_version=record.prompt_version))
+    if plan.prompt.fingerprint != record.prompt_fingerprint:
+        raise UserError(f"prompt {plan.prompt.label} changed since it passed the gate "
+                        f"({record.prompt_fingerprint[:12]} -> {plan.prompt.fingerprint[:12]})",
+                        hint="gate the new text before a full run")
+    console = _console()
+    outcome = execute(plan, RunOptions(force_new=True), console)
+    validators = validator_names(loaded)
+    valid, review = split_validated(outcome.folder, outcome.lines, validators)
+    console.print(f"full run {outcome.manifest.run_id}: {valid} validated, {review} need review "
+                  f"(validators: {', '.join(validators) or 'none: only succeeded requests pass'}); "
+                  f"{outcome.folder / 'validated.jsonl'}, {outcome.folder / 'needs_review.jsonl'}")
 
 
 if __name__ == "__main__":

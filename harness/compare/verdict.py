@@ -180,7 +180,11 @@ def _decide_zero_variance(comparison: PairedComparison, policy: MetricPolicy, or
     z^2 / (n + z^2).  This keeps "3 unchanged items" from passing the gate.
     """
     fmt = _Formatter(policy)
-    prefix = f"{policy.name}: all {comparison.n} items changed by {fmt.number(comparison.mean_delta)} {policy.unit}"
+    if comparison.mean_delta == 0:
+        prefix = f"{policy.name}: no difference on any of the {comparison.n} paired items"
+    else:
+        prefix = (f"{policy.name}: every one of the {comparison.n} items changed by "
+                  f"{fmt.number(comparison.mean_delta)} {policy.unit}")
     if not comparison.scores_in_unit_interval:
         reason = f"{prefix}, so the SE is 0 and, for scores outside [0, 1], no interval can be formed"
         return _verdict(comparison, policy, Verdict.INCONCLUSIVE, reason, None)
