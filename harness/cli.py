@@ -107,7 +107,7 @@ def _sequential_monitor(plan):
 
     baseline = load_baseline(baseline_path(plan.suite.project_dir, spec.name, spec.gate.baseline)).snapshot
     # Checked before anything is sent: a look that cannot be compared would waste the stage.
-    if baseline.fingerprints.dataset != plan.dataset.fingerprint or baseline.fingerprints.evaluated != plan.evaluated:
+    if baseline.fingerprints.dataset != plan.dataset.fingerprint or set(baseline.fingerprints.evaluated) != set(plan.evaluated):
         raise UserError(f"the baseline (slices {baseline.fingerprints.evaluated}, data "
                         f"{baseline.fingerprints.dataset[:12]}) does not match this run (slices {plan.evaluated}, "
                         f"data {plan.dataset.fingerprint[:12]}); a sequential sample needs a comparable baseline",
@@ -166,7 +166,7 @@ def baseline_set(suite: str, run_id: str, name: str | None, target: str | None, 
     from harness.config.loader import load_suite
 
     loaded = load_suite(suite)
-    folder = find_run(run_id, loaded.reports_dir)
+    folder = find_run(run_id, loaded.reports_dir, loaded.spec.name)
     snapshot = snapshot_run(folder, target)
     if snapshot.fingerprints.suite != loaded.spec.name:
         raise UserError(f"run {run_id} is of suite {snapshot.fingerprints.suite!r}, not {loaded.spec.name!r}")
@@ -299,7 +299,7 @@ def plan(suite: str, mde: float, power: float, alpha: float, baseline_name: str 
     loaded = load_suite(suite)
     spec = loaded.spec
     base = load_baseline(baseline_path(loaded.project_dir, spec.name, baseline_name or spec.gate.baseline)).snapshot
-    second = snapshot_run(find_run(second_run, reports_dir or loaded.reports_dir)) if second_run else None
+    second = snapshot_run(find_run(second_run, reports_dir or loaded.reports_dir, spec.name)) if second_run else None
     target = next((t for t in spec.targets if t.label == base.fingerprints.target), spec.targets[0])
     click.echo(f"{spec.name}: planning from baseline run {base.run_id} ({len(base.items)} items, "
                f"{base.fingerprints.prompt}); power {power:g}, two-sided alpha {alpha:g}, "
@@ -340,7 +340,7 @@ def promote(suite: str, run_id: str, full: bool) -> None:
 
     loaded = load_suite(suite)
     try:
-        record = record_promotion(loaded, find_run(run_id, loaded.reports_dir))
+        record = record_promotion(loaded, find_run(run_id, loaded.reports_dir, loaded.spec.name))
     except GateRefused as refused:
         click.echo(f"refused: {refused}", err=True)
         sys.exit(EXIT_FAILED_REQUESTS)

@@ -44,7 +44,8 @@ class RunPlan:
     @property
     def work_fingerprint(self) -> str:
         """Two plans with the same requests are the same work: a rerun resumes instead of starting over."""
-        return hashlib.sha256("\n".join(sorted(r.request_id for r in self.requests)).encode()).hexdigest()
+        ids = "\n".join(sorted(r.request_id for r in self.requests))
+        return hashlib.sha256(f"{self.suite.spec.name}\n{ids}".encode()).hexdigest()
 
     @property
     def slice_fingerprint(self) -> str:
@@ -54,7 +55,7 @@ class RunPlan:
 def plan_run(suite_path: str | Path, options: PlanOptions = PlanOptions()) -> RunPlan:
     suite = load_suite(suite_path)
     spec = suite.spec
-    evaluated = list(options.slices) or spec.evaluated_slices
+    evaluated = list(dict.fromkeys(options.slices or spec.evaluated_slices))  # repeated names count once
     unknown = [name for name in evaluated if name not in {s.name for s in spec.slices}]
     if unknown:
         raise UserError(f"unknown slice(s) {unknown}; the suite defines {[s.name for s in spec.slices]}",

@@ -82,7 +82,7 @@ def check_comparable(baseline: RunSnapshot, candidate: RunSnapshot) -> None:
         raise UserError("the baseline's dataset fingerprint does not match the candidate's "
                         f"({base.dataset[:12]} vs {cand.dataset[:12]}): the data changed",
                         hint="re-run the baseline on the current data and set it again")
-    if base.evaluated != cand.evaluated:
+    if set(base.evaluated) != set(cand.evaluated):
         raise UserError(f"the baseline evaluated slices {base.evaluated}, the candidate {cand.evaluated}",
                         hint="run the candidate on the baseline's slices (--slice)")
 

@@ -69,9 +69,11 @@ class RunSnapshot(BaseModel):
     items: dict[str, ItemRecord]
 
 
-def find_run(run: str, reports_dir: Path) -> Path:
-    """A run folder from a path, or from a run ID searched under reports/<suite>/."""
-    for folder in (Path(run), reports_dir / run):
+def find_run(run: str, reports_dir: Path, suite: str | None = None) -> Path:
+    """A run folder from a path, or from a run ID searched under reports/<suite>/ (the given
+    suite's folder first, so equal IDs in other suites do not make it ambiguous)."""
+    places = [Path(run), reports_dir / run] + ([reports_dir / suite / run] if suite else [])
+    for folder in places:
         if (folder / "manifest.json").is_file():
             return folder
     matches = sorted(reports_dir.glob(f"*/{run}/manifest.json"))

@@ -35,7 +35,7 @@ class SourceOptions:
 
 
 def load_inputs(candidate_run: str, options: SourceOptions) -> ComparisonInputs:
-    folder = find_run(candidate_run, options.reports_dir)
+    folder = find_run(candidate_run, options.reports_dir, options.suite_path and load_suite(options.suite_path).spec.name)
     manifest = read_manifest(folder)
     suite_path = options.suite_path or Path(manifest.suite_file)
     if not suite_path.is_file():
@@ -53,6 +53,12 @@ def load_inputs(candidate_run: str, options: SourceOptions) -> ComparisonInputs:
         return ComparisonInputs(suite, folder, candidate, baseline.snapshot,
                                 f"{name} (run {baseline.snapshot.run_id}, {baseline.snapshot.fingerprints.prompt})")
     # Not a baseline name: a run ID (or folder) to compare against directly.
-    base_folder = find_run(name, options.reports_dir)
+    try:
+        base_folder = find_run(name, options.reports_dir, suite.spec.name)
+    except UserError:
+        known = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
+        raise UserError(f"no baseline {name!r} of suite {suite.spec.name!r} and no run {name!r} under "
+                        f"{options.reports_dir}", hint=f"baselines of this suite: {known}" if known else
+                        "create one with: evalbatch baseline set SUITE --from RUN_ID") from None
     snapshot = snapshot_run(base_folder, options.target)
     return ComparisonInputs(suite, folder, candidate, snapshot, f"run {snapshot.run_id} ({snapshot.fingerprints.prompt})")

@@ -292,8 +292,6 @@ def test_runs_of_other_slices_are_refused(project, cli, fake_server):
     assert not (project.root / "reports" / "demo" / candidate / "gate.json").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="check_comparable compares the evaluated slice lists in the order they "
-                   "were given, so the same slices named in another order are refused as different")
 def test_the_same_slices_in_another_order_are_comparable(project, cli, fake_server):
     suite = base_suite(fake_server.base_url)
     suite["slices"] = [{"name": "all"}, {"name": "head", "first_n": 3}, {"name": "picked", "where": {"id": ["a2", "a4"]}}]
@@ -374,8 +372,6 @@ def test_a_missing_baseline_is_reported(project, cli, fake_server):
     assert "baselines of this suite: ['production']" in message
 
 
-@pytest.mark.xfail(strict=True, reason="an unknown --baseline NAME falls through to the run-ID lookup, whose "
-                   "error ('no run ...') never says that no baseline of that name exists")
 def test_an_unknown_baseline_name_on_the_command_line_is_reported_as_such(project, cli, fake_server):
     project.write_suite(base_suite(fake_server.base_url))
     candidate = run(cli, project.suite_path)
