@@ -4,7 +4,7 @@ retries on 429/5xx/529/timeouts/malformed bodies, none on 4xx, Retry-After honou
 from __future__ import annotations
 
 import json
-import time
+import sqlite3
 
 import pytest
 
@@ -25,17 +25,20 @@ def provider(request, monkeypatch):
     return request.param
 
 
-def _serve(*faults: FaultRule, latency_s: float = 0.0) -> FakeLLMServer:
-    return FakeLLMServer(keyword_replier(TICKET_REPLIES), list(faults), latency_s).start()
+def _run_against(project, cli, provider, *faults: FaultRule, **engine):
+    """Runs the demo suite against a fake server with these faults; returns the CLI result and the server."""
+    server = FakeLLMServer(keyword_replier(TICKET_REPLIES), list(faults)).start()
+    try:
+        suite = base_suite(server.base_url, provider)
+        suite["engine"].update(engine)
+        project.write_suite(suite)
+        return cli("run", str(project.suite_path)), server
+    finally:
+        server.stop()
 
 
 def test_clean_run_scores_every_item(project, cli, provider):
-    server = _serve()
-    try:
-        project.write_suite(base_suite(server.base_url, provider))
-        result = cli("run", str(project.suite_path))
-    finally:
-        server.stop()
+    result, server = _run_against(project, cli, provider)
     assert result.exit_code == 0, result.output
     results = _results(project)
     assert {r["state"] for r in results.values()} == {"succeeded"}
@@ -49,12 +52,8 @@ def test_clean_run_scores_every_item(project, cli, provider):
 
 @pytest.mark.parametrize("status", [429, 500, 503, 529])
 def test_transient_statuses_are_retried(project, cli, provider, status):
-    server = _serve(FaultRule(status=status, times=2, match="billed", retry_after=0.05))
-    try:
-        project.write_suite(base_suite(server.base_url, provider))
-        result = cli("run", str(project.suite_path))
-    finally:
-        server.stop()
+    result, server = _run_against(project, cli, provider,
+                                  FaultRule(status=status, times=2, match="billed", retry_after=0.05))
     assert result.exit_code == 0, result.output
     item = _results(project)["a1"]
     assert item["state"] == "succeeded" and item["attempts"] == 3
@@ -62,28 +61,22 @@ def test_transient_statuses_are_retried(project, cli, provider, status):
 
 
 def test_retry_after_is_honoured(project, cli, provider):
-    server = _serve(FaultRule(status=429, times=1, match="billed", retry_after=1.0))
-    try:
-        project.write_suite(base_suite(server.base_url, provider))
-        started = time.monotonic()
-        result = cli("run", str(project.suite_path))
-        elapsed = time.monotonic() - started
-    finally:
-        server.stop()
+    result, _ = _run_against(project, cli, provider, FaultRule(status=429, times=1, match="billed", retry_after=1.0))
     assert result.exit_code == 0, result.output
     assert _results(project)["a1"]["attempts"] == 2
-    # backoff_max_s is 0.05 in the suite: only the server's Retry-After can explain a 1 s wait.
-    assert elapsed >= 1.0
+    [run_dir] = project.run_dirs()
+    db = sqlite3.connect(run_dir / "run.sqlite")
+    rows = db.execute("SELECT a.attempt, a.started_at, a.ended_at, a.status FROM attempts a "
+                      "JOIN requests r USING (request_id) WHERE r.item_id = 'a1' ORDER BY a.attempt").fetchall()
+    db.close()
+    (_, _, first_end, status), (_, second_start, _, _) = rows
+    # backoff_max_s is 0.05 in the suite: only the server's Retry-After explains the recorded gap.
+    assert status == 429 and second_start - first_end >= 1.0
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404])
 def test_client_errors_are_terminal(project, cli, provider, status):
-    server = _serve(FaultRule(status=status, times=99, match="billed"))
-    try:
-        project.write_suite(base_suite(server.base_url, provider))
-        result = cli("run", str(project.suite_path))
-    finally:
-        server.stop()
+    result, _ = _run_against(project, cli, provider, FaultRule(status=status, times=99, match="billed"))
     assert result.exit_code == 1, result.output
     item = _results(project)["a1"]
     assert item["state"] == "failed_terminal" and item["attempts"] == 1
@@ -92,28 +85,19 @@ def test_client_errors_are_terminal(project, cli, provider, status):
 
 
 def test_context_length_and_quota_errors_are_not_retried(project, cli, provider):
-    server = _serve(
+    _run_against(
+        project, cli, provider,
         FaultRule(status=400, times=99, match="billed",
                   error_body={"error": {"message": "maximum context length exceeded", "code": "context_length_exceeded"}}),
         FaultRule(status=429, times=99, match="crashes",
                   error_body={"error": {"message": "You exceeded your quota", "code": "insufficient_quota"}}))
-    try:
-        project.write_suite(base_suite(server.base_url, provider))
-        cli("run", str(project.suite_path))
-    finally:
-        server.stop()
     results = _results(project)
     assert results["a1"]["state"] == results["a2"]["state"] == "failed_terminal"
     assert results["a1"]["attempts"] == results["a2"]["attempts"] == 1
 
 
 def test_retries_stop_at_the_cap(project, cli, provider):
-    server = _serve(FaultRule(status=503, times=99, match="billed"))
-    try:
-        project.write_suite(base_suite(server.base_url, provider))
-        result = cli("run", str(project.suite_path))
-    finally:
-        server.stop()
+    result, server = _run_against(project, cli, provider, FaultRule(status=503, times=99, match="billed"))
     assert result.exit_code == 1
     item = _results(project)["a1"]
     assert item["state"] == "failed_terminal" and item["attempts"] == 3  # 1 + max_retries 2
@@ -121,26 +105,14 @@ def test_retries_stop_at_the_cap(project, cli, provider):
 
 
 def test_slow_reply_times_out_and_is_retried(project, cli, provider):
-    server = _serve(FaultRule(delay_s=3.0, times=1, match="billed"))
-    try:
-        suite = base_suite(server.base_url, provider)
-        suite["engine"]["timeout_s"] = 0.5
-        project.write_suite(suite)
-        result = cli("run", str(project.suite_path))
-    finally:
-        server.stop()
+    result, _ = _run_against(project, cli, provider, FaultRule(delay_s=3.0, times=1, match="billed"), timeout_s=0.5)
     assert result.exit_code == 0, result.output
     item = _results(project)["a1"]
     assert item["state"] == "succeeded" and item["attempts"] == 2
 
 
 def test_malformed_body_is_retried(project, cli, provider):
-    server = _serve(FaultRule(malformed=True, times=1, match="billed"))
-    try:
-        project.write_suite(base_suite(server.base_url, provider))
-        result = cli("run", str(project.suite_path))
-    finally:
-        server.stop()
+    result, _ = _run_against(project, cli, provider, FaultRule(malformed=True, times=1, match="billed"))
     assert result.exit_code == 0, result.output
     assert _results(project)["a1"]["attempts"] == 2
 

@@ -12,7 +12,7 @@ import anthropic
 
 from harness.config.suite import TargetSpec
 from harness.engine.providers.base import Completion, ProviderError, ProviderRequest
-from harness.engine.providers.http_errors import rate_limit_headers, status_error
+from harness.engine.providers.http_errors import rate_limit_headers, sdk_errors
 from harness.engine.providers.registry import register_provider
 
 
@@ -49,19 +49,11 @@ class AnthropicMessagesProvider:
         return body
 
     async def complete(self, request: ProviderRequest) -> Completion:
-        try:
+        with sdk_errors(anthropic, request.timeout_s):
             raw = await self.client.messages.with_raw_response.create(
                 **self._body(request), timeout=request.timeout_s,
                 extra_headers={"X-Evalbatch-Request-Id": request.request_id})
             message = await raw.parse()  # anthropic 2.x: async raw responses
-        except anthropic.APITimeoutError:
-            raise ProviderError(f"timed out after {request.timeout_s:g} s", kind="transient") from None
-        except anthropic.APIConnectionError as exc:
-            raise ProviderError(f"connection error: {exc}", kind="transient") from None
-        except anthropic.APIStatusError as exc:
-            raise status_error(exc.status_code, exc.response.text, exc.response.headers) from None
-        except (anthropic.APIResponseValidationError, ValueError) as exc:
-            raise ProviderError(f"malformed response: {exc}", kind="transient") from None
         blocks = getattr(message, "content", None)
         if blocks is None:
             raise ProviderError("malformed response: no content", kind="transient")

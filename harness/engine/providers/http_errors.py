@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import email.utils
 import time
-from typing import Mapping
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Iterator, Mapping
 
 from harness.engine.providers.base import ErrorKind, ProviderError
 
@@ -65,3 +67,19 @@ def status_error(status: int, body_text: str, headers: Mapping[str, str]) -> Pro
 def shorten(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+@contextmanager
+def sdk_errors(sdk: ModuleType, timeout_s: float) -> Iterator[None]:
+    """Turns the exceptions of the `openai` or `anthropic` SDK (they share their shapes) into
+    classified ProviderErrors."""
+    try:
+        yield
+    except sdk.APITimeoutError:
+        raise ProviderError(f"timed out after {timeout_s:g} s", kind="transient") from None
+    except sdk.APIConnectionError as exc:
+        raise ProviderError(f"connection error: {exc}", kind="transient") from None
+    except sdk.APIStatusError as exc:
+        raise status_error(exc.status_code, exc.response.text, exc.response.headers) from None
+    except (sdk.APIResponseValidationError, ValueError) as exc:
+        raise ProviderError(f"malformed response: {exc}", kind="transient") from None

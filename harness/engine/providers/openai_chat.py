@@ -14,7 +14,7 @@ import openai
 
 from harness.config.suite import TargetSpec
 from harness.engine.providers.base import Completion, ProviderError, ProviderRequest
-from harness.engine.providers.http_errors import rate_limit_headers, status_error
+from harness.engine.providers.http_errors import rate_limit_headers, sdk_errors
 from harness.engine.providers.registry import register_provider
 
 # Local OpenAI-compatible servers (vLLM, llama.cpp, Ollama) accept any key.
@@ -50,19 +50,11 @@ class OpenAIChatProvider:
         return body
 
     async def complete(self, request: ProviderRequest) -> Completion:
-        try:
+        with sdk_errors(openai, request.timeout_s):
             raw = await self.client.chat.completions.with_raw_response.create(
                 **self._body(request), timeout=request.timeout_s,
                 extra_headers={"X-Evalbatch-Request-Id": request.request_id})
             response = raw.parse()
-        except openai.APITimeoutError:
-            raise ProviderError(f"timed out after {request.timeout_s:g} s", kind="transient") from None
-        except openai.APIConnectionError as exc:
-            raise ProviderError(f"connection error: {exc}", kind="transient") from None
-        except openai.APIStatusError as exc:
-            raise status_error(exc.status_code, exc.response.text, exc.response.headers) from None
-        except (openai.APIResponseValidationError, ValueError) as exc:
-            raise ProviderError(f"malformed response: {exc}", kind="transient") from None
         choices = getattr(response, "choices", None)
         if not choices:
             raise ProviderError("malformed response: no choices", kind="transient")
