@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import statistics
 import sys
 import tempfile
 import time
@@ -66,21 +67,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating bare/engine rounds; medians are reported")
     args = parser.parse_args()
     server, base_url = start_fake_server()
+    bare_times, engine_times = [], []
     try:
         prompts = [f"Ticket: benchmark ticket {n}\nTeam:" for n in range(args.requests)]
         asyncio.run(bare_loop(base_url, prompts[:200], args.concurrency))  # warm-up: connections, imports
-        with tempfile.TemporaryDirectory() as tmp:
-            bare = asyncio.run(bare_loop(base_url, prompts, args.concurrency))
-            engine = engine_run(base_url, args.requests, args.concurrency, Path(tmp))
+        for round_number in range(args.rounds):
+            # Alternating, so drift in the machine or the server affects both sides alike.
+            bare_times.append(asyncio.run(bare_loop(base_url, prompts, args.concurrency)))
+            with tempfile.TemporaryDirectory() as tmp:
+                engine_times.append(engine_run(base_url, args.requests, args.concurrency, Path(tmp)))
     finally:
         server.terminate()
         server.wait(timeout=10)
+    bare, engine = statistics.median(bare_times), statistics.median(engine_times)
     bare_rps, engine_rps = args.requests / bare, args.requests / engine
-    print(f"requests: {args.requests}, concurrency: {args.concurrency}")
-    print(f"bare asyncio loop : {bare_rps:8.1f} req/s ({bare:.2f} s)")
-    print(f"evalbatch engine  : {engine_rps:8.1f} req/s ({engine:.2f} s)")
+    print(f"requests: {args.requests}, concurrency: {args.concurrency}, rounds: {args.rounds} (medians)")
+    print(f"bare asyncio loop : {bare_rps:8.1f} req/s ({bare:.2f} s; rounds {', '.join(f'{t:.2f}' for t in bare_times)})")
+    print(f"evalbatch engine  : {engine_rps:8.1f} req/s ({engine:.2f} s; rounds {', '.join(f'{t:.2f}' for t in engine_times)})")
     print(f"ratio engine/bare : {engine_rps / bare_rps:.2f} (target >= 0.70)")
 
 

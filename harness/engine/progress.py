@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -15,6 +17,7 @@ class RichProgress:
         self.failed_count = 0
         self.retrying = 0
         self.tokens = 0
+        self._last_refresh = 0.0
         self._progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
@@ -26,6 +29,7 @@ class RichProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._last_refresh = 0.0
         self._refresh()
         self._progress.stop()
 
@@ -47,5 +51,11 @@ class RichProgress:
         self._refresh()
 
     def _refresh(self) -> None:
+        # The bar redraws 10 times a second; formatting the counts more often only costs CPU
+        # that the requests in flight need.
+        now = time.monotonic()
+        if now - self._last_refresh < 0.1:
+            return
+        self._last_refresh = now
         stats = f"failed {self.failed_count}  retrying {self.retrying}  tokens {self.tokens:,}"
         self._progress.update(self._task, stats=stats)

@@ -92,8 +92,10 @@ class Engine:
 
     async def _call(self, provider: Provider, request: ProviderRequest) -> Completion:
         try:
-            # The SDKs have their own timeout; this also bounds providers that have none.
-            return await asyncio.wait_for(provider.complete(request), timeout=request.timeout_s + 1.0)
+            if getattr(provider, "enforces_timeout", False):
+                return await provider.complete(request)
+            # Bounds providers that have no timeout of their own.
+            return await asyncio.wait_for(provider.complete(request), timeout=request.timeout_s)
         except ProviderError:
             raise
         except asyncio.TimeoutError:

@@ -18,6 +18,7 @@ from harness.engine.providers.registry import register_provider
 
 @register_provider("anthropic")
 class AnthropicMessagesProvider:
+    enforces_timeout = True  # the SDK's own timeout; the engine need not wrap calls in wait_for
     def __init__(self, target: TargetSpec) -> None:
         self.target = target
         base_url = target.base_url or os.environ.get("ANTHROPIC_BASE_URL")
@@ -25,6 +26,7 @@ class AnthropicMessagesProvider:
         if not api_key:
             raise ProviderError("ANTHROPIC_API_KEY is not set", kind="terminal")
         self.client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
+        self._timeout_s: float | None = None
 
     def identity(self) -> dict[str, Any]:
         return {"provider": "anthropic", "model": self.target.model, "base_url": str(self.client.base_url)}
@@ -50,9 +52,8 @@ class AnthropicMessagesProvider:
 
     async def complete(self, request: ProviderRequest) -> Completion:
         with sdk_errors(anthropic, request.timeout_s):
-            raw = await self.client.messages.with_raw_response.create(
-                **self._body(request), timeout=request.timeout_s,
-                extra_headers={"X-Evalbatch-Request-Id": request.request_id})
+            raw = await self._client_for(request.timeout_s).messages.with_raw_response.create(
+                **self._body(request), extra_headers={"X-Evalbatch-Request-Id": request.request_id})
             message = await raw.parse()  # anthropic 2.x: async raw responses
         blocks = getattr(message, "content", None)
         if blocks is None:
@@ -66,6 +67,12 @@ class AnthropicMessagesProvider:
             finish_reason=message.stop_reason,
             rate_limits=rate_limit_headers(raw.headers),
         )
+
+    def _client_for(self, timeout_s: float):
+        """The client with the engine's timeout set once (cheaper than passing it on every call)."""
+        if self._timeout_s != timeout_s:
+            self.client, self._timeout_s = self.client.with_options(timeout=timeout_s), timeout_s
+        return self.client
 
     async def close(self) -> None:
         await self.client.close()

@@ -23,6 +23,7 @@ _PLACEHOLDER_KEY = "not-needed-for-local-servers"
 
 @register_provider("openai")
 class OpenAIChatProvider:
+    enforces_timeout = True  # the SDK's own timeout; the engine need not wrap calls in wait_for
     def __init__(self, target: TargetSpec) -> None:
         self.target = target
         base_url = target.base_url or os.environ.get("OPENAI_BASE_URL")
@@ -30,6 +31,7 @@ class OpenAIChatProvider:
         if api_key is None:
             raise ProviderError("OPENAI_API_KEY is not set (or set base_url for a local server)", kind="terminal")
         self.client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
+        self._timeout_s: float | None = None
 
     def identity(self) -> dict[str, Any]:
         return {"provider": "openai", "model": self.target.model, "base_url": str(self.client.base_url)}
@@ -51,9 +53,8 @@ class OpenAIChatProvider:
 
     async def complete(self, request: ProviderRequest) -> Completion:
         with sdk_errors(openai, request.timeout_s):
-            raw = await self.client.chat.completions.with_raw_response.create(
-                **self._body(request), timeout=request.timeout_s,
-                extra_headers={"X-Evalbatch-Request-Id": request.request_id})
+            raw = await self._client_for(request.timeout_s).chat.completions.with_raw_response.create(
+                **self._body(request), extra_headers={"X-Evalbatch-Request-Id": request.request_id})
             response = raw.parse()
         choices = getattr(response, "choices", None)
         if not choices:
@@ -66,6 +67,12 @@ class OpenAIChatProvider:
             finish_reason=choices[0].finish_reason,
             rate_limits=rate_limit_headers(raw.headers),
         )
+
+    def _client_for(self, timeout_s: float):
+        """The client with the engine's timeout set once (cheaper than passing it on every call)."""
+        if self._timeout_s != timeout_s:
+            self.client, self._timeout_s = self.client.with_options(timeout=timeout_s), timeout_s
+        return self.client
 
     async def close(self) -> None:
         await self.client.close()
