@@ -9,6 +9,7 @@ every core for one request, so requests run one at a time on a dedicated thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -54,9 +55,28 @@ def _load(model: str) -> Any:
             path = embedded_model_path() if model == EMBEDDED_MODEL else Path(model).expanduser()
             if not path.is_file():
                 raise ProviderError(f"local model file not found: {path}", kind="terminal")
-            _models[model] = Llama(model_path=str(path), n_ctx=_CONTEXT_TOKENS, n_threads=os.cpu_count() or 2,
-                                   seed=0, verbose=False)
+            with _native_stderr_silenced():
+                _models[model] = Llama(model_path=str(path), n_ctx=_CONTEXT_TOKENS,
+                                       n_threads=os.cpu_count() or 2, seed=0, verbose=False)
         return _models[model]
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """llama.cpp prints notes (e.g. about its SWA cache) from C even with verbose=False; they
+    would land in the middle of the progress bar. Python exceptions still propagate."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 @register_provider("local")
