@@ -114,6 +114,9 @@ def compare(baseline: RunSnapshot, candidate: RunSnapshot, gate: GateSpec, basel
         baseline_label=baseline_label, candidate_run=candidate.run_id, pairing=pairing, metrics=results,
         subsets=subsets, flaky=_flaky(candidate, ids), epochs=_epoch_stats(candidate, ids),
         drift=_drift(baseline, candidate, ids), gate=combine(verdicts, guardrails, slice_checks))
+    if candidate.unfinished_items:
+        report.notes.append(f"{candidate.unfinished_items} item(s) of the candidate were never finished "
+                            "(stopped early or interrupted) and are not compared")
     if pairing.only_baseline or pairing.only_candidate:
         report.notes.append(f"{len(pairing.only_baseline)} item(s) only in the baseline and "
                             f"{len(pairing.only_candidate)} only in the candidate were left out of the pairing")

@@ -67,6 +67,8 @@ class RunSnapshot(BaseModel):
     metrics: list[str]
     binary_metrics: list[str]
     items: dict[str, ItemRecord]
+    unfinished_items: int = Field(default=0, description="Items none of whose requests finished (e.g. a "
+                                  "sequential sample that stopped early); they are not in `items`.")
 
 
 def find_run(run: str, reports_dir: Path, suite: str | None = None) -> Path:
@@ -92,7 +94,8 @@ def snapshot_run(folder: Path, target: str | None = None) -> RunSnapshot:
              for line in (folder / "results.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
     lines = [line for line in lines if line.target == chosen.label]
     metrics = [scorer.get("name") or scorer["type"] for scorer in manifest.scorers]
-    items = _items(lines, metrics, manifest.epochs)
+    finished = {line.item_id for line in lines if line.state in ("succeeded", "failed_terminal")}
+    items = _items([line for line in lines if line.item_id in finished], metrics)
     return RunSnapshot(
         run_id=manifest.run_id,
         fingerprints=Fingerprints(
@@ -102,7 +105,7 @@ def snapshot_run(folder: Path, target: str | None = None) -> RunSnapshot:
             slice_fingerprint=manifest.dataset.slice_fingerprint, evaluated=manifest.dataset.evaluated,
             harness_version=manifest.harness_version),
         usage=_usage(lines, manifest.epochs), metrics=metrics, binary_metrics=_binary_metrics(items, metrics),
-        items=items)
+        items=items, unfinished_items=len({line.item_id for line in lines} - finished))
 
 
 def _usage(lines: list[ResultLine], epochs: int) -> UsagePerRequest:
@@ -126,7 +129,7 @@ def _choose_target(manifest: Manifest, target: str | None):
     raise UserError(f"run {manifest.run_id} has no target {target!r}; it has {labels}")
 
 
-def _items(lines: list[ResultLine], metrics: list[str], epochs: int) -> dict[str, ItemRecord]:
+def _items(lines: list[ResultLine], metrics: list[str]) -> dict[str, ItemRecord]:
     by_item: dict[str, list[ResultLine]] = defaultdict(list)
     for line in lines:
         by_item[line.item_id].append(line)

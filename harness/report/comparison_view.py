@@ -28,11 +28,11 @@ def print_comparison(console: Console, report: ComparisonReport) -> None:
     console.print(f"candidate {report.candidate_run} vs baseline {report.baseline_label}: "
                   f"{len(pairing.common)} paired items")
     table = Table(title="Metrics (paired by item; epochs averaged within items)")
-    for column in ("metric", "baseline", "candidate", "delta", "SE", "95% CI", "test", "p", "corr", "MDE"):
+    for column in ("metric", "n", "baseline", "candidate", "delta", "SE", "95% CI", "test", "p", "corr", "MDE"):
         table.add_column(column)
     for result in report.metrics:
         c = result.comparison
-        table.add_row(result.metric, _fmt(c.baseline_mean), _fmt(c.candidate_mean), _fmt(c.mean_delta),
+        table.add_row(result.metric, str(c.n), _fmt(c.baseline_mean), _fmt(c.candidate_mean), _fmt(c.mean_delta),
                       _fmt(c.se), _ci(c.ci), c.test_name, _fmt(c.p_value, 4), _fmt(c.correlation, 2), _fmt(c.mde))
     console.print(table)
     if report.subsets:
