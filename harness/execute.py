@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 from rich.console import Console
 
@@ -18,6 +18,7 @@ from harness.engine.providers.base import ProviderError
 from harness.engine.providers.registry import create_provider
 from harness.engine.runner import Engine, TargetLane
 from harness.engine.requests import WorkRequest
+from harness.engine.stages import StageMonitor
 from harness.engine.store import FAILED_RETRYABLE, FAILED_TERMINAL, PROCESSING, QUEUED, NewRequest, RunStore
 from harness.errors import UserError
 from harness.plan import RunPlan
@@ -33,21 +34,7 @@ class RunOptions:
     force_new: bool = False
     retry_failed: bool = False
     reports_dir: Path | None = None
-    monitor: "StageMonitor | None" = None
-
-
-@dataclass(frozen=True)
-class LookDecision:
-    stop: bool
-    record: dict[str, Any]
-
-
-class StageMonitor(Protocol):
-    """Runs a plan in stages and looks at the results in between (group-sequential samples)."""
-
-    def stages(self, requests: list[WorkRequest]) -> list[list[WorkRequest]]: ...
-
-    def decide(self, look: int, folder: Path) -> LookDecision: ...
+    monitor: StageMonitor | None = None
 
 
 @dataclass(frozen=True)

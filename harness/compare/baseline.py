@@ -45,7 +45,7 @@ def set_baseline(project_dir: Path, snapshot: RunSnapshot, name: str, note: str 
     path = baseline_path(project_dir, snapshot.fingerprints.suite, name)
     history = load_baseline(path).history if path.is_file() else []
     event = BaselineEvent(name=name, from_run=snapshot.run_id, prompt=snapshot.fingerprints.prompt,
-                          model=snapshot.fingerprints.model, set_at=now_iso(), set_by=_who(), note=note)
+                          model=snapshot.fingerprints.model, set_at=now_iso(), set_by=current_user(), note=note)
     baseline = Baseline(name=name, set_at=event.set_at, set_by=event.set_by, snapshot=snapshot,
                         history=history + [event])
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,7 +65,7 @@ def load_baseline(path: Path) -> Baseline:
         raise UserError(f"not a valid baseline file: {exc}", file=str(path)) from None
 
 
-def _who() -> str:
+def current_user() -> str:
     """Who set it, for the history: git's user name if configured, else the login name."""
     for variable in ("GIT_AUTHOR_NAME", "USER"):
         if os.environ.get(variable):

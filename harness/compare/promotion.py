@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from harness.compare.baseline import _who
+from harness.compare.baseline import current_user
 from harness.config.loader import LoadedSuite
 from harness.errors import UserError
 from harness.report.manifest import now_iso, read_manifest, write_atomically
@@ -55,7 +55,7 @@ def promote(suite: LoadedSuite, run_folder: Path) -> Promotion:
         suite=manifest.suite, run_id=manifest.run_id, prompt=manifest.prompt.name,
         prompt_version=manifest.prompt.version, prompt_fingerprint=manifest.prompt.fingerprint,
         targets=[t.model_dump() for t in manifest.targets], verdict=verdict, reasons=evidence["gate"]["reasons"],
-        promoted_at=now_iso(), promoted_by=_who())
+        promoted_at=now_iso(), promoted_by=current_user())
     folder = suite.project_dir / "baselines" / suite.spec.name
     folder.mkdir(parents=True, exist_ok=True)
     write_atomically(folder / "promoted.json", record.model_dump_json(indent=2) + "\n")

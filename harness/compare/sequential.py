@@ -13,7 +13,7 @@ from harness.compare.power import SequentialAction, non_inferiority_z, plan_grou
 from harness.compare.snapshot import RunSnapshot, snapshot_run
 from harness.config.suite import GateSpec, SuiteSpec
 from harness.engine.requests import WorkRequest
-from harness.execute import LookDecision
+from harness.engine.stages import LookDecision
 
 
 @dataclass(frozen=True)
