@@ -21,7 +21,7 @@ def _results(project) -> dict[str, dict]:
 @pytest.fixture(params=["openai", "anthropic"])
 def provider(request, monkeypatch):
     if request.param == "anthropic":
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-key-never-stored")
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "fake-anthropic-key-for-tests")
     return request.param
 
 
