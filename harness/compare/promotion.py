@@ -72,8 +72,11 @@ def load_promotion(suite: LoadedSuite) -> Promotion:
 
 
 def validator_names(suite: LoadedSuite) -> list[str]:
-    """Scorers that check an output is usable without ground truth (schema, format, a known
-    label); scorers that compare with an expected answer cannot validate production data."""
+    """The suite's `gate.validators`, or by default the scorers that check an output is usable
+    without ground truth (schema, format, a known label): scorers that compare with an expected
+    answer cannot validate production records, which have none."""
+    if suite.spec.gate.validators is not None:
+        return list(suite.spec.gate.validators)
     kinds = scorer_kinds()
     return [s.label for s in suite.spec.scorers
             if not kinds[s.type].needs_target or s.type == "label_in_set"]

@@ -97,6 +97,10 @@ def _check_gate(source: YamlSource, spec: SuiteSpec) -> None:
             raise UserError(f"unknown metric {guard.metric!r}; expected a scorer {scorers} "
                             f"or a drift signal {list(DRIFT_GUARDRAILS)}",
                             file=str(source.path), location=source.where(("gate", "guardrails", index, "metric")))
+    for index, name in enumerate(spec.gate.validators or []):
+        if name not in scorers:
+            raise UserError(f"unknown validator {name!r}; the suite's scorers are {scorers}",
+                            file=str(source.path), location=source.where(("gate", "validators", index)))
     known = {s.name for s in spec.slices}
     for index, name in enumerate(spec.gate.slices):
         if name not in known:

@@ -167,6 +167,9 @@ class GateSpec(StrictModel):
     category_field: str | None = Field(default=None, description="Also compare per value of this item field.")
     alpha: float = Field(default=0.025, gt=0, lt=0.5, description="One-sided alpha of the non-inferiority test.")
     sample: SampleSpec = Field(default_factory=SampleSpec)
+    validators: list[str] | None = Field(
+        default=None, description="Scorers an output of a promoted full run must pass; default: the scorers "
+        "that need no ground truth, and for label_in_set a valid label.")
 
 
 class OutputSpec(StrictModel):

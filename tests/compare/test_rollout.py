@@ -94,3 +94,11 @@ def test_promotion_needs_a_passing_gate_and_full_run_sorts_outputs(project, cli)
     review = [json.loads(line) for line in (full_dir / "needs_review.jsonl").read_text().splitlines()]
     assert len(review) == len([n for n in range(N) if n % 7 == 0]) and len(valid) + len(review) == N
     assert all(line["output"] == "no idea" for line in review)
+
+
+def test_unknown_validator_is_bad_input(project, cli):
+    suite = base_suite()
+    suite["gate"] = {"validators": ["acuracy"]}
+    project.write_suite(suite)
+    result = cli("validate", str(project.suite_path))
+    assert result.exit_code == 2 and "gate.validators.0" in result.output and "unknown validator 'acuracy'" in result.output
