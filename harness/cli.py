@@ -6,6 +6,7 @@ sent), 130 interrupted (resume with the printed command).
 
 from __future__ import annotations
 
+import signal
 import sys
 from functools import wraps
 from pathlib import Path
@@ -77,6 +78,8 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
     console.print(f"{plan.suite.spec.name}: {len(plan.items)} items x {len(plan.suite.spec.targets)} target(s) x "
                   f"{plan.suite.spec.epochs} epoch(s) = {len(plan.requests)} requests; prompt {plan.prompt.label} "
                   f"({plan.prompt.fingerprint[:12]})")
+    # A CI job being cancelled sends SIGTERM: stop as cleanly as on Ctrl-C.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         outcome = execute(plan, RunOptions(resume_id, force_new, retry_failed, reports_dir, monitor), console)
     except RunInterrupted as stop:
@@ -95,6 +98,10 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
         console.print(f"Some requests failed. Retry them with: evalbatch run {suite} --resume "
                       f"{outcome.manifest.run_id} --retry-failed")
         sys.exit(EXIT_FAILED_REQUESTS)
+
+
+def _raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _sequential_monitor(plan):

@@ -87,11 +87,12 @@ def test_sigkill_then_resume_sends_nothing_twice(big_project, slow_server):
     assert big_project.run_dirs() == [run_dir]  # resumed in place, no second run folder
 
 
-def test_ctrl_c_stops_cleanly_and_says_how_to_resume(big_project, slow_server):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(big_project, slow_server, stop_signal):
     big_project.write_suite(base_suite(slow_server.base_url))
     process = _start_run(big_project)
     run_dir = _wait_for_progress(big_project, process, at_least=10)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop_signal)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 130, out + err
     assert f"--resume {run_dir.name}" in err
