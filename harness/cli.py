@@ -1,7 +1,8 @@
 """The `evalbatch` command line. Commands only parse arguments and call into the package.
 
-Exit codes: 0 success, 1 the run finished with failed requests, 2 bad input (nothing was
-sent), 130 interrupted (resume with the printed command).
+Exit codes: 0 success; 1 a run finished with failed requests, a gate FAILed or a promotion was
+refused; 2 bad input (nothing was sent); 3 the gate is INCONCLUSIVE; 130 interrupted (resume
+with the printed command).
 """
 
 from __future__ import annotations
