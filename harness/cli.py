@@ -190,6 +190,7 @@ def baseline_set(suite: str, run_id: str, name: str | None, target: str | None, 
 def baseline_show(suite: str, name: str | None) -> None:
     """Show a baseline of SUITE: where it came from, its metrics and its history."""
     from harness.compare.baseline import baseline_path, load_baseline
+    from harness.compare.snapshot import metric_item_means
     from harness.config.loader import load_suite
     from harness.report.summary import mean_with_ci
 
@@ -200,9 +201,7 @@ def baseline_show(suite: str, name: str | None) -> None:
                f"({snap.fingerprints.prompt_fingerprint[:12]}), model {snap.fingerprints.model}, "
                f"{len(snap.items)} items, slices {snap.fingerprints.evaluated}")
     for metric in snap.metrics:
-        values = [sum(v) / len(v) for item in snap.items.values()
-                  if (v := [x for x in item.scores.get(metric, []) if x is not None])]
-        mean, low, high = mean_with_ci(values)
+        mean, low, high = mean_with_ci(list(metric_item_means(snap, metric).values()))
         interval = f"[{low:.3f}, {high:.3f}]" if low is not None else "n/a"
         click.echo(f"  {metric}: {mean:.3f} 95% CI {interval}")
     click.echo("history:")

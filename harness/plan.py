@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from harness.config.datasets import Dataset, Item, load_dataset_items, sample_items, select_slices, slice_fingerprint
@@ -37,17 +38,17 @@ class RunPlan:
     scorers: list[BoundScorer]
     options: PlanOptions = PlanOptions()
 
-    @property
+    @cached_property
     def items_by_id(self) -> dict[str, Item]:
         return {item.id: item for item in self.items}
 
-    @property
+    @cached_property
     def work_fingerprint(self) -> str:
         """Two plans with the same requests are the same work: a rerun resumes instead of starting over."""
         ids = "\n".join(sorted(r.request_id for r in self.requests))
         return hashlib.sha256(f"{self.suite.spec.name}\n{ids}".encode()).hexdigest()
 
-    @property
+    @cached_property
     def slice_fingerprint(self) -> str:
         return slice_fingerprint(self.dataset, self.suite.spec.slices, self.items)
 

@@ -3,13 +3,12 @@ show non-inferiority at the suite's margin, with what that sample would cost."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from harness.compare.power import ErrorRates, items_for_continuous, items_for_non_inferiority, items_for_paired_binary
-from harness.compare.snapshot import RunSnapshot
+from harness.compare.snapshot import RunSnapshot, metric_item_means
 from harness.config.suite import GateMetric, PricingSpec
 
 # A rerun of an identical configuration can flip no item at all; planning with psi = 0 would
@@ -49,9 +48,9 @@ def plan_metric(baseline: RunSnapshot, second: RunSnapshot | None, gate: GateMet
                 non_inferiority_alpha: float) -> MetricPlan:
     """psi (binary) or var(d) (continuous) from two runs when given, else a conservative guess."""
     binary = gate.metric in baseline.binary_metrics
-    base = _item_means(baseline, gate.metric)
+    base = metric_item_means(baseline, gate.metric)
     if second is not None:
-        paired = [(base[i], m) for i, m in _item_means(second, gate.metric).items() if i in base]
+        paired = [(base[i], m) for i, m in metric_item_means(second, gate.metric).items() if i in base]
         deltas = np.array([b - c for b, c in paired])
         spread = float(np.mean(deltas != 0)) if binary else float(np.var(deltas, ddof=1)) if len(deltas) > 1 else 0.0
         source = f"observed between run {baseline.run_id} and run {second.run_id} ({len(paired)} items)"
@@ -80,11 +79,3 @@ def sample_cost(baseline: RunSnapshot, items: int, pricing: PricingSpec | None) 
         usd = (tokens_in * pricing.input_per_mtok + tokens_out * pricing.output_per_mtok) / 1e6
     return SampleCost(items, requests, tokens_in, tokens_out, usd, requests * usage.latency_ms / 1000)
 
-
-def _item_means(snapshot: RunSnapshot, metric: str) -> dict[str, float]:
-    means = {}
-    for item_id, item in snapshot.items.items():
-        values = [v for v in item.scores.get(metric, []) if v is not None and not math.isnan(v)]
-        if values:
-            means[item_id] = sum(values) / len(values)
-    return means

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -163,6 +164,16 @@ def _binary_metrics(items: dict[str, ItemRecord], metrics: list[str]) -> list[st
         if values and all(v in (0.0, 1.0) for v in values):
             binary.append(metric)
     return binary
+
+
+def metric_item_means(snapshot: RunSnapshot, metric: str) -> dict[str, float]:
+    """Per item, the mean of its scored epochs (items with none are left out)."""
+    means = {}
+    for item_id, item in snapshot.items.items():
+        values = [v for v in item.scores.get(metric, []) if v is not None and not math.isnan(v)]
+        if values:
+            means[item_id] = sum(values) / len(values)
+    return means
 
 
 def is_refusal(text: str | None) -> bool:

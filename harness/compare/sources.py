@@ -35,13 +35,14 @@ class SourceOptions:
 
 
 def load_inputs(candidate_run: str, options: SourceOptions) -> ComparisonInputs:
-    folder = find_run(candidate_run, options.reports_dir, options.suite_path and load_suite(options.suite_path).spec.name)
+    given = load_suite(options.suite_path) if options.suite_path else None
+    folder = find_run(candidate_run, options.reports_dir, given.spec.name if given else None)
     manifest = read_manifest(folder)
     suite_path = options.suite_path or Path(manifest.suite_file)
     if not suite_path.is_file():
         raise UserError(f"the suite file of run {manifest.run_id} is gone", file=str(suite_path),
                         hint="pass --suite SUITE")
-    suite = load_suite(suite_path)
+    suite = given or load_suite(suite_path)
     if suite.spec.name != manifest.suite:
         raise UserError(f"run {manifest.run_id} is of suite {manifest.suite!r}, not {suite.spec.name!r}",
                         file=str(suite_path))
