@@ -141,12 +141,12 @@ def validate(suite: str) -> None:
 def runs(suite: str) -> None:
     """List the runs of SUITE, newest first, with their status."""
     from harness.config.loader import load_suite
-    from harness.execute import previous_runs
+    from harness.runs.locate import previous_runs, suite_runs_dir
 
     loaded = load_suite(suite)
-    found = previous_runs(loaded.reports_dir / loaded.spec.name)
+    found = previous_runs(suite_runs_dir(loaded))
     if not found:
-        click.echo(f"no runs yet under {loaded.reports_dir / loaded.spec.name}")
+        click.echo(f"no runs yet under {suite_runs_dir(loaded)}")
     for _, manifest in found:
         click.echo(f"{manifest.run_id}  {manifest.status:<11}  {manifest.prompt.name}@{manifest.prompt.version}  "
                    f"{manifest.request_count} requests  started {manifest.started_at}")
@@ -170,11 +170,12 @@ def baseline() -> None:
 def baseline_set(suite: str, run_id: str, name: str | None, target: str | None, note: str) -> None:
     """Make run RUN_ID of SUITE a baseline (committed to git; earlier ones stay in its history)."""
     from harness.compare.baseline import set_baseline
-    from harness.compare.snapshot import find_run, snapshot_run
+    from harness.compare.snapshot import snapshot_run
     from harness.config.loader import load_suite
+    from harness.runs.locate import find_run, search_dirs
 
     loaded = load_suite(suite)
-    folder = find_run(run_id, loaded.reports_dir, loaded.spec.name)
+    folder = find_run(run_id, search_dirs(suite=loaded), loaded.spec.name)
     snapshot = snapshot_run(folder, target)
     if snapshot.fingerprints.suite != loaded.spec.name:
         raise UserError(f"run {run_id} is of suite {snapshot.fingerprints.suite!r}, not {loaded.spec.name!r}")
@@ -214,8 +215,9 @@ def _comparison_options(function):
     for option in reversed([
         click.option("--baseline", "baseline_name", metavar="NAME|RUN_ID",
                      help="Baseline name or a run ID (default: the suite's gate.baseline)."),
-        click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
-                     show_default=True, help="Where runs are found."),
+        click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="Where runs are found (default: the suite's output.dir or <project>/reports, "
+                          "found from the current directory; a run can also be given as its folder's path)."),
         click.option("--target", default=None, help="For runs of several targets."),
         click.option("--suite", "suite_path", type=click.Path(dir_okay=False, path_type=Path),
                      help="The suite (default: the one the run was made from)."),
@@ -264,7 +266,7 @@ def gate(candidate_run: str, baseline_name, reports_dir, target, suite_path, as_
     import json
 
     from harness.report.comparison_view import print_gate, report_json
-    from harness.report.manifest import read_manifest, write_atomically
+    from harness.runs.manifest import read_manifest, write_atomically
 
     inputs, report = _build_report(candidate_run, baseline_name, reports_dir, target, suite_path)
     evidence = report_json(report)
@@ -300,13 +302,15 @@ def plan(suite: str, mde: float, power: float, alpha: float, baseline_name: str 
     non-inferiority at the gate's margin, estimated from the baseline, with the sample's cost."""
     from harness.compare.baseline import baseline_path, load_baseline
     from harness.compare.planning import PlanRequest, plan_metric, sample_cost
-    from harness.compare.snapshot import find_run, snapshot_run
+    from harness.compare.snapshot import snapshot_run
     from harness.config.loader import load_suite
+    from harness.runs.locate import find_run, search_dirs
 
     loaded = load_suite(suite)
     spec = loaded.spec
     base = load_baseline(baseline_path(loaded.project_dir, spec.name, baseline_name or spec.gate.baseline)).snapshot
-    second = snapshot_run(find_run(second_run, reports_dir or loaded.reports_dir, spec.name)) if second_run else None
+    second = (snapshot_run(find_run(second_run, search_dirs(reports_dir, loaded), spec.name))
+              if second_run else None)
     target = next((t for t in spec.targets if t.label == base.fingerprints.target), spec.targets[0])
     click.echo(f"{spec.name}: planning from baseline run {base.run_id} ({len(base.items)} items, "
                f"{base.fingerprints.prompt}); power {power:g}, two-sided alpha {alpha:g}, "
@@ -340,14 +344,14 @@ def promote(suite: str, run_id: str, full: bool) -> None:
     """Promote RUN_ID's prompt version and model to production for SUITE. Refused (exit 1)
     unless `evalbatch gate RUN_ID` passed; the promotion is recorded with its evidence."""
     from harness.compare.promotion import GateRefused, promote as record_promotion, split_validated, validator_names
-    from harness.compare.snapshot import find_run
     from harness.config.loader import load_suite
     from harness.execute import RunOptions, execute
     from harness.plan import PlanOptions, plan_run
+    from harness.runs.locate import find_run, search_dirs
 
     loaded = load_suite(suite)
     try:
-        record = record_promotion(loaded, find_run(run_id, loaded.reports_dir, loaded.spec.name))
+        record = record_promotion(loaded, find_run(run_id, search_dirs(suite=loaded), loaded.spec.name))
     except GateRefused as refused:
         click.echo(f"refused: {refused}", err=True)
         sys.exit(EXIT_FAILED_REQUESTS)

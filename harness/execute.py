@@ -22,9 +22,10 @@ from harness.engine.stages import StageMonitor
 from harness.engine.store import FAILED_RETRYABLE, FAILED_TERMINAL, PROCESSING, QUEUED, NewRequest, RunStore
 from harness.errors import UserError
 from harness.plan import RunPlan
-from harness.report.manifest import (
+from harness.runs.manifest import (
     DatasetRecord, Manifest, PromptRecord, TargetRecord, now_iso, read_manifest, write_manifest)
-from harness.report.results import ResultLine, result_lines, write_results
+from harness.runs.locate import previous_runs, suite_runs_dir
+from harness.runs.results import ResultLine, result_lines, write_results
 from harness.scoring.apply import score_run
 
 
@@ -52,7 +53,7 @@ class RunInterrupted(Exception):
 
 def execute(plan: RunPlan, options: RunOptions, console: Console) -> RunOutcome:
     lanes = _open_lanes(plan)
-    suite_dir = (options.reports_dir or plan.suite.reports_dir) / plan.suite.spec.name
+    suite_dir = suite_runs_dir(plan.suite, options.reports_dir)
     folder, manifest = _open_run(plan, options, suite_dir, console)
     store = RunStore.in_folder(folder)
     try:
@@ -172,17 +173,6 @@ def _open_run(plan: RunPlan, options: RunOptions, suite_dir: Path, console: Cons
                 console.print(f"Resuming unfinished run {manifest.run_id} (use --new to start over)")
                 return folder, manifest
     return _new_run(plan, suite_dir)
-
-
-def previous_runs(suite_dir: Path) -> list[tuple[Path, Manifest]]:
-    """Newest first; folders without a readable manifest are not runs."""
-    runs = []
-    for folder in sorted(suite_dir.glob("*/"), reverse=True):
-        try:
-            runs.append((folder, read_manifest(folder)))
-        except (OSError, ValueError):
-            continue
-    return runs
 
 
 def _warn_on_relabelled_prompt(plan: RunPlan, previous: list[tuple[Path, Manifest]], console: Console) -> None:

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from harness.compare.snapshot import RunSnapshot, snapshot_json
 from harness.errors import UserError
-from harness.report.manifest import now_iso, write_atomically
+from harness.runs.manifest import now_iso, write_atomically
 
 BASELINE_VERSION = 1
 

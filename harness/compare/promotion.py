@@ -13,8 +13,8 @@ from pydantic import BaseModel
 from harness.compare.baseline import current_user
 from harness.config.loader import LoadedSuite
 from harness.errors import UserError
-from harness.report.manifest import now_iso, read_manifest, write_atomically
-from harness.report.results import ResultLine
+from harness.runs.manifest import now_iso, read_manifest, write_atomically
+from harness.runs.results import ResultLine
 from harness.scoring.registry import scorer_kinds
 
 PROMOTION_VERSION = 1

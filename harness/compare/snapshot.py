@@ -17,8 +17,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from harness.errors import UserError
-from harness.report.manifest import Manifest, read_manifest
-from harness.report.results import ResultLine
+from harness.runs.manifest import Manifest, read_manifest
+from harness.runs.results import ResultLine
 
 SNAPSHOT_VERSION = 1
 _COMPACT_CHARS = 300
@@ -70,22 +70,6 @@ class RunSnapshot(BaseModel):
     items: dict[str, ItemRecord]
     unfinished_items: int = Field(default=0, description="Items none of whose requests finished (e.g. a "
                                   "sequential sample that stopped early); they are not in `items`.")
-
-
-def find_run(run: str, reports_dir: Path, suite: str | None = None) -> Path:
-    """A run folder from a path, or from a run ID searched under reports/<suite>/ (the given
-    suite's folder first, so equal IDs in other suites do not make it ambiguous)."""
-    places = [Path(run), reports_dir / run] + ([reports_dir / suite / run] if suite else [])
-    for folder in places:
-        if (folder / "manifest.json").is_file():
-            return folder
-    matches = sorted(reports_dir.glob(f"*/{run}/manifest.json"))
-    if not matches:
-        raise UserError(f"no run {run!r} under {reports_dir}", hint="give a run ID from `evalbatch runs SUITE`, "
-                        "a run folder, or --reports-dir")
-    if len(matches) > 1:
-        raise UserError(f"run ID {run!r} exists for several suites: {[str(m.parent) for m in matches]}")
-    return matches[0].parent
 
 
 def snapshot_run(folder: Path, target: str | None = None) -> RunSnapshot:

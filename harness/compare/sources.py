@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.compare.baseline import baseline_path, load_baseline
-from harness.compare.snapshot import RunSnapshot, find_run, snapshot_run
+from harness.compare.snapshot import RunSnapshot, snapshot_run
 from harness.config.loader import LoadedSuite, load_suite
 from harness.config.suite import GateSpec
 from harness.errors import UserError
-from harness.report.manifest import read_manifest
+from harness.runs.locate import find_run, search_dirs
+from harness.runs.manifest import read_manifest
 
 
 @dataclass(frozen=True)
@@ -29,14 +30,14 @@ class ComparisonInputs:
 @dataclass(frozen=True)
 class SourceOptions:
     baseline: str | None = None
-    reports_dir: Path = Path("reports")
+    reports_dir: Path | None = None
     target: str | None = None
     suite_path: Path | None = None
 
 
 def load_inputs(candidate_run: str, options: SourceOptions) -> ComparisonInputs:
     given = load_suite(options.suite_path) if options.suite_path else None
-    folder = find_run(candidate_run, options.reports_dir, given.spec.name if given else None)
+    folder = find_run(candidate_run, search_dirs(options.reports_dir, given), given.spec.name if given else None)
     manifest = read_manifest(folder)
     suite_path = options.suite_path or Path(manifest.suite_file)
     if not suite_path.is_file():
@@ -55,11 +56,10 @@ def load_inputs(candidate_run: str, options: SourceOptions) -> ComparisonInputs:
                                 f"{name} (run {baseline.snapshot.run_id}, {baseline.snapshot.fingerprints.prompt})")
     # Not a baseline name: a run ID (or folder) to compare against directly.
     try:
-        base_folder = find_run(name, options.reports_dir, suite.spec.name)
+        base_folder = find_run(name, search_dirs(options.reports_dir, suite), suite.spec.name)
     except UserError:
         known = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
-        raise UserError(f"no baseline {name!r} of suite {suite.spec.name!r} and no run {name!r} under "
-                        f"{options.reports_dir}", hint=f"baselines of this suite: {known}" if known else
+        raise UserError(f"no baseline {name!r} of suite {suite.spec.name!r} and no run {name!r}", hint=f"baselines of this suite: {known}" if known else
                         "create one with: evalbatch baseline set SUITE --from RUN_ID") from None
     snapshot = snapshot_run(base_folder, options.target)
     return ComparisonInputs(suite, folder, candidate, snapshot, f"run {snapshot.run_id} ({snapshot.fingerprints.prompt})")

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from scipy import stats
 
-from harness.report.results import ResultLine
+from harness.runs.results import ResultLine
 
 
 @dataclass(frozen=True)

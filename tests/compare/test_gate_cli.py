@@ -396,12 +396,12 @@ def test_an_unknown_run_id_is_reported(project, cli, fake_server):
         result = cli(*args)
         assert result.exit_code == EXIT_BAD_INPUT, (args, result.output)
         message = error_text(result, project)
-        assert f"no run '{missing}' under <project>/reports" in message, (args, message)
+        assert f"no run '{missing}' (looked under <project>/reports" in message, (args, message)
         assert "hint: give a run ID from `evalbatch runs SUITE`" in message
 
     result = cli("compare", real, "--reports-dir", reports(project), "--baseline", missing)
     assert result.exit_code == EXIT_BAD_INPUT
-    assert f"no run '{missing}' under <project>/reports" in error_text(result, project)
+    assert f"no baseline '{missing}' of suite 'demo' and no run '{missing}'" in error_text(result, project)
     assert not (project.root / "reports" / "demo" / real / "gate.json").exists()
     stored = json.loads((project.root / "baselines" / "demo" / "production.json").read_text())
     assert [event["from_run"] for event in stored["history"]] == [real]

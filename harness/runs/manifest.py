@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from harness.runs.files import now_iso, write_atomically
+
+__all__ = ["Manifest", "read_manifest", "write_manifest", "now_iso", "write_atomically"]
 
 MANIFEST_VERSION = 1
 RunStatus = Literal["running", "complete", "incomplete", "interrupted", "stopped_early"]
@@ -66,23 +68,9 @@ class Manifest(BaseModel):
     looks: list[dict[str, Any]] = Field(default_factory=list, description="Sequential looks and their decisions.")
 
 
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def write_manifest(folder: Path, manifest: Manifest) -> None:
     write_atomically(folder / "manifest.json", manifest.model_dump_json(indent=2) + "\n")
 
 
 def read_manifest(folder: Path) -> Manifest:
     return Manifest.model_validate(json.loads((folder / "manifest.json").read_text(encoding="utf-8")))
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Readers never see half a file, even if the process is killed mid-write."""
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from harness.config.datasets import Item
 from harness.engine.store import RunStore
-from harness.report.manifest import write_atomically
+from harness.runs.files import write_atomically
 
 RESULTS_VERSION = 1
 

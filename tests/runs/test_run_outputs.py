@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from harness.report.manifest import Manifest
-from harness.report.results import ResultLine
+from harness.runs.manifest import Manifest
+from harness.runs.results import ResultLine
 from tests.conftest import base_suite
 
 
