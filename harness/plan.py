@@ -16,7 +16,7 @@ from harness.config.loader import LoadedSuite, load_suite
 from harness.config.prompts import PromptVersion
 from harness.errors import UserError
 from harness.engine.requests import WorkRequest, build_requests
-from harness.scoring.registry import BoundScorer, ScoringContext, bind_scorers
+from harness.scoring.registry import BoundScorer, ScoringContext, bind_scorers, check_expected_answers
 
 
 @dataclass(frozen=True)
@@ -73,5 +73,6 @@ def plan_run(suite_path: str | Path, options: PlanOptions = PlanOptions()) -> Ru
         items = sample_items(items, options.sample, gate_sample.stratify_by, gate_sample.seed)
     if options.limit is not None:
         items = items[:options.limit]
+    check_expected_answers(scorers, items)
     requests = build_requests(items, prompt, spec.targets, spec.epochs)
     return RunPlan(suite, prompt, dataset, evaluated, items, requests, scorers, options)

@@ -57,6 +57,11 @@ def load_dataset_items(spec: DatasetSpec, resolve) -> Dataset:
 
 
 def _read(spec: DatasetSpec, fmt: str, path: Path) -> tuple[list[dict], str, str]:
+    if fmt == "jsonl":
+        # Parsed here, not by pyarrow's JSON reader (it turns ISO date strings into timestamps),
+        # and not through an Arrow table either: Arrow takes its columns from the first record,
+        # which would drop a field every later record has and the first one lacks.
+        return _read_jsonl(path), hashlib.sha256(path.read_bytes()).hexdigest(), str(path)
     import datasets  # slow to import; only needed here
 
     datasets.disable_progress_bars()
@@ -64,12 +69,7 @@ def _read(spec: DatasetSpec, fmt: str, path: Path) -> tuple[list[dict], str, str
         if fmt == "hub":
             loaded = datasets.load_dataset(spec.path, split=spec.split)
             return loaded.to_list(), loaded._fingerprint, spec.path
-        if fmt == "jsonl":
-            # Parsed here, not by pyarrow's JSON reader: that one turns ISO date strings into
-            # timestamps, and we want exact line numbers in errors.
-            loaded = datasets.Dataset.from_list(_read_jsonl(path))
-        else:
-            loaded = datasets.load_dataset(_BUILDERS[fmt], data_files=str(path), split="train")
+        loaded = datasets.load_dataset(_BUILDERS[fmt], data_files=str(path), split="train")
     except UserError:
         raise
     except Exception as exc:  # datasets/pyarrow raise many types for unreadable files
@@ -80,8 +80,13 @@ def _read(spec: DatasetSpec, fmt: str, path: Path) -> tuple[list[dict], str, str
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise UserError(f"not UTF-8 text (byte {exc.start + 1} of the line)", file=str(path),
+                                location=f"line {number}") from None
             if not line.strip():
                 continue
             try:
@@ -145,6 +150,7 @@ def select_slices(dataset: Dataset, slices: list[SliceSpec], evaluated: list[str
 
 
 def _apply_slice(dataset: Dataset, spec: SliceSpec) -> list[Item]:
+    _check_filter_fields(dataset, spec)
     items = [item for item in dataset.items if _matches(item, spec)]
     if spec.first_n is not None:
         return items[:spec.first_n]
@@ -165,14 +171,20 @@ def sample_items(items: list[Item], size: int, stratify_by: str | None, seed: in
 
 
 def _matches(item: Item, spec: SliceSpec) -> bool:
+    """A record without the field is not in the slice (records need not all have the same fields)."""
     for field, wanted in spec.where.items():
-        if field not in item.fields:
-            raise UserError(f"slice {spec.name!r} filters on field {field!r}, which the records do not have",
-                            hint=f"fields are: {sorted(item.fields)}")
         allowed = wanted if isinstance(wanted, list) else [wanted]
-        if item.fields[field] not in allowed:
+        if field not in item.fields or item.fields[field] not in allowed:
             return False
     return True
+
+
+def _check_filter_fields(dataset: Dataset, spec: SliceSpec) -> None:
+    known = set().union(*(item.fields for item in dataset.items)) if dataset.items else set()
+    for field in spec.where:
+        if field not in known:
+            raise UserError(f"slice {spec.name!r} filters on field {field!r}, which no record has",
+                            file=dataset.source, hint=f"fields are: {sorted(known)}")
 
 
 def _stratified(items: list[Item], size: int, stratify_by: str, rng: random.Random) -> list[Item]:
