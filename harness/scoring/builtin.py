@@ -94,7 +94,7 @@ class LabelParams(_Params):
     case_sensitive: bool = False
 
 
-@register_scorer("label_in_set", params=LabelParams)
+@register_scorer("label_in_set", params=LabelParams, predicts_label=True, validates=True)
 def label_in_set(params: LabelParams, context: ScoringContext):
     """Classification: maps the answer onto one label of the set, then compares with the target.
 

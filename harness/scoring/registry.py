@@ -43,11 +43,26 @@ class NoParams(BaseModel):
 
 @dataclass(frozen=True)
 class ScorerKind:
+    """A registered scorer type and what it can do, declared once where it is registered."""
+
     name: str
     params_model: type[BaseModel]
     factory: Callable[[Any, ScoringContext], GradeFn]
     needs_target: bool
+    """Compares with an expected answer (ground truth) from the item."""
     binary: bool
+    """Scores are 0 or 1 (pass/fail)."""
+    predicts_label: bool = False
+    """The score's detail holds the predicted class in `label` (None: the answer named none)."""
+    validates: bool = False
+    """Can tell a usable production output from an unusable one without ground truth: a
+    predicted label exists, or the score passed (schema, format)."""
+
+    def output_is_valid(self, score: dict[str, Any]) -> bool:
+        detail = score.get("detail") or {}
+        if self.predicts_label:
+            return detail.get("label") is not None
+        return bool(score.get("passed"))
 
 
 _KINDS: dict[str, ScorerKind] = {}
@@ -55,11 +70,14 @@ _BUILTINS = ("harness.scoring.builtin",)
 
 
 def register_scorer(name: str, *, params: type[BaseModel] = NoParams, needs_target: bool = True,
-                    binary: bool = True) -> Callable:
-    """Class-free registration: `@register_scorer("regex", params=RegexParams, needs_target=False)`."""
+                    binary: bool = True, predicts_label: bool = False, validates: bool | None = None) -> Callable:
+    """Class-free registration: `@register_scorer("regex", params=RegexParams, needs_target=False)`.
+    `validates` defaults to "needs no ground truth" (a scorer that needs one cannot check a
+    production record, which has none)."""
 
     def decorate(factory: Callable[[Any, ScoringContext], GradeFn]) -> Callable:
-        _KINDS[name] = ScorerKind(name, params, factory, needs_target, binary)
+        _KINDS[name] = ScorerKind(name, params, factory, needs_target, binary, predicts_label,
+                                  (not needs_target) if validates is None else validates)
         return factory
 
     return decorate
