@@ -1,30 +1,29 @@
-"""A run's life: pick (or resume) its folder, send what is unfinished, score, write the reports."""
+"""A run's life: claim (or resume) its folder, send what is unfinished, score, write the reports."""
 
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import time
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rich.console import Console
 
-from harness import __version__
 from harness.engine.progress import RichProgress
 from harness.engine.providers.base import ProviderError
 from harness.engine.providers.registry import create_provider
-from harness.engine.runner import Engine, TargetLane
 from harness.engine.requests import WorkRequest
+from harness.engine.runner import Engine, Scorer, TargetLane
 from harness.engine.stages import StageMonitor
-from harness.engine.store import FAILED_RETRYABLE, FAILED_TERMINAL, PROCESSING, QUEUED, NewRequest, RunStore
+from harness.engine.states import UNFINISHED_STATES, RequestState
+from harness.engine.store import NewRequest, RunStore, ScoreRow, StoredItem
 from harness.errors import UserError
 from harness.plan import RunPlan
-from harness.runs.manifest import (
-    DatasetRecord, Manifest, PromptRecord, TargetRecord, now_iso, read_manifest, write_manifest)
-from harness.runs.locate import previous_runs, suite_runs_dir
+from harness.runs.claim import RunChoice, claim_run
+from harness.runs.manifest import Manifest, now_iso, write_manifest
 from harness.runs.results import ResultLine, result_lines, write_results
 from harness.scoring.apply import score_run
 
@@ -36,6 +35,7 @@ class RunOptions:
     retry_failed: bool = False
     reports_dir: Path | None = None
     monitor: StageMonitor | None = None
+    full_promotion: bool = False
 
 
 @dataclass(frozen=True)
@@ -46,20 +46,25 @@ class RunOutcome:
 
 
 class RunInterrupted(Exception):
-    def __init__(self, run_id: str, folder: Path) -> None:
-        super().__init__(run_id)
-        self.run_id, self.folder = run_id, folder
+    """Ctrl-C or SIGTERM: everything finished is stored, results.jsonl written, the run resumable."""
+
+    def __init__(self, manifest: Manifest, folder: Path) -> None:
+        super().__init__(manifest.run_id)
+        self.manifest, self.run_id, self.folder = manifest, manifest.run_id, folder
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived while requests were in flight (raised by the loop, never inside a task)."""
 
 
 def execute(plan: RunPlan, options: RunOptions, console: Console) -> RunOutcome:
     lanes = _open_lanes(plan)
-    suite_dir = suite_runs_dir(plan.suite, options.reports_dir)
-    folder, manifest = _open_run(plan, options, suite_dir, console)
-    store = RunStore.in_folder(folder)
-    try:
-        return _run_in_store(plan, options, RunContext(folder, manifest, store, lanes), console)
-    finally:
-        store.close()
+    choice = RunChoice(options.resume_id, options.force_new, options.reports_dir, options.full_promotion)
+    with claim_run(plan, choice, console) as claimed:
+        if claimed.resumed:
+            console.print(f"Resuming {'run' if options.resume_id else 'unfinished run'} {claimed.manifest.run_id}"
+                          + ("" if options.resume_id else " (use --new to start over)"))
+        return _run_in_store(plan, options, RunContext(claimed.folder, claimed.manifest, claimed.store, lanes), console)
 
 
 @dataclass(frozen=True)
@@ -71,19 +76,16 @@ class RunContext:
 
 
 def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: Console) -> RunOutcome:
-    folder, manifest, store, lanes = run.folder, run.manifest, run.store, run.lanes
-    store.set_meta("run_id", manifest.run_id)
-    store.set_meta("work_fingerprint", plan.work_fingerprint)
-    store.add_requests(NewRequest(r.request_id, r.item.id, r.target.label, r.sample_index, r.payload())
-                       for r in plan.requests)
-    store.requeue_unfinished()
+    folder, store = run.folder, run.store
+    session = _begin_session(store, run.manifest)
+    _store_plan(plan, store)
+    store.requeue_unfinished()  # what a killed process had in flight is sent again
     if options.retry_failed:
         store.requeue_failed()
     unfinished = store.unfinished_ids()
     stages = options.monitor.stages(plan.requests) if options.monitor else [plan.requests]
     todo = [[request for request in stage if request.request_id in unfinished] for stage in stages]
-    started = time.perf_counter()
-    manifest = manifest.model_copy(update={"status": "running", "ended_at": None, "looks": []})
+    manifest = run.manifest.model_copy(update={"status": "running", "ended_at": None, "looks": []})
     write_manifest(folder, manifest)
     looks: list[dict[str, Any]] = []
 
@@ -98,37 +100,100 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
     remaining = sum(len(stage) for stage in todo)
     try:
         with RichProgress(len(plan.requests), len(plan.requests) - remaining, console) as progress:
-            engine = Engine(store, lanes, plan.suite.spec.engine, progress)
-            asyncio.run(_drive(engine, todo, lanes, after_stage if options.monitor else None))
-    except KeyboardInterrupt:
+            engine = Engine(store, run.lanes, plan.suite.spec.engine, progress, _scorer(plan))
+            stopped = asyncio.run(_drive(engine, todo, run.lanes, after_stage if options.monitor else None))
+    except (KeyboardInterrupt, _Terminated):
         store.requeue_unfinished()
-        _finish(folder, manifest, "interrupted", started)
-        raise RunInterrupted(manifest.run_id, folder) from None
+        _write_results(plan, store, folder)
+        manifest = _finish(folder, manifest.model_copy(update={"looks": looks}), "interrupted", store, session)
+        raise RunInterrupted(manifest, folder) from None
     lines = _write_results(plan, store, folder)
-    counts = store.state_counts()
-    stopped = any(counts[state] for state in (QUEUED, PROCESSING, FAILED_RETRYABLE))
-    status = "stopped_early" if stopped else "incomplete" if counts[FAILED_TERMINAL] else "complete"
-    manifest = _finish(folder, manifest.model_copy(update={"looks": looks}), status, started)
+    manifest = _finish(folder, manifest.model_copy(update={"looks": looks}), _status(store, stopped), store, session)
     return RunOutcome(manifest, folder, lines)
+
+
+def _status(store: RunStore, stopped_by_monitor: bool) -> str:
+    """Only a monitor's decision makes a run stopped_early; requests left for any other reason
+    make it incomplete (resumable), like terminal failures."""
+    if stopped_by_monitor:
+        return "stopped_early"
+    counts = store.state_counts()
+    if any(counts[state] for state in UNFINISHED_STATES) or counts[RequestState.FAILED_TERMINAL]:
+        return "incomplete"
+    return "complete"
+
+
+def _store_plan(plan: RunPlan, store: RunStore) -> None:
+    """The requests and their items, so the store alone can rebuild every result line."""
+    store.set_meta("run_id", store.get_meta("run_id") or store.path.parent.name)
+    store.set_meta("work_fingerprint", plan.work_fingerprint)
+    store.add_requests(
+        (NewRequest(r.request_id, r.item.id, r.target.label, r.sample_index, r.payload()) for r in plan.requests),
+        (StoredItem(i.id, i.location, tuple(i.slices), i.cluster, i.fields) for i in plan.items))
+
+
+def _scorer(plan: RunPlan) -> Scorer:
+    def score(request: WorkRequest, output: str) -> list[ScoreRow]:
+        rows = []
+        for scorer in plan.scorers:
+            result = scorer.score(output, request.item.fields)
+            rows.append((request.request_id, scorer.name, result.value, result.passed, result.detail))
+        return rows
+
+    return score
 
 
 def _write_results(plan: RunPlan, store: RunStore, folder: Path) -> list[ResultLine]:
     score_run(store, plan.scorers, plan.items_by_id)
-    lines = result_lines(store, plan.items_by_id)
+    lines = result_lines(store)
     write_results(folder, lines)
     return lines
 
 
 async def _drive(engine: Engine, stages: list[list[WorkRequest]], lanes: dict[str, TargetLane],
-                 after_stage: Callable[[int], bool] | None) -> None:
+                 after_stage: Callable[[int], bool] | None) -> bool:
+    """Runs the stages in order; True when the monitor stopped the run early."""
     try:
-        for look, todo in enumerate(stages):
-            if todo:
-                await engine.run(todo)
-            if after_stage is not None and after_stage(look):
-                return
+        with _sigterm_cancels(asyncio.current_task()) as terminated:
+            try:
+                for look, todo in enumerate(stages):
+                    if todo:
+                        await engine.run(todo)
+                    if after_stage is not None and after_stage(look):
+                        return True
+                return False
+            except asyncio.CancelledError:
+                if terminated:
+                    raise _Terminated from None
+                raise
     finally:
         await asyncio.gather(*(lane.provider.close() for lane in lanes.values()), return_exceptions=True)
+
+
+@contextmanager
+def _sigterm_cancels(task: asyncio.Task | None) -> Iterator[list[bool]]:
+    """SIGTERM cancels the run's task the way asyncio handles Ctrl-C: requests in flight are
+    cancelled at their await. Raising KeyboardInterrupt from a plain signal handler instead
+    lands inside whichever task runs, and each such task dies noisily."""
+    terminated: list[bool] = []
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm() -> None:
+        terminated.append(True)
+        if task is not None:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    except (ValueError, RuntimeError, NotImplementedError):  # not the main thread: leave signals alone
+        yield terminated
+        return
+    try:
+        yield terminated
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _open_lanes(plan: RunPlan) -> dict[str, TargetLane]:
@@ -144,79 +209,16 @@ def _open_lanes(plan: RunPlan) -> dict[str, TargetLane]:
     return lanes
 
 
-def _finish(folder: Path, manifest: Manifest, status: str, started: float) -> Manifest:
-    manifest = manifest.model_copy(update={
-        "status": status, "ended_at": now_iso(),
-        "wall_time_s": round(manifest.wall_time_s + time.perf_counter() - started, 3)})
+def _begin_session(store: RunStore, manifest: Manifest) -> int:
+    # Runs from before sessions were recorded keep the time their manifest had counted.
+    if store.get_meta("wall_time_before_sessions") is None:
+        store.set_meta("wall_time_before_sessions", manifest.wall_time_s)
+    return store.begin_session()
+
+
+def _finish(folder: Path, manifest: Manifest, status: str, store: RunStore, session: int) -> Manifest:
+    store.end_session(session)
+    wall_time = store.get_meta("wall_time_before_sessions", 0.0) + store.active_time_s()
+    manifest = manifest.model_copy(update={"status": status, "ended_at": now_iso(), "wall_time_s": round(wall_time, 3)})
     write_manifest(folder, manifest)
     return manifest
-
-
-def _open_run(plan: RunPlan, options: RunOptions, suite_dir: Path, console: Console) -> tuple[Path, Manifest]:
-    if options.resume_id:
-        folder = suite_dir / options.resume_id
-        if not (folder / "manifest.json").is_file():
-            raise UserError(f"no run {options.resume_id!r} for suite {plan.suite.spec.name!r}",
-                            file=str(folder), hint=f"runs are listed under {suite_dir}")
-        manifest = read_manifest(folder)
-        if manifest.work_fingerprint != plan.work_fingerprint:
-            raise UserError(f"run {options.resume_id} was started with different requests "
-                            "(the suite, prompt, data or slices changed since)", file=str(plan.suite.path),
-                            hint="run without --resume to start a new run")
-        console.print(f"Resuming run {manifest.run_id}")
-        return folder, manifest
-    previous = previous_runs(suite_dir)
-    _warn_on_relabelled_prompt(plan, previous, console)
-    if not options.force_new:
-        for folder, manifest in previous:
-            if manifest.work_fingerprint == plan.work_fingerprint and manifest.status != "complete":
-                console.print(f"Resuming unfinished run {manifest.run_id} (use --new to start over)")
-                return folder, manifest
-    return _new_run(plan, suite_dir)
-
-
-def _warn_on_relabelled_prompt(plan: RunPlan, previous: list[tuple[Path, Manifest]], console: Console) -> None:
-    for _, manifest in previous:
-        old = manifest.prompt
-        if (old.name, old.version) == (plan.prompt.name, plan.prompt.version) and old.fingerprint != plan.prompt.fingerprint:
-            console.print(f"[yellow]warning:[/] prompt {plan.prompt.label} changed since run {manifest.run_id} "
-                          f"(fingerprint {old.fingerprint[:12]} -> {plan.prompt.fingerprint[:12]}) but kept its "
-                          "version label; give the new text a new version so results stay comparable")
-            return
-
-
-def _new_run(plan: RunPlan, suite_dir: Path) -> tuple[Path, Manifest]:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    run_id = f"{stamp}-{plan.work_fingerprint[:8]}"
-    suite_dir.mkdir(parents=True, exist_ok=True)
-    for n in range(2, 1000):  # two runs of the same work within a second
-        if not (suite_dir / run_id).exists():
-            break
-        run_id = f"{stamp}-{plan.work_fingerprint[:8]}-{n}"
-    folder = suite_dir / run_id
-    folder.mkdir(exist_ok=False)
-    spec = plan.suite.spec
-    manifest = Manifest(
-        run_id=run_id, suite=spec.name, suite_file=str(plan.suite.path), work_fingerprint=plan.work_fingerprint,
-        prompt=PromptRecord(name=plan.prompt.name, version=plan.prompt.version, fingerprint=plan.prompt.fingerprint,
-                            kind=plan.prompt.kind, file=str(plan.prompt.path)),
-        targets=[TargetRecord(label=t.label, provider=t.provider, model=t.model, base_url=t.base_url,
-                              params=t.params.model_dump()) for t in spec.targets],
-        scorers=[s.model_dump() for s in spec.scorers],
-        dataset=DatasetRecord(source=plan.dataset.source, fingerprint=plan.dataset.fingerprint,
-                              slices=[s.model_dump() for s in spec.slices], evaluated=plan.evaluated,
-                              slice_fingerprint=plan.slice_fingerprint, item_count=len(plan.items),
-                              sample=plan.options.sample, limit=plan.options.limit),
-        epochs=spec.epochs, request_count=len(plan.requests), harness_version=__version__,
-        git_commit=_git_commit(plan.suite.project_dir), started_at=now_iso())
-    write_manifest(folder, manifest)
-    return folder, manifest
-
-
-def _git_commit(folder: Path) -> str | None:
-    try:
-        result = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True,
-                                text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None if result.returncode == 0 else None

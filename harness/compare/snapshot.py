@@ -16,9 +16,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from harness.engine.states import RequestState
 from harness.errors import UserError
 from harness.runs.manifest import Manifest, read_manifest
-from harness.runs.results import ResultLine
+from harness.runs.results import ResultLine, read_run_lines
 
 SNAPSHOT_VERSION = 1
 _COMPACT_CHARS = 300
@@ -75,11 +76,11 @@ class RunSnapshot(BaseModel):
 def snapshot_run(folder: Path, target: str | None = None) -> RunSnapshot:
     manifest = read_manifest(folder)
     chosen = _choose_target(manifest, target)
-    lines = [ResultLine.model_validate_json(line)
-             for line in (folder / "results.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
-    lines = [line for line in lines if line.target == chosen.label]
+    # The run store, not results.jsonl: a run killed before it wrote its results still compares
+    # on the items it finished, and one still running is read without being disturbed.
+    lines = [line for line in read_run_lines(folder) if line.target == chosen.label]
     metrics = [scorer.get("name") or scorer["type"] for scorer in manifest.scorers]
-    finished = {line.item_id for line in lines if line.state in ("succeeded", "failed_terminal")}
+    finished = {line.item_id for line in lines if line.state.is_final}
     items = _items([line for line in lines if line.item_id in finished], metrics)
     return RunSnapshot(
         run_id=manifest.run_id,
@@ -94,7 +95,7 @@ def snapshot_run(folder: Path, target: str | None = None) -> RunSnapshot:
 
 
 def _usage(lines: list[ResultLine], epochs: int) -> UsagePerRequest:
-    done = [line for line in lines if line.state == "succeeded"]
+    done = [line for line in lines if line.state == RequestState.SUCCEEDED]
     if not done:
         return UsagePerRequest(epochs=epochs)
     return UsagePerRequest(input_tokens=sum(line.input_tokens or 0 for line in done) / len(done),
@@ -121,7 +122,7 @@ def _items(lines: list[ResultLine], metrics: list[str]) -> dict[str, ItemRecord]
     items = {}
     for item_id, samples in by_item.items():
         samples.sort(key=lambda line: line.sample_index)
-        outputs = [line.output if line.state == "succeeded" else None for line in samples]
+        outputs = [line.output if line.state == RequestState.SUCCEEDED else None for line in samples]
         items[item_id] = ItemRecord(
             slices=samples[0].slices, cluster=samples[0].cluster, fields=samples[0].fields,
             scores={m: [(line.scores.get(m) or {}).get("value") for line in samples] for m in metrics},
@@ -129,7 +130,7 @@ def _items(lines: list[ResultLine], metrics: list[str]) -> dict[str, ItemRecord]
             outputs=[o[:_COMPACT_CHARS] if o is not None else None for o in outputs],
             output_lengths=[len(o) if o is not None else None for o in outputs],
             labels=[_predicted_label(line) for line in samples],
-            failed=sum(line.state == "failed_terminal" for line in samples))
+            failed=sum(line.state == RequestState.FAILED_TERMINAL for line in samples))
     return items
 
 

@@ -24,7 +24,7 @@ class RichProgress:
             console=console, transient=False)
         self._task = self._progress.add_task("requests", total=total, completed=already_done, stats="")
 
-    def __enter__(self) -> "RichProgress":
+    def __enter__(self) -> RichProgress:
         self._progress.start()
         return self
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -12,7 +13,9 @@ from harness.config.suite import EngineSpec
 from harness.engine.providers.base import Completion, Provider, ProviderError, ProviderRequest
 from harness.engine.requests import WorkRequest
 from harness.engine.retry import RetryPolicy
-from harness.engine.store import RunStore
+from harness.engine.store import RunStore, ScoreRow
+
+Scorer = Callable[[WorkRequest, str], list[ScoreRow]]
 
 
 class ProgressSink(Protocol):
@@ -35,8 +38,9 @@ class TargetLane:
 
 class Engine:
     def __init__(self, store: RunStore, lanes: dict[str, TargetLane], spec: EngineSpec,
-                 progress: ProgressSink) -> None:
+                 progress: ProgressSink, scorer: Scorer | None = None) -> None:
         self.store = store
+        self.scorer = scorer
         self.lanes = lanes
         self.spec = spec
         self.retry = RetryPolicy.from_spec(spec)
@@ -71,6 +75,8 @@ class Engine:
         while True:
             async with lane.limit:
                 attempt = self.store.start_attempt(request.request_id)
+                if attempt is None:  # finished or in flight elsewhere: sending it would pay twice
+                    return
                 started = time.perf_counter()
                 try:
                     completion = await self._call(lane.provider, provider_request)
@@ -78,17 +84,30 @@ class Engine:
                     completion = None
                     failure = error
             if completion is not None:
-                self.store.succeed(request.request_id, attempt, completion, (time.perf_counter() - started) * 1000)
-                self.progress.succeeded(completion)
+                latency_ms = (time.perf_counter() - started) * 1000
+                if self.store.succeed(request.request_id, attempt.number, completion, latency_ms,
+                                      self._scores(request, completion.text)):
+                    self.progress.succeeded(completion)
                 return
-            retry = self.retry.should_retry(failure, attempt)
-            self.store.fail(request.request_id, attempt, final=not retry, error=failure.describe(),
-                            status=failure.status)
+            retry = self.retry.should_retry(failure, attempt.in_round)
+            if not self.store.fail(request.request_id, attempt.number, final=not retry, error=failure.describe(),
+                                   status=failure.status):
+                return
             self.progress.failed(final=not retry)
             if not retry:
                 return
-            await asyncio.sleep(self.retry.delay_s(failure, attempt, self._rng))
+            await asyncio.sleep(self.retry.delay_s(failure, attempt.in_round, self._rng))
             self.progress.retry_started()
+
+    def _scores(self, request: WorkRequest, output: str) -> list[ScoreRow]:
+        """Scored as it arrives so the store alone can be compared; a scorer that fails here
+        only delays the scores to the end-of-run pass."""
+        if self.scorer is None:
+            return []
+        try:
+            return self.scorer(request, output)
+        except Exception:  # noqa: BLE001 - the end-of-run scoring reports it
+            return []
 
     async def _call(self, provider: Provider, request: ProviderRequest) -> Completion:
         try:
@@ -98,7 +117,7 @@ class Engine:
             return await asyncio.wait_for(provider.complete(request), timeout=request.timeout_s)
         except ProviderError:
             raise
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ProviderError(f"timed out after {request.timeout_s:g} s", kind="transient") from None
         except Exception as exc:  # a provider bug must not take the run down: record it, stop retrying
             raise ProviderError(f"unexpected {type(exc).__name__}: {exc}", kind="terminal") from None

@@ -3,25 +3,34 @@
 Every state change is its own committed transaction before anyone is told about it, so a
 run killed at any instant resumes from exactly what the file says. WAL with
 synchronous=NORMAL survives a killed process (only an OS crash can lose the last commits).
-Schema changes are plain migration functions applied in order (PRAGMA user_version).
+Schema changes are plain migration scripts applied in order (PRAGMA user_version); old
+stores open and migrate.
+
+Transitions are guarded in SQL: an attempt only ends the request's state if it is the
+attempt in flight, and a succeeded request never changes again, whatever another process
+or a stale task tries.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from harness.engine.providers.base import Completion
+from harness.engine.states import FINAL_STATES, AttemptOutcome, RequestState
+from harness.errors import UserError
 
-QUEUED, PROCESSING, SUCCEEDED = "queued", "processing", "succeeded"
-FAILED_RETRYABLE, FAILED_TERMINAL = "failed_retryable", "failed_terminal"
-STATES = (QUEUED, PROCESSING, SUCCEEDED, FAILED_RETRYABLE, FAILED_TERMINAL)
-FINAL_STATES = (SUCCEEDED, FAILED_TERMINAL)
-
+# Kept for modules that import the names; RequestState is the one definition.
+QUEUED, PROCESSING, SUCCEEDED = RequestState.QUEUED, RequestState.PROCESSING, RequestState.SUCCEEDED
+FAILED_RETRYABLE, FAILED_TERMINAL = RequestState.FAILED_RETRYABLE, RequestState.FAILED_TERMINAL
+STATES = tuple(RequestState)
 
 # Each migration is a SQL script; it runs in one transaction together with the version bump.
 _MIGRATION_1 = """
@@ -63,7 +72,49 @@ _MIGRATION_1 = """
         );
 """
 
-MIGRATIONS: list[str] = [_MIGRATION_1]
+# Attempt numbers never restart: --retry-failed opens a new round, and the retry budget
+# counts attempts within the round (round_attempts). Stores made before this kept only the
+# last round's count in `attempts`: numbering continues after the highest attempt stored.
+_MIGRATION_2_ATTEMPT_HISTORY = """
+        ALTER TABLE requests ADD COLUMN retry_round INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE requests ADD COLUMN round_attempts INTEGER NOT NULL DEFAULT 0;
+        UPDATE requests SET round_attempts = attempts;
+        UPDATE requests SET attempts = MAX(attempts, COALESCE(
+            (SELECT MAX(attempt) FROM attempts WHERE attempts.request_id = requests.request_id), 0));
+        ALTER TABLE attempts ADD COLUMN retry_round INTEGER NOT NULL DEFAULT 1;
+        CREATE TABLE retry_rounds (
+            retry_round INTEGER PRIMARY KEY,
+            started_at REAL NOT NULL,
+            requeued INTEGER NOT NULL
+        );
+"""
+
+# What a result line needs besides the request, so a run's store alone can be compared.
+_MIGRATION_3_ITEMS = """
+        CREATE TABLE items (
+            item_id TEXT PRIMARY KEY,
+            location TEXT NOT NULL,
+            slices TEXT NOT NULL,
+            cluster TEXT,
+            fields TEXT NOT NULL
+        );
+"""
+
+# One row per process that worked on the run: their active times add up to its wall time.
+_MIGRATION_4_SESSIONS = """
+        CREATE TABLE sessions (
+            session INTEGER PRIMARY KEY AUTOINCREMENT,
+            pid INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            ended_at REAL
+        );
+"""
+
+MIGRATIONS: list[str] = [_MIGRATION_1, _MIGRATION_2_ATTEMPT_HISTORY, _MIGRATION_3_ITEMS, _MIGRATION_4_SESSIONS]
+
+_STORE_DAMAGED_HINT = ("restore run.sqlite from a backup and rerun, or start over with `--new` "
+                       "(a new run re-sends every request)")
 
 
 @dataclass(frozen=True)
@@ -72,7 +123,7 @@ class StoredRequest:
     item_id: str
     target: str
     sample_index: int
-    state: str
+    state: RequestState
     attempts: int
     payload: dict[str, Any]
     output: str | None
@@ -92,22 +143,78 @@ class NewRequest:
     payload: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class StoredItem:
+    """An item as the run saw it: every field whole, its slices and cluster."""
+
+    item_id: str
+    location: str
+    slices: tuple[str, ...]
+    cluster: str | None
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """An attempt in flight: `number` grows for the request's whole life, `in_round` restarts
+    with each --retry-failed round and is what the retry budget counts."""
+
+    request_id: str
+    number: int
+    in_round: int
+    retry_round: int
+
+
+ScoreRow = tuple[str, str, float, "bool | None", dict[str, Any]]
+
+
 class RunStore:
     FILENAME = "run.sqlite"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, must_exist: bool = False) -> None:
+        """Opens (creating it unless must_exist) and migrates the store; a file SQLite cannot
+        read is a UserError naming it."""
         self.path = path
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so nothing is left uncommitted.
-        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=5000")
-        self._migrate()
+        uri = f"file:{path}?mode=rw" if must_exist else f"file:{path}"
+        try:
+            self.db = _connect(uri)
+        except sqlite3.DatabaseError as exc:
+            raise _damaged(path, exc) from None
+        try:
+            if must_exist:
+                _check_intact(self.db, path)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except (sqlite3.DatabaseError, UserError) as exc:
+            self.db.close()
+            raise exc if isinstance(exc, UserError) else _damaged(path, exc) from None
 
     @classmethod
-    def in_folder(cls, folder: Path) -> "RunStore":
+    def in_folder(cls, folder: Path) -> RunStore:
         return cls(folder / cls.FILENAME)
+
+    @classmethod
+    def existing(cls, folder: Path) -> RunStore:
+        """The store of a run being resumed: missing, empty or unreadable is a UserError."""
+        path = folder / cls.FILENAME
+        if not path.is_file():
+            raise UserError("the run store is missing: it held which requests were sent and their results",
+                            file=str(path), hint=_STORE_DAMAGED_HINT)
+        return cls(path, must_exist=True)
+
+    @classmethod
+    def read_only(cls, path: Path) -> RunStore:
+        """For readers (comparisons): no migration, no write, no lock on a run another process writes."""
+        store = cls.__new__(cls)
+        store.path = path
+        try:
+            store.db = _connect(f"file:{path}?mode=ro")
+            store.db.execute("PRAGMA query_only=1")
+            store.db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise _damaged(path, exc) from None
+        return store
 
     def close(self) -> None:
         self.db.close()
@@ -121,6 +228,10 @@ class RunStore:
     def _transaction(self):
         return _Transaction(self.db)
 
+    def has_table(self, name: str) -> bool:
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                               (name,)).fetchone() is not None
+
     # -- metadata -------------------------------------------------------------------------
     def set_meta(self, key: str, value: Any) -> None:
         with self._transaction():
@@ -131,10 +242,15 @@ class RunStore:
         return json.loads(row[0]) if row else default
 
     # -- requests -------------------------------------------------------------------------
-    def add_requests(self, requests: Iterable[NewRequest]) -> int:
-        """Inserts requests not stored yet as queued; returns how many were new."""
+    def add_requests(self, requests: Iterable[NewRequest], items: Iterable[StoredItem] = ()) -> int:
+        """Inserts requests not stored yet as queued, with their items, in one transaction;
+        returns how many requests were new."""
         now = time.time()
         with self._transaction():
+            self.db.executemany(
+                "INSERT OR IGNORE INTO items(item_id, location, slices, cluster, fields) VALUES (?, ?, ?, ?, ?)",
+                [(i.item_id, i.location, json.dumps(list(i.slices)), i.cluster, json.dumps(i.fields, default=str))
+                 for i in items])
             before = self.db.total_changes
             self.db.executemany(
                 "INSERT OR IGNORE INTO requests(request_id, item_id, target, sample_index, payload, state, updated_at)"
@@ -143,47 +259,76 @@ class RunStore:
                  for r in requests])
             return self.db.total_changes - before
 
-    def start_attempt(self, request_id: str) -> int:
-        """queued/failed_retryable -> processing; returns the attempt number (1-based)."""
+    def start_attempt(self, request_id: str) -> Attempt | None:
+        """queued/failed_retryable -> processing. None when the request is in no state to be
+        sent (it finished, or is in flight elsewhere): the caller must not send it."""
         now = time.time()
         with self._transaction():
-            attempt = self.db.execute(
-                "UPDATE requests SET state = ?, attempts = attempts + 1, updated_at = ? WHERE request_id = ?"
-                " RETURNING attempts", (PROCESSING, now, request_id)).fetchone()[0]
-            self.db.execute("INSERT OR REPLACE INTO attempts(request_id, attempt, started_at) VALUES (?, ?, ?)",
-                            (request_id, attempt, now))
-        return attempt
+            row = self.db.execute(
+                "UPDATE requests SET state = ?, attempts = attempts + 1, round_attempts = round_attempts + 1,"
+                " updated_at = ? WHERE request_id = ? AND state IN (?, ?)"
+                " RETURNING attempts, round_attempts, retry_round",
+                (PROCESSING, now, request_id, QUEUED, FAILED_RETRYABLE)).fetchone()
+            if row is None:
+                return None
+            # A plain INSERT: an attempt number is never reused, so an old row is never overwritten.
+            self.db.execute("INSERT INTO attempts(request_id, attempt, retry_round, started_at) VALUES (?, ?, ?, ?)",
+                            (request_id, row[0], row[2], now))
+        return Attempt(request_id, row[0], row[1], row[2])
 
-    def succeed(self, request_id: str, attempt: int, completion: Completion, latency_ms: float) -> None:
+    def succeed(self, request_id: str, attempt: int, completion: Completion, latency_ms: float,
+                scores: Iterable[ScoreRow] = ()) -> bool:
+        """Applies only to the attempt in flight; False (and nothing changed) otherwise.
+        Scores are committed with the output, so a run killed afterwards can still be compared."""
         now = time.time()
         with self._transaction():
-            self.db.execute(
+            changed = self.db.execute(
                 "UPDATE requests SET state = ?, output = ?, latency_ms = ?, input_tokens = ?, output_tokens = ?,"
-                " finish_reason = ?, error = NULL, updated_at = ? WHERE request_id = ?",
+                " finish_reason = ?, error = NULL, updated_at = ? WHERE request_id = ? AND state = ? AND attempts = ?",
                 (SUCCEEDED, completion.text, latency_ms, completion.input_tokens, completion.output_tokens,
-                 completion.finish_reason, now, request_id))
-            self._end_attempt(request_id, attempt, SUCCEEDED, None, None, now)
+                 completion.finish_reason, now, request_id, PROCESSING, attempt)).rowcount
+            if changed:
+                self._end_attempt(request_id, attempt, AttemptOutcome.SUCCEEDED, None, None, now)
+                self._save_scores(scores)
+        return bool(changed)
 
-    def fail(self, request_id: str, attempt: int, *, final: bool, error: str, status: int | None) -> None:
-        """final=False: failed_retryable (another attempt will follow); True: failed_terminal."""
+    def fail(self, request_id: str, attempt: int, *, final: bool, error: str, status: int | None) -> bool:
+        """final=False: failed_retryable (another attempt will follow); True: failed_terminal.
+        Applies only to the attempt in flight; False (and nothing changed) otherwise."""
         state = FAILED_TERMINAL if final else FAILED_RETRYABLE
         now = time.time()
         with self._transaction():
-            self.db.execute("UPDATE requests SET state = ?, error = ?, updated_at = ? WHERE request_id = ?",
-                            (state, error, now, request_id))
-            self._end_attempt(request_id, attempt, state, status, error, now)
+            changed = self.db.execute(
+                "UPDATE requests SET state = ?, error = ?, updated_at = ?"
+                " WHERE request_id = ? AND state = ? AND attempts = ?",
+                (state, error, now, request_id, PROCESSING, attempt)).rowcount
+            if changed:
+                self._end_attempt(request_id, attempt, AttemptOutcome(state), status, error, now)
+        return bool(changed)
 
     def requeue_unfinished(self) -> int:
-        """processing rows were in flight when the run stopped: queue them again."""
+        """processing rows were in flight when the run stopped: queue them again, and give
+        their attempts the outcome 'abandoned' (with the time they were found)."""
+        now = time.time()
         with self._transaction():
+            self.db.execute("UPDATE attempts SET ended_at = ?, outcome = ? WHERE ended_at IS NULL",
+                            (now, AttemptOutcome.ABANDONED))
             return self.db.execute("UPDATE requests SET state = ?, updated_at = ? WHERE state = ?",
-                                   (QUEUED, time.time(), PROCESSING)).rowcount
+                                   (QUEUED, now, PROCESSING)).rowcount
 
     def requeue_failed(self) -> int:
-        """For --retry-failed: terminal failures get a fresh set of attempts."""
+        """For --retry-failed: terminal failures are queued in a new retry round, with a fresh
+        retry budget; their earlier attempts stay, and the round is recorded."""
+        now = time.time()
         with self._transaction():
-            return self.db.execute("UPDATE requests SET state = ?, attempts = 0, updated_at = ? WHERE state = ?",
-                                   (QUEUED, time.time(), FAILED_TERMINAL)).rowcount
+            retry_round = self.db.execute("SELECT COALESCE(MAX(retry_round), 1) + 1 FROM retry_rounds").fetchone()[0]
+            requeued = self.db.execute(
+                "UPDATE requests SET state = ?, retry_round = ?, round_attempts = 0, updated_at = ? WHERE state = ?",
+                (QUEUED, retry_round, now, FAILED_TERMINAL)).rowcount
+            if requeued:
+                self.db.execute("INSERT INTO retry_rounds(retry_round, started_at, requeued) VALUES (?, ?, ?)",
+                                (retry_round, now, requeued))
+        return requeued
 
     def _end_attempt(self, request_id: str, attempt: int, outcome: str, status: int | None,
                      error: str | None, now: float) -> None:
@@ -191,13 +336,13 @@ class RunStore:
                         " WHERE request_id = ? AND attempt = ?", (now, outcome, status, error, request_id, attempt))
 
     def unfinished_ids(self) -> set[str]:
-        rows = self.db.execute("SELECT request_id FROM requests WHERE state NOT IN (?, ?)", FINAL_STATES)
+        rows = self.db.execute("SELECT request_id FROM requests WHERE state NOT IN (?, ?)", tuple(FINAL_STATES))
         return {row[0] for row in rows}
 
-    def state_counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(STATES, 0)
+    def state_counts(self) -> dict[RequestState, int]:
+        counts = dict.fromkeys(RequestState, 0)
         for state, count in self.db.execute("SELECT state, COUNT(*) FROM requests GROUP BY state"):
-            counts[state] = count
+            counts[RequestState(state)] = count
         return counts
 
     def token_totals(self) -> tuple[int, int]:
@@ -205,18 +350,52 @@ class RunStore:
                               " FROM requests").fetchone()
         return int(row[0]), int(row[1])
 
-    def requests(self, state: str | None = None) -> Iterator[StoredRequest]:
+    def requests(self, state: RequestState | None = None) -> Iterator[StoredRequest]:
         query = "SELECT * FROM requests" + (" WHERE state = ?" if state else "") + " ORDER BY rowid"
         for row in self.db.execute(query, (state,) if state else ()):
             yield _stored(row)
 
-    # -- scores ---------------------------------------------------------------------------
-    def save_scores(self, rows: Iterable[tuple[str, str, float, bool | None, dict[str, Any]]]) -> None:
+    def items(self) -> dict[str, StoredItem]:
+        return {row["item_id"]: StoredItem(row["item_id"], row["location"], tuple(json.loads(row["slices"])),
+                                           row["cluster"], json.loads(row["fields"]))
+                for row in self.db.execute("SELECT * FROM items")}
+
+    # -- sessions: who worked on the run, for how long ---------------------------------------
+    def begin_session(self) -> int:
+        """Records this process as working on the run. A session left open was killed: it is
+        closed at its last recorded activity, so its time still counts and its gap does not."""
+        now = time.time()
         with self._transaction():
-            self.db.executemany(
-                "INSERT OR REPLACE INTO scores(request_id, scorer, value, passed, detail) VALUES (?, ?, ?, ?, ?)",
-                [(rid, scorer, value, None if passed is None else int(passed), json.dumps(detail, default=str))
-                 for rid, scorer, value, passed, detail in rows])
+            for session, started in self.db.execute(
+                    "SELECT session, started_at FROM sessions WHERE ended_at IS NULL").fetchall():
+                last = self.db.execute(
+                    "SELECT MAX(MAX(started_at, COALESCE(ended_at, started_at))) FROM attempts"
+                    " WHERE started_at >= ? AND (outcome IS NULL OR outcome != ?)",
+                    (started, AttemptOutcome.ABANDONED)).fetchone()[0]
+                self.db.execute("UPDATE sessions SET ended_at = ? WHERE session = ?", (last or started, session))
+            return self.db.execute("INSERT INTO sessions(pid, host, started_at) VALUES (?, ?, ?) RETURNING session",
+                                   (os.getpid(), socket.gethostname(), now)).fetchone()[0]
+
+    def end_session(self, session: int) -> None:
+        with self._transaction():
+            self.db.execute("UPDATE sessions SET ended_at = ? WHERE session = ?", (time.time(), session))
+
+    def active_time_s(self) -> float:
+        """The summed active time of every process that worked on the run (open ones up to now)."""
+        row = self.db.execute("SELECT COALESCE(SUM(COALESCE(ended_at, ?) - started_at), 0) FROM sessions",
+                              (time.time(),)).fetchone()
+        return float(row[0])
+
+    # -- scores ---------------------------------------------------------------------------
+    def save_scores(self, rows: Iterable[ScoreRow]) -> None:
+        with self._transaction():
+            self._save_scores(rows)
+
+    def _save_scores(self, rows: Iterable[ScoreRow]) -> None:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO scores(request_id, scorer, value, passed, detail) VALUES (?, ?, ?, ?, ?)",
+            [(rid, scorer, value, None if passed is None else int(passed), json.dumps(detail, default=str))
+             for rid, scorer, value, passed, detail in rows])
 
     def scores_by_request(self) -> dict[str, dict[str, dict[str, Any]]]:
         result: dict[str, dict[str, dict[str, Any]]] = {}
@@ -238,10 +417,34 @@ class _Transaction:
         self.db.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
+def _connect(uri: str) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves, so nothing is left uncommitted.
+    db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA busy_timeout=5000")
+    return db
+
+
+def _check_intact(db: sqlite3.Connection, path: Path) -> None:
+    """An existing store must be one we wrote and whole: a truncated or overwritten file would
+    otherwise look like an empty run, and resuming it would re-send everything."""
+    if db.execute("PRAGMA user_version").fetchone()[0] == 0:
+        raise UserError("the run store is empty or was overwritten (it has no run tables)", file=str(path),
+                        hint=_STORE_DAMAGED_HINT)
+    problems = [row[0] for row in db.execute("PRAGMA quick_check(5)")]
+    if problems != ["ok"]:
+        raise sqlite3.DatabaseError("; ".join(problems))
+
+
+def _damaged(path: Path, exc: sqlite3.DatabaseError) -> UserError:
+    return UserError(f"the run store cannot be read ({exc}); it is damaged or not a run store", file=str(path),
+                     hint=_STORE_DAMAGED_HINT)
+
+
 def _stored(row: sqlite3.Row) -> StoredRequest:
     return StoredRequest(
         request_id=row["request_id"], item_id=row["item_id"], target=row["target"],
-        sample_index=row["sample_index"], state=row["state"], attempts=row["attempts"],
+        sample_index=row["sample_index"], state=RequestState(row["state"]), attempts=row["attempts"],
         payload=json.loads(row["payload"]), output=row["output"], latency_ms=row["latency_ms"],
         input_tokens=row["input_tokens"], output_tokens=row["output_tokens"],
         finish_reason=row["finish_reason"], error=row["error"])

@@ -8,6 +8,7 @@ the current directory is.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -93,12 +94,33 @@ def find_run(run: str, places: list[Path], suite: str | None = None) -> Path:
     return matches[0]
 
 
-def previous_runs(suite_dir: Path) -> list[tuple[Path, Manifest]]:
-    """Newest first; folders without a readable manifest are not runs."""
-    runs = []
+@dataclass(frozen=True)
+class DamagedRun:
+    """A run folder whose manifest cannot be read: what it holds must not be silently ignored."""
+
+    folder: Path
+    problem: str
+
+
+def scan_runs(suite_dir: Path) -> tuple[list[tuple[Path, Manifest]], list[DamagedRun]]:
+    """The suite's runs newest first, and the run folders whose manifest is missing or unreadable."""
+    runs, damaged = [], []
     for folder in sorted(suite_dir.glob("*/"), reverse=True):
+        if not is_run_folder(folder):
+            continue
         try:
             runs.append((folder, read_manifest(folder)))
-        except (OSError, ValueError):
-            continue
-    return runs
+        except FileNotFoundError:
+            damaged.append(DamagedRun(folder, "manifest.json is missing"))
+        except (OSError, ValueError) as exc:
+            damaged.append(DamagedRun(folder, f"manifest.json cannot be read: {_first_line(exc)}"))
+    return runs, damaged
+
+
+def previous_runs(suite_dir: Path) -> list[tuple[Path, Manifest]]:
+    """Newest first, the runs with a readable manifest (`scan_runs` also names the damaged ones)."""
+    return scan_runs(suite_dir)[0]
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

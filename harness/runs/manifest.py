@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.runs.files import now_iso, write_atomically
 
-__all__ = ["Manifest", "read_manifest", "write_manifest", "now_iso", "write_atomically"]
+__all__ = ["Manifest", "RunOptionsRecord", "read_manifest", "write_manifest", "now_iso", "write_atomically"]
 
 MANIFEST_VERSION = 1
 RunStatus = Literal["running", "complete", "incomplete", "interrupted", "stopped_early"]
@@ -43,6 +43,18 @@ class DatasetRecord(BaseModel):
     limit: int | None = None
 
 
+class RunOptionsRecord(BaseModel):
+    """The `run` options that chose this run's work, so the printed resume command repeats them."""
+
+    slices: list[str] = Field(default_factory=list, description="--slice names (empty: the suite's own).")
+    limit: int | None = Field(default=None, description="--limit N.")
+    prompt_version: str | None = Field(default=None, description="--prompt-version (None: the suite's).")
+    sample: int | None = Field(default=None, description="--sample N.")
+    reports_dir: str | None = Field(default=None, description="--reports-dir, resolved (None: the suite's).")
+    full_promotion: bool = Field(default=False, description="The full run of `promote --full`: finishing it "
+                                 "also writes validated.jsonl and needs_review.jsonl.")
+
+
 class Manifest(BaseModel):
     """Never holds secrets: API keys stay in the environment."""
 
@@ -64,8 +76,10 @@ class Manifest(BaseModel):
     started_at: str
     ended_at: str | None = None
     status: RunStatus = "running"
-    wall_time_s: float = 0.0
+    wall_time_s: float = Field(default=0.0, description="Summed active time of every process that worked on the run.")
     looks: list[dict[str, Any]] = Field(default_factory=list, description="Sequential looks and their decisions.")
+    options: RunOptionsRecord = Field(default_factory=RunOptionsRecord,
+                                      description="How the run was started (older manifests: the defaults).")
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:

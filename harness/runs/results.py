@@ -1,4 +1,8 @@
-"""results.jsonl: one line per request with its output, scores, usage and state."""
+"""results.jsonl: one line per request with its output, scores, usage and state.
+
+The run store holds everything a line needs (requests, items, scores), so the lines of a run
+can always be rebuilt from `run.sqlite`, even for a run killed before it wrote results.jsonl.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from harness.config.datasets import Item
-from harness.engine.store import RunStore
+from harness.engine.states import RequestState
+from harness.engine.store import RunStore, StoredItem
+from harness.errors import UserError
 from harness.runs.files import write_atomically
 
 RESULTS_VERSION = 1
+RESULTS_FILE = "results.jsonl"
 
 
 class ResultLine(BaseModel):
@@ -23,7 +29,7 @@ class ResultLine(BaseModel):
     slices: list[str]
     cluster: str | None
     fields: dict[str, str] = {}
-    state: str
+    state: RequestState
     attempts: int
     output: str | None
     scores: dict[str, dict[str, Any]]
@@ -33,8 +39,9 @@ class ResultLine(BaseModel):
     error: str | None
 
 
-def result_lines(store: RunStore, items: dict[str, Item]) -> list[ResultLine]:
+def result_lines(store: RunStore) -> list[ResultLine]:
     scores = store.scores_by_request()
+    items = store.items()
     lines = []
     for request in store.requests():
         item = items.get(request.item_id)
@@ -50,12 +57,33 @@ def result_lines(store: RunStore, items: dict[str, Item]) -> list[ResultLine]:
 
 
 def write_results(folder: Path, lines: list[ResultLine]) -> Path:
-    path = folder / "results.jsonl"
+    path = folder / RESULTS_FILE
     write_atomically(path, "".join(line.model_dump_json() + "\n" for line in lines))
     return path
 
 
-def short_fields(item: Item) -> dict[str, str]:
+def read_run_lines(folder: Path) -> list[ResultLine]:
+    """A run's lines as its store holds them now (opened read-only: the run may be running in
+    another process). Stores older than the items table fall back to results.jsonl."""
+    store_path = folder / RunStore.FILENAME
+    if store_path.is_file():
+        store = RunStore.read_only(store_path)
+        try:
+            if store.has_table("items"):
+                return result_lines(store)
+        finally:
+            store.close()
+    results = folder / RESULTS_FILE
+    if not results.is_file():
+        missing = "has no run.sqlite" if not store_path.is_file() else "has a run store too old to hold its items"
+        raise UserError(f"the run {missing} and no {RESULTS_FILE}", file=str(folder),
+                        hint="resume the run with `evalbatch run SUITE --resume RUN_ID`: it upgrades the store "
+                             f"and writes {RESULTS_FILE} without re-sending what finished")
+    return [ResultLine.model_validate_json(line)
+            for line in results.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def short_fields(item: StoredItem) -> dict[str, str]:
     """The item's short scalar fields (labels, languages, categories) for per-category views."""
     return {key: str(value) for key, value in item.fields.items()
             if isinstance(value, (str, int, float, bool)) and len(str(value)) <= 64}

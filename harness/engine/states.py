@@ -1,0 +1,30 @@
+"""The states a request and an attempt can be in: one definition for every module that reads them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RequestState(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED_RETRYABLE = "failed_retryable"
+    FAILED_TERMINAL = "failed_terminal"
+
+    @property
+    def is_final(self) -> bool:
+        """Final states are never left, except failed_terminal by an explicit --retry-failed."""
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset({RequestState.SUCCEEDED, RequestState.FAILED_TERMINAL})
+UNFINISHED_STATES = (RequestState.QUEUED, RequestState.PROCESSING, RequestState.FAILED_RETRYABLE)
+
+
+class AttemptOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED_RETRYABLE = "failed_retryable"
+    FAILED_TERMINAL = "failed_terminal"
+    ABANDONED = "abandoned"
+    """The process stopped (killed or interrupted) while the attempt was in flight."""
