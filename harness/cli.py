@@ -11,6 +11,7 @@ import signal
 import sys
 from functools import wraps
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from rich.console import Console
@@ -84,21 +85,55 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
     try:
         outcome = execute(plan, RunOptions(resume_id, force_new, retry_failed, reports_dir, monitor), console)
     except RunInterrupted as stop:
-        click.echo(f"\nInterrupted. Everything finished so far is stored in {stop.folder}.\n"
-                   f"Resume with: evalbatch run {suite} --resume {stop.run_id}", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        _exit_interrupted(suite, stop)
     print_summary(console, outcome.lines, outcome.manifest.wall_time_s)
     for look in outcome.manifest.looks:
         console.print(f"look {look['look']}/{look['of']} at {look['items']} items: {look['decision']} (" + "; ".join(
             f"{m['metric']} z={m['z']:.2f} vs bound {m['boundary']:.3f}" if m["z"] is not None else f"{m['metric']} n/a"
             for m in look["metrics"]) + ")")
     console.print(f"run {outcome.manifest.run_id}: {outcome.manifest.status}; results in {outcome.folder}")
+    if outcome.manifest.options.full_promotion:
+        _sort_full_run(suite, outcome, console)
     if outcome.manifest.status == "stopped_early":
         console.print(f"Stopped early by the sequential design; judge it with: evalbatch gate {outcome.manifest.run_id}")
     elif outcome.manifest.status != "complete":
-        console.print(f"Some requests failed. Retry them with: evalbatch run {suite} --resume "
-                      f"{outcome.manifest.run_id} --retry-failed")
+        _print_what_is_left(suite, outcome, console)
         sys.exit(EXIT_FAILED_REQUESTS)
+
+
+def _exit_interrupted(suite: str, stop) -> NoReturn:
+    from harness.runs.commands import resume_command
+
+    click.echo(f"\nInterrupted. Everything finished so far is stored in {stop.folder}.\n"
+               f"Resume with: {resume_command(suite, stop.manifest)}", err=True)
+    sys.exit(EXIT_INTERRUPTED)
+
+
+def _print_what_is_left(suite: str, outcome, console: Console) -> None:
+    """The commands repeat the run's options, so following them continues this very run."""
+    from harness.engine.states import UNFINISHED_STATES, RequestState
+    from harness.runs.commands import resume_command
+
+    unfinished = sum(line.state in UNFINISHED_STATES for line in outcome.lines)
+    failed = sum(line.state == RequestState.FAILED_TERMINAL for line in outcome.lines)
+    if unfinished:
+        console.print(f"{unfinished} request(s) did not finish. Resume with: "
+                      f"{resume_command(suite, outcome.manifest)}", soft_wrap=True)
+    if failed:
+        console.print(f"Some requests failed. Retry them with: "
+                      f"{resume_command(suite, outcome.manifest, retry_failed=True)}", soft_wrap=True)
+
+
+def _sort_full_run(suite: str, outcome, console: Console) -> None:
+    """A promotion's full run sorts its outputs however it was finished (promote, or a resume)."""
+    from harness.compare.promotion import split_validated, validator_names
+    from harness.config.loader import load_suite
+
+    validators = validator_names(load_suite(suite))
+    valid, review = split_validated(outcome.folder, outcome.lines, validators)
+    console.print(f"full run {outcome.manifest.run_id}: {valid} validated, {review} need review "
+                  f"(validators: {', '.join(validators) or 'none: only succeeded requests pass'}); "
+                  f"{outcome.folder / 'validated.jsonl'}, {outcome.folder / 'needs_review.jsonl'}")
 
 
 def _raise_keyboard_interrupt(signum, frame) -> None:
@@ -152,7 +187,10 @@ def runs(suite: str) -> None:
                    f"{manifest.request_count} requests  started {manifest.started_at}")
 
 
-EXIT_GATE = {"PASS": 0, "WARN": 0, "FAIL": 1, "INCONCLUSIVE": 3}
+def _gate_exit_code(verdict) -> int:
+    from harness.compare.verdict import Verdict
+
+    return {Verdict.PASS: 0, Verdict.WARN: 0, Verdict.FAIL: 1, Verdict.INCONCLUSIVE: 3}[verdict]
 
 
 @main.group()
@@ -227,12 +265,15 @@ def _comparison_options(function):
     return function
 
 
-def _build_report(candidate_run: str, baseline_name, reports_dir, target, suite_path):
+def _decide(candidate_run: str, baseline_name, reports_dir, target, suite_path):
+    """The comparison and the gate's record of it (not yet written)."""
     from harness.compare.comparison import compare
+    from harness.compare.gate_decision import decide_gate
     from harness.compare.sources import SourceOptions, load_inputs
 
     inputs = load_inputs(candidate_run, SourceOptions(baseline_name, reports_dir, target, suite_path))
-    return inputs, compare(inputs.baseline, inputs.candidate, inputs.gate, inputs.baseline_label)
+    report = compare(inputs.baseline, inputs.candidate, inputs.gate, inputs.baseline_label)
+    return inputs, report, decide_gate(inputs, report)
 
 
 @main.command("compare")
@@ -244,15 +285,15 @@ def compare_command(candidate_run: str, baseline_name, reports_dir, target, suit
     categories, flaky items and drift signals."""
     import json
 
-    from harness.report.comparison_view import print_comparison, print_gate, report_json
+    from harness.report.comparison_view import print_comparison, print_gate
 
-    _, report = _build_report(candidate_run, baseline_name, reports_dir, target, suite_path)
+    _, report, record = _decide(candidate_run, baseline_name, reports_dir, target, suite_path)
     if as_json:
-        click.echo(json.dumps(report_json(report), indent=2))
+        click.echo(json.dumps(record.comparison, indent=2))
         return
     console = _console()
     print_comparison(console, report)
-    print_gate(console, report)
+    print_gate(console, record)
 
 
 @main.command()
@@ -260,28 +301,20 @@ def compare_command(candidate_run: str, baseline_name, reports_dir, target, suit
 @_comparison_options
 @reports_user_errors
 def gate(candidate_run: str, baseline_name, reports_dir, target, suite_path, as_json: bool) -> None:
-    """Decide whether CANDIDATE_RUN may replace the baseline (non-inferiority per the suite's gate).
+    """Decide whether CANDIDATE_RUN may replace the baseline (non-inferiority per the suite's gate),
+    and record the decision in the run folder's gate.json.
 
     Exit codes: 0 PASS or WARN, 1 FAIL, 3 INCONCLUSIVE, 2 bad input."""
-    import json
+    from harness.report.comparison_view import print_gate
+    from harness.runs.gate_record import write_gate_record
 
-    from harness.report.comparison_view import print_gate, report_json
-    from harness.runs.manifest import read_manifest, write_atomically
-
-    inputs, report = _build_report(candidate_run, baseline_name, reports_dir, target, suite_path)
-    evidence = report_json(report)
-    write_atomically(inputs.candidate_folder / "gate.json", json.dumps(evidence, indent=2) + "\n")
+    inputs, _, record = _decide(candidate_run, baseline_name, reports_dir, target, suite_path)
+    write_gate_record(inputs.candidate_folder, record)
     if as_json:
-        click.echo(json.dumps({"verdict": report.gate.verdict.value, "reasons": list(report.gate.reasons),
-                               "warnings": list(report.gate.warnings), "comparison": evidence}, indent=2))
+        click.echo(record.model_dump_json(indent=2))
     else:
-        console = _console()
-        for look in read_manifest(inputs.candidate_folder).looks:
-            if look["stop"]:
-                console.print(f"sequential sample stopped early at look {look['look']}/{look['of']} "
-                              f"({look['items']} items): {look['decision']}")
-        print_gate(console, report)
-    sys.exit(EXIT_GATE[report.gate.verdict.value])
+        print_gate(_console(), record)
+    sys.exit(_gate_exit_code(record.verdict))
 
 
 @main.command()
@@ -343,35 +376,46 @@ def plan(suite: str, mde: float, power: float, alpha: float, baseline_name: str 
 def promote(suite: str, run_id: str, full: bool) -> None:
     """Promote RUN_ID's prompt version and model to production for SUITE. Refused (exit 1)
     unless `evalbatch gate RUN_ID` passed; the promotion is recorded with its evidence."""
-    from harness.compare.promotion import GateRefused, promote as record_promotion, split_validated, validator_names
+    from harness.compare.promotion import (
+        GateRefused,
+        approve,
+        check_full_run_matches,
+        record_promotion,
+    )
     from harness.config.loader import load_suite
-    from harness.execute import RunOptions, execute
+    from harness.execute import RunInterrupted, RunOptions, execute
     from harness.plan import PlanOptions, plan_run
     from harness.runs.locate import find_run, search_dirs
 
     loaded = load_suite(suite)
     try:
-        record = record_promotion(loaded, find_run(run_id, search_dirs(suite=loaded), loaded.spec.name))
+        record = approve(loaded, find_run(run_id, search_dirs(suite=loaded), loaded.spec.name))
     except GateRefused as refused:
-        click.echo(f"refused: {refused}", err=True)
-        sys.exit(EXIT_FAILED_REQUESTS)
+        _refuse(str(refused))
+    # Checked before anything is recorded or sent: a full run must be of what passed the gate.
+    plan = plan_run(suite, PlanOptions(prompt_version=record.prompt_version)) if full else None
+    differences = check_full_run_matches(record, plan) if plan else []
+    if differences:
+        _refuse("the suite no longer matches the configuration that passed the gate, so a full run would "
+                "not be of it (nothing promoted, nothing sent):\n  " + "\n  ".join(differences))
+    record_promotion(loaded, record)
     click.echo(f"promoted {record.prompt}@{record.prompt_version} ({record.prompt_fingerprint[:12]}) with "
-               f"{', '.join(t['model'] for t in record.targets)} to production for {record.suite} "
+               f"{', '.join(t.model for t in record.targets)} to production for {record.suite} "
                f"(gate {record.verdict}, run {record.run_id})")
     if not full:
         return
-    plan = plan_run(suite, PlanOptions(prompt_version=record.prompt_version))
-    if plan.prompt.fingerprint != record.prompt_fingerprint:
-        raise UserError(f"prompt {plan.prompt.label} changed since it passed the gate "
-                        f"({record.prompt_fingerprint[:12]} -> {plan.prompt.fingerprint[:12]})",
-                        hint="gate the new text before a full run")
     console = _console()
-    outcome = execute(plan, RunOptions(force_new=True), console)
-    validators = validator_names(loaded)
-    valid, review = split_validated(outcome.folder, outcome.lines, validators)
-    console.print(f"full run {outcome.manifest.run_id}: {valid} validated, {review} need review "
-                  f"(validators: {', '.join(validators) or 'none: only succeeded requests pass'}); "
-                  f"{outcome.folder / 'validated.jsonl'}, {outcome.folder / 'needs_review.jsonl'}")
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # a cancelled CI job stops cleanly too
+    try:
+        outcome = execute(plan, RunOptions(force_new=True, full_promotion=True), console)
+    except RunInterrupted as stop:
+        _exit_interrupted(suite, stop)  # the printed `evalbatch run` command finishes and sorts it
+    _sort_full_run(suite, outcome, console)
+
+
+def _refuse(message: str) -> NoReturn:
+    click.echo(f"refused: {message}", err=True)
+    sys.exit(EXIT_FAILED_REQUESTS)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ baselines/<suite>/<name>.json, with the history of who set them, when and from w
 from __future__ import annotations
 
 import getpass
+import hashlib
 import os
 from pathlib import Path
 from typing import Literal
@@ -54,8 +55,15 @@ def set_baseline(project_dir: Path, snapshot: RunSnapshot, name: str, note: str 
 
 
 def load_baseline(path: Path) -> Baseline:
+    return read_baseline(path)[0]
+
+
+def read_baseline(path: Path) -> tuple[Baseline, str]:
+    """The baseline and the sha256 of the bytes it was read from (one read: a gate records exactly
+    what it compared with)."""
     try:
-        return Baseline.model_validate_json(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+        return Baseline.model_validate_json(data), hashlib.sha256(data).hexdigest()
     except FileNotFoundError:
         known = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
         raise UserError("no such baseline", file=str(path),

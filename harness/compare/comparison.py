@@ -3,17 +3,19 @@ signal, list flaky items, and decide the gate. Plain functions over snapshots.""
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from harness.compare.drift import DriftInput, DriftReport, SignalKind, check_drift
 from harness.compare.paired import PairedComparison, PairedScores, compare_paired
 from harness.compare.snapshot import ItemRecord, RunSnapshot, is_refusal
-from harness.compare.verdict import (
-    GateVerdict, GuardrailCheck, MetricPolicy, combine, decide, guardrail_check)
+from harness.compare.verdict import GateVerdict, GuardrailCheck, MetricPolicy, combine, decide, guardrail_check
 from harness.config.suite import GateMetric, GateSpec, GuardrailSpec
 from harness.errors import UserError
 
@@ -70,6 +72,12 @@ class ComparisonReport:
     drift: DriftReport | None
     gate: GateVerdict
     notes: list[str] = field(default_factory=list)
+    primary_metrics: list[str] = field(default_factory=list)
+    """The gated metrics, in the order of `gate.metrics`."""
+    slice_label: str = ""
+    """The evaluated slices the primary metrics were gated on, joined with '+'."""
+    guardrail_results: list[MetricResult] = field(default_factory=list)
+    """The guardrails' comparisons, in the order of `gate.guardrails`."""
 
 
 def check_comparable(baseline: RunSnapshot, candidate: RunSnapshot) -> None:
@@ -105,7 +113,8 @@ def compare(baseline: RunSnapshot, candidate: RunSnapshot, gate: GateSpec, basel
     where = "+".join(candidate.fingerprints.evaluated)
     verdicts = [decide(by_metric[g.metric], MetricPolicy(f"{g.metric} (slice {where})", g.margin,
                                                          g.higher_is_better, gate.alpha)) for g in primaries]
-    guardrails = [_guardrail(baseline, candidate, ids, spec, gate.alpha) for spec in gate.guardrails]
+    guarded = [_guardrail(baseline, candidate, ids, spec, gate.alpha) for spec in gate.guardrails]
+    guardrails = [check for _, check in guarded]
     subsets = _subsets(baseline, candidate, ids, gate, [g.metric for g in primaries])
     slice_checks = [guardrail_check(s.comparison, MetricPolicy(f"{s.subset} {s.metric}", alpha=gate.alpha,
                                                                higher_is_better=_higher(gate, s.metric)))
@@ -113,7 +122,10 @@ def compare(baseline: RunSnapshot, candidate: RunSnapshot, gate: GateSpec, basel
     report = ComparisonReport(
         baseline_label=baseline_label, candidate_run=candidate.run_id, pairing=pairing, metrics=results,
         subsets=subsets, flaky=_flaky(candidate, ids), epochs=_epoch_stats(candidate, ids),
-        drift=_drift(baseline, candidate, ids), gate=combine(verdicts, guardrails, slice_checks))
+        drift=_drift(baseline, candidate, ids), gate=combine(verdicts, guardrails, slice_checks),
+        primary_metrics=[g.metric for g in primaries], slice_label=where,
+        guardrail_results=[MetricResult(spec.metric, comparison)
+                           for spec, (comparison, _) in zip(gate.guardrails, guarded, strict=True)])
     if candidate.unfinished_items:
         report.notes.append(f"{candidate.unfinished_items} item(s) of the candidate were never finished "
                             "(stopped early or interrupted) and are not compared")
@@ -142,7 +154,7 @@ def _scores(snapshot: RunSnapshot, ids: list[str], metric: str) -> list[list[flo
 def _clusters(snapshot: RunSnapshot, ids: list[str]) -> list[str] | None:
     clusters = [snapshot.items[i].cluster for i in ids]
     return None if all(c is None for c in clusters) else [c if c is not None else f"item:{i}"
-                                                            for c, i in zip(clusters, ids)]
+                                                            for c, i in zip(clusters, ids, strict=True)]
 
 
 def _compare(baseline: RunSnapshot, candidate: RunSnapshot, ids: list[str], metric: str) -> PairedComparison:
@@ -159,7 +171,7 @@ def _signal_values(item: ItemRecord, signal: str) -> list[float]:
 
 
 def _guardrail(baseline: RunSnapshot, candidate: RunSnapshot, ids: list[str], spec: GuardrailSpec,
-               alpha: float) -> GuardrailCheck:
+               alpha: float) -> tuple[PairedComparison, GuardrailCheck]:
     if spec.metric in DRIFT_SIGNALS:
         base = [_signal_values(baseline.items[i], spec.metric) for i in ids]
         cand = [_signal_values(candidate.items[i], spec.metric) for i in ids]
@@ -168,7 +180,8 @@ def _guardrail(baseline: RunSnapshot, candidate: RunSnapshot, ids: list[str], sp
         higher = spec.higher_is_better if spec.metric == "output_length" else False
     else:
         comparison, higher = _compare(baseline, candidate, ids, spec.metric), spec.higher_is_better
-    return guardrail_check(comparison, MetricPolicy(spec.metric, higher_is_better=higher, alpha=alpha), spec.blocking)
+    policy = MetricPolicy(spec.metric, higher_is_better=higher, alpha=alpha)
+    return comparison, guardrail_check(comparison, policy, spec.blocking)
 
 
 def _subsets(baseline: RunSnapshot, candidate: RunSnapshot, ids: list[str], gate: GateSpec,
@@ -219,9 +232,29 @@ def _drift(baseline: RunSnapshot, candidate: RunSnapshot, ids: list[str]) -> Dri
         kind = SignalKind.CONTINUOUS if signal == "output_length" else SignalKind.RATE
         base = [_signal_values(b, signal)[0] for b in base_items]
         cand = [_signal_values(c, signal)[0] for c in cand_items]
-        keep = [not (math.isnan(x) or math.isnan(y)) for x, y in zip(base, cand)]
-        base = [x for x, k in zip(base, keep) if k]
-        cand = [y for y, k in zip(cand, keep) if k]
+        keep = [not (math.isnan(x) or math.isnan(y)) for x, y in zip(base, cand, strict=True)]
+        base = [x for x, k in zip(base, keep, strict=True) if k]
+        cand = [y for y, k in zip(cand, keep, strict=True) if k]
         if len(base) >= 2:
             inputs.append(DriftInput(signal.replace("_", " "), kind, base, cand, paired=True))
     return check_drift(inputs) if inputs else None
+
+
+def report_json(report: ComparisonReport) -> dict[str, Any]:
+    """The whole comparison as plain JSON (`compare --json`, and the gate record's evidence)."""
+    return _plain(dataclasses.asdict(report))
+
+
+def _plain(value: Any) -> Any:
+    """dataclasses.asdict output made JSON-safe (enums, numpy numbers, NaN)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    return value

@@ -6,23 +6,37 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, ValidationError
 
-from harness.compare.baseline import current_user
+from harness.compare.baseline import baseline_path, current_user
+from harness.compare.verdict import Verdict
 from harness.config.loader import LoadedSuite
 from harness.errors import UserError
-from harness.runs.manifest import now_iso, read_manifest, write_atomically
+from harness.runs.gate_record import (
+    BaselineRef,
+    ConfigFingerprints,
+    GateRecord,
+    TargetConfig,
+    file_sha256,
+    read_gate_record,
+)
+from harness.runs.manifest import Manifest, now_iso, read_manifest, write_atomically
 from harness.runs.results import ResultLine
 from harness.scoring.registry import scorer_kinds
 
-PROMOTION_VERSION = 1
-PASSING = ("PASS", "WARN")
+if TYPE_CHECKING:
+    from harness.plan import RunPlan
+
+PROMOTION_VERSION = 2
+PASSING = (Verdict.PASS, Verdict.WARN)
 
 
-class Promotion(BaseModel):
-    version: Literal[1] = PROMOTION_VERSION
+class PromotionV1(BaseModel):
+    """promoted.json as version 1 wrote it (read only, upgraded on reading)."""
+
+    version: Literal[1]
     suite: str
     run_id: str
     prompt: str
@@ -35,40 +49,131 @@ class Promotion(BaseModel):
     promoted_by: str
 
 
+class Promotion(BaseModel):
+    """The configuration that passed the gate, frozen: a full run must use exactly this."""
+
+    version: Literal[2] = PROMOTION_VERSION
+    suite: str
+    run_id: str
+    prompt: str
+    prompt_version: str
+    prompt_fingerprint: str
+    targets: list[TargetConfig] = Field(description="Provider, model, base_url and parameters as gated.")
+    verdict: Verdict
+    reasons: list[str]
+    baseline: BaselineRef | None = Field(default=None, description="What the gate compared with (None: "
+                                         "promoted by version 1, which did not record it).")
+    policy_fingerprint: str | None = None
+    promoted_at: str
+    promoted_by: str
+
+    @classmethod
+    def from_v1(cls, old: PromotionV1) -> Promotion:
+        return cls(**old.model_dump(exclude={"version", "targets", "verdict"}), verdict=Verdict(old.verdict),
+                   targets=[TargetConfig.model_validate(t) for t in old.targets])
+
+
 class GateRefused(Exception):
-    """The run's gate did not pass (or was never run): promotion is refused, exit 1."""
+    """The run's gate did not pass, was never run, or no longer holds: promotion is refused, exit 1."""
 
 
-def promote(suite: LoadedSuite, run_folder: Path) -> Promotion:
+def approve(suite: LoadedSuite, run_folder: Path) -> Promotion:
+    """The promotion of the run in `run_folder`, if its gate still holds; nothing is written."""
     manifest = read_manifest(run_folder)
     if manifest.suite != suite.spec.name:
         raise UserError(f"run {manifest.run_id} is of suite {manifest.suite!r}, not {suite.spec.name!r}")
-    gate_file = run_folder / "gate.json"
-    if not gate_file.is_file():
+    record = read_gate_record(run_folder)
+    if record is None:
         raise GateRefused(f"run {manifest.run_id} has no gate verdict; run `evalbatch gate {manifest.run_id}` first")
-    evidence = json.loads(gate_file.read_text(encoding="utf-8"))
-    verdict = evidence["gate"]["verdict"]
-    if verdict not in PASSING:
-        raise GateRefused(f"run {manifest.run_id}'s gate is {verdict}; only PASS or WARN may be promoted: "
-                          + "; ".join(evidence["gate"]["reasons"]))
-    record = Promotion(
-        suite=manifest.suite, run_id=manifest.run_id, prompt=manifest.prompt.name,
-        prompt_version=manifest.prompt.version, prompt_fingerprint=manifest.prompt.fingerprint,
-        targets=[t.model_dump() for t in manifest.targets], verdict=verdict, reasons=evidence["gate"]["reasons"],
-        promoted_at=now_iso(), promoted_by=current_user())
+    problems = gate_problems(suite, manifest, record)
+    if problems:
+        raise GateRefused(f"run {manifest.run_id} cannot be promoted: " + "; ".join(problems))
+    return Promotion(
+        suite=manifest.suite, run_id=manifest.run_id, prompt=record.candidate.prompt,
+        prompt_version=record.candidate.prompt_version, prompt_fingerprint=record.candidate.prompt_fingerprint,
+        targets=record.candidate.targets, verdict=record.verdict, reasons=record.reasons, baseline=record.baseline,
+        policy_fingerprint=record.policy_fingerprint, promoted_at=now_iso(), promoted_by=current_user())
+
+
+def gate_problems(suite: LoadedSuite, manifest: Manifest, record: GateRecord) -> list[str]:
+    """Why the gate record does not allow promoting this run now (empty: it does).
+
+    A gate only vouches for a run when it was decided against the suite's own baseline, as that
+    file still is, under the suite's current policy, for the run as it still is."""
+    problems = []
+    if record.verdict not in PASSING:
+        problems.append(f"its gate is {record.verdict}; only {' or '.join(PASSING)} may be promoted: "
+                        + "; ".join(record.reasons))
+    problems.extend(_baseline_problems(suite, record.baseline))
+    if record.policy_fingerprint != suite.spec.gate.fingerprint:
+        problems.append(f"the suite's gate policy changed since the gate (policy {record.policy_fingerprint[:12]}, "
+                        f"now {suite.spec.gate.fingerprint[:12]}); gate the run again under the current policy")
+    if record.run_id != manifest.run_id or record.candidate != ConfigFingerprints.of_manifest(manifest):
+        problems.append(f"the run's manifest no longer matches the configuration the gate judged "
+                        f"(gate.json of run {record.run_id}); gate the run again")
+    return problems
+
+
+def _baseline_problems(suite: LoadedSuite, ref: BaselineRef) -> list[str]:
+    name = suite.spec.gate.baseline
+    if ref.kind != "baseline" or ref.name != name:
+        used = f"run {ref.run_id}" if ref.kind == "run" else f"baseline {ref.name!r}"
+        return [f"the gate was decided against {used}, not the suite's baseline {name!r} (gate.baseline); "
+                f"run `evalbatch gate RUN_ID` without --baseline"]
+    path = baseline_path(suite.project_dir, suite.spec.name, name)
+    if not path.is_file():
+        return [f"the suite's baseline {name!r} is gone ({path})"]
+    if file_sha256(path) != ref.sha256:
+        return [f"the suite's baseline {name!r} changed since the gate ({path} was set again or edited); "
+                "gate the run again against it"]
+    return []
+
+
+def record_promotion(suite: LoadedSuite, record: Promotion) -> Path:
     folder = suite.project_dir / "baselines" / suite.spec.name
     folder.mkdir(parents=True, exist_ok=True)
     write_atomically(folder / "promoted.json", record.model_dump_json(indent=2) + "\n")
     with (folder / "promotions.jsonl").open("a", encoding="utf-8") as log:
         log.write(record.model_dump_json() + "\n")
-    return record
+    return folder / "promoted.json"
 
 
 def load_promotion(suite: LoadedSuite) -> Promotion:
     path = suite.project_dir / "baselines" / suite.spec.name / "promoted.json"
     if not path.is_file():
         raise UserError("nothing promoted yet", file=str(path), hint="evalbatch promote SUITE --run RUN_ID")
-    return Promotion.model_validate_json(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and data.get("version") == 1:
+            return Promotion.from_v1(PromotionV1.model_validate(data))
+        return Promotion.model_validate(data)
+    except (ValueError, ValidationError) as exc:
+        raise UserError(f"not a promotion record of version 1 or {PROMOTION_VERSION}: {exc}", file=str(path)) from None
+
+
+def check_full_run_matches(record: Promotion, plan: RunPlan) -> list[str]:
+    """What a full run of `plan` would do differently from the promoted configuration, one line
+    per difference, e.g. `targets[fake].params.temperature: promoted 0.0, suite now 1.5`."""
+    prompt = plan.prompt
+    differences = [f"prompt.{field}: promoted {promoted}, suite now {now}" for field, promoted, now in (
+        ("name", record.prompt, prompt.name), ("version", record.prompt_version, prompt.version),
+        ("fingerprint", record.prompt_fingerprint[:12], prompt.fingerprint[:12])) if promoted != now]
+    promoted = {target.label: target for target in record.targets}
+    current = {target.label: target for target in plan.suite.spec.targets}
+    differences += [f"targets[{label}]: promoted, no longer in the suite" for label in sorted(promoted.keys() - current.keys())]
+    differences += [f"targets[{label}]: in the suite now, never promoted" for label in sorted(current.keys() - promoted.keys())]
+    for label in sorted(promoted.keys() & current.keys()):
+        was, now = promoted[label], current[label]
+        fields = {f: (getattr(was, f), getattr(now, f)) for f in ("provider", "model", "base_url")}
+        fields |= {f"params.{key}": (was.params.get(key), now.params.model_dump().get(key))
+                   for key in sorted(was.params.keys() | now.params.model_dump().keys())}
+        differences += [f"targets[{label}].{field}: promoted {_show(old)}, suite now {_show(new)}"
+                        for field, (old, new) in fields.items() if old != new]
+    return differences
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def validator_names(suite: LoadedSuite) -> list[str]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.compare.baseline import baseline_path, load_baseline
+from harness.compare.baseline import baseline_path, read_baseline
 from harness.compare.snapshot import RunSnapshot, snapshot_run
 from harness.config.loader import LoadedSuite, load_suite
 from harness.config.suite import GateSpec
 from harness.errors import UserError
+from harness.runs.gate_record import BaselineRef, file_sha256
 from harness.runs.locate import find_run, search_dirs
 from harness.runs.manifest import read_manifest
 
@@ -21,6 +22,7 @@ class ComparisonInputs:
     candidate: RunSnapshot
     baseline: RunSnapshot
     baseline_label: str
+    baseline_ref: BaselineRef
 
     @property
     def gate(self) -> GateSpec:
@@ -51,9 +53,10 @@ def load_inputs(candidate_run: str, options: SourceOptions) -> ComparisonInputs:
     name = options.baseline or suite.spec.gate.baseline
     path = baseline_path(suite.project_dir, suite.spec.name, name)
     if path.is_file() or options.baseline is None:
-        baseline = load_baseline(path)
+        baseline, digest = read_baseline(path)
+        ref = BaselineRef(name=name, kind="baseline", run_id=baseline.snapshot.run_id, file=str(path), sha256=digest)
         return ComparisonInputs(suite, folder, candidate, baseline.snapshot,
-                                f"{name} (run {baseline.snapshot.run_id}, {baseline.snapshot.fingerprints.prompt})")
+                                f"{name} (run {baseline.snapshot.run_id}, {baseline.snapshot.fingerprints.prompt})", ref)
     # Not a baseline name: a run ID (or folder) to compare against directly.
     try:
         base_folder = find_run(name, search_dirs(options.reports_dir, suite), suite.spec.name)
@@ -62,4 +65,7 @@ def load_inputs(candidate_run: str, options: SourceOptions) -> ComparisonInputs:
         raise UserError(f"no baseline {name!r} of suite {suite.spec.name!r} and no run {name!r}", hint=f"baselines of this suite: {known}" if known else
                         "create one with: evalbatch baseline set SUITE --from RUN_ID") from None
     snapshot = snapshot_run(base_folder, options.target)
-    return ComparisonInputs(suite, folder, candidate, snapshot, f"run {snapshot.run_id} ({snapshot.fingerprints.prompt})")
+    results = base_folder / "results.jsonl"
+    ref = BaselineRef(name=None, kind="run", run_id=snapshot.run_id, file=str(results), sha256=file_sha256(results))
+    return ComparisonInputs(suite, folder, candidate, snapshot, f"run {snapshot.run_id} ({snapshot.fingerprints.prompt})",
+                            ref)

@@ -86,26 +86,38 @@ DRIFT_GUARDRAILS = ("empty_output", "refusal", "output_length")
 
 
 def _check_gate(source: YamlSource, spec: SuiteSpec) -> None:
-    """Gate metrics must name this suite's scorers (or a drift signal, for guardrails)."""
+    """Gate metrics must name this suite's scorers (or a drift signal, for guardrails), once each,
+    and a metric is either gated (primary) or watched (guardrail), not both."""
     scorers = [s.label for s in spec.scorers]
-    for index, metric in enumerate(spec.gate.primary):
-        if metric.metric not in scorers:
-            raise UserError(f"unknown metric {metric.metric!r}; the suite's scorers are {scorers}",
-                            file=str(source.path), location=source.where(("gate", "primary", index, "metric")))
-    for index, guard in enumerate(spec.gate.guardrails):
-        if guard.metric not in scorers and guard.metric not in DRIFT_GUARDRAILS:
-            raise UserError(f"unknown metric {guard.metric!r}; expected a scorer {scorers} "
-                            f"or a drift signal {list(DRIFT_GUARDRAILS)}",
-                            file=str(source.path), location=source.where(("gate", "guardrails", index, "metric")))
+
+    def bad(message: str, *loc: str | int) -> UserError:
+        return UserError(message, file=str(source.path), location=source.where(("gate", *loc)))
+
+    primaries = [metric.metric for metric in spec.gate.primary]
+    for index, name in enumerate(primaries):
+        if name not in scorers:
+            raise bad(f"unknown metric {name!r}; the suite's scorers are {scorers}", "primary", index, "metric")
+        if name in primaries[:index]:
+            raise bad(f"metric {name!r} is a primary metric twice; give it one margin", "primary", index, "metric")
+    guards = [guard.metric for guard in spec.gate.guardrails]
+    for index, name in enumerate(guards):
+        if name not in scorers and name not in DRIFT_GUARDRAILS:
+            raise bad(f"unknown metric {name!r}; expected a scorer {scorers} or a drift signal "
+                      f"{list(DRIFT_GUARDRAILS)}", "guardrails", index, "metric")
+        if name in guards[:index]:
+            raise bad(f"guardrail {name!r} is listed twice", "guardrails", index, "metric")
+        if name in primaries:
+            raise bad(f"{name!r} is already a primary metric; a metric is gated or a guardrail, not both",
+                      "guardrails", index, "metric")
     for index, name in enumerate(spec.gate.validators or []):
         if name not in scorers:
-            raise UserError(f"unknown validator {name!r}; the suite's scorers are {scorers}",
-                            file=str(source.path), location=source.where(("gate", "validators", index)))
+            raise bad(f"unknown validator {name!r}; the suite's scorers are {scorers}", "validators", index)
     known = {s.name for s in spec.slices}
     for index, name in enumerate(spec.gate.slices):
         if name not in known:
-            raise UserError(f"unknown slice {name!r}; the suite defines {sorted(known)}",
-                            file=str(source.path), location=source.where(("gate", "slices", index)))
+            raise bad(f"unknown slice {name!r}; the suite defines {sorted(known)}", "slices", index)
+        if name in spec.gate.slices[:index]:
+            raise bad(f"slice {name!r} is listed twice", "slices", index)
 
 
 def _project_dir(suite_path: Path) -> Path:

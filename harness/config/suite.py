@@ -6,6 +6,8 @@ Scorer parameters are checked against the scorer registry by `harness.config.loa
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from typing import Any, Literal
 
@@ -44,7 +46,7 @@ class SliceSpec(StrictModel):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _one_selection(self) -> "SliceSpec":
+    def _one_selection(self) -> SliceSpec:
         if self.first_n is not None and self.sample is not None:
             raise ValueError("use either first_n or sample, not both")
         if self.stratify_by is not None and self.sample is None:
@@ -96,7 +98,7 @@ class ExtractStep(StrictModel):
     path: str | None = Field(default=None, description="json_field: dotted path, e.g. customer.name")
 
     @model_validator(mode="after")
-    def _params_fit_type(self) -> "ExtractStep":
+    def _params_fit_type(self) -> ExtractStep:
         if self.type == "regex":
             if not self.pattern:
                 raise ValueError("regex extraction needs pattern")
@@ -138,7 +140,9 @@ class EngineSpec(StrictModel):
 
 class GateMetric(StrictModel):
     metric: str = Field(description="A scorer name of this suite.")
-    margin: float = Field(default=0.02, ge=0, le=1, description="Non-inferiority margin M (absolute, e.g. 0.02 = 2 pts).")
+    # A margin of 0 would demand proof of superiority under the name of non-inferiority; above 1
+    # no [0, 1] metric could ever fail.
+    margin: float = Field(default=0.02, gt=0, le=1, description="Non-inferiority margin M (absolute, e.g. 0.02 = 2 pts).")
     higher_is_better: bool = True
 
 
@@ -154,13 +158,20 @@ class SampleSpec(StrictModel):
     stratify_by: str | None = Field(default=None, description="Field to stratify the sample by.")
     seed: int = 0
     sequential: bool = Field(default=False, description="Evaluate in stages; stop early at O'Brien-Fleming bounds.")
-    looks: int = Field(default=3, ge=2, le=10)
+    looks: int = Field(default=3, ge=2, le=10, description="Stages of a sequential sample.")
+
+    @model_validator(mode="after")
+    def _looks_need_sequential(self) -> SampleSpec:
+        # Stages of a sample that is not sequential would silently be ignored.
+        if "looks" in self.model_fields_set and not self.sequential:
+            raise ValueError("looks only applies to a sequential sample; add sequential: true or remove looks")
+        return self
 
 
 class GateSpec(StrictModel):
     """The promotion policy, fixed before the run."""
 
-    baseline: str = Field(default="production", description="Baseline name under baselines/<suite>/.")
+    baseline: str = Field(default="production", pattern=_SLUG, description="Baseline name under baselines/<suite>/.")
     primary: list[GateMetric] = Field(default_factory=list, description="Default: every scorer, margin 0.02.")
     guardrails: list[GuardrailSpec] = Field(default_factory=list)
     slices: list[str] = Field(default_factory=list, description="Exploratory slices, Benjamini-Hochberg at q=0.10.")
@@ -170,6 +181,12 @@ class GateSpec(StrictModel):
     validators: list[str] | None = Field(
         default=None, description="Scorers an output of a promoted full run must pass; default: the scorers "
         "that need no ground truth, and for label_in_set a valid label.")
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the policy's canonical JSON: a gate decided under another policy is not this one's."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class OutputSpec(StrictModel):
@@ -211,7 +228,7 @@ class SuiteSpec(StrictModel):
         return scorers
 
     @model_validator(mode="after")
-    def _evaluate_names_slices(self) -> "SuiteSpec":
+    def _evaluate_names_slices(self) -> SuiteSpec:
         known = {s.name for s in self.slices}
         for name in self.evaluate or []:
             if name not in known:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import math
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from harness.compare.comparison import ComparisonReport
+from harness.compare.verdict import Verdict
+from harness.runs.gate_record import GateRecord, render_reasons, render_warnings
 
-_COLOURS = {"PASS": "green", "WARN": "yellow", "INCONCLUSIVE": "magenta", "FAIL": "red"}
+_COLOURS = {Verdict.PASS: "green", Verdict.WARN: "yellow", Verdict.INCONCLUSIVE: "magenta", Verdict.FAIL: "red"}
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -58,34 +57,14 @@ def print_comparison(console: Console, report: ComparisonReport) -> None:
                           f"{signal.effect_name} {_fmt(signal.effect)}", _fmt(signal.effect_threshold),
                           "ALARM" if signal.alarm else "-")
         console.print(drift)
-    for note in report.notes:
-        console.print(f"note: {note}")
 
 
-def print_gate(console: Console, report: ComparisonReport) -> None:
-    gate = report.gate
-    colour = _COLOURS[gate.verdict.value]
-    console.print(f"[bold {colour}]gate: {gate.verdict.value}[/]")
-    for reason in gate.reasons:
+def print_gate(console: Console, record: GateRecord) -> None:
+    """The verdict, its reasons, warnings (worsened slices, drift alarms) and notes, from the record."""
+    console.print(f"[bold {_COLOURS[record.verdict]}]gate: {record.verdict}[/]")
+    for reason in render_reasons(record):
         console.print(f"  {reason}")
-    for warning in gate.warnings:
+    for warning in render_warnings(record):
         console.print(f"  [yellow]warning:[/] {warning}")
-
-
-def report_json(report: ComparisonReport) -> dict[str, Any]:
-    return _plain(dataclasses.asdict(report))
-
-
-def _plain(value: Any) -> Any:
-    """dataclasses.asdict output made JSON-safe (enums, numpy numbers, NaN)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, enum.Enum):
-        return value.value
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        return None
-    return value
+    for note in record.notes:
+        console.print(f"note: {note}")

@@ -191,8 +191,13 @@ def test_clearly_worse_candidate_fails_and_leaves_gate_json(project, cli):
 
     assert gate_file.is_file()
     written = json.loads(gate_file.read_text())
-    assert written["candidate_run"] == worse and written["gate"]["verdict"] == "FAIL"
-    assert f"run {base_run}" in written["baseline_label"]
+    assert written["version"] == 1 and written["run_id"] == worse and written["verdict"] == "FAIL"
+    assert written["baseline"]["kind"] == "baseline" and written["baseline"]["run_id"] == base_run
+    [reason] = written["metrics"]
+    assert (reason["metric"], reason["slice"], reason["verdict"]) == ("accuracy", "all", "FAIL")
+    assert reason["mean_delta"] == pytest.approx(-0.7) and reason["margin"] == pytest.approx(0.02)
+    assert written["reasons"][0].startswith("FAIL: accuracy (slice all) -70.0 pts")
+    assert f"run {base_run}" in written["comparison"]["baseline_label"]
 
 
 # --- 4. compare ------------------------------------------------------------------------------------

@@ -1,0 +1,78 @@
+"""The gate's decision on a comparison, as the versioned record written to the run folder."""
+
+from __future__ import annotations
+
+import math
+
+from harness.compare.baseline import current_user
+from harness.compare.comparison import ComparisonReport, report_json
+from harness.compare.sources import ComparisonInputs
+from harness.runs.gate_record import (
+    ConfigFingerprints,
+    DriftAlarm,
+    GateRecord,
+    GuardrailReason,
+    MetricReason,
+    render_reasons,
+)
+from harness.runs.manifest import Manifest, now_iso, read_manifest
+
+
+def decide_gate(inputs: ComparisonInputs, report: ComparisonReport) -> GateRecord:
+    """The record of `report`'s verdict with what it was decided against; nothing is written."""
+    manifest = read_manifest(inputs.candidate_folder)
+    record = GateRecord(
+        suite=manifest.suite, run_id=manifest.run_id, target=inputs.candidate.fingerprints.target,
+        decided_at=now_iso(), decided_by=current_user(), baseline=inputs.baseline_ref,
+        policy_fingerprint=inputs.gate.fingerprint, candidate=ConfigFingerprints.of_manifest(manifest),
+        verdict=report.gate.verdict, metrics=_metric_reasons(report), guardrails=_guardrail_reasons(report),
+        slice_warnings=_slice_warnings(report), drift_alarms=_drift_alarms(report),
+        notes=[*report.notes, *_look_notes(manifest)], comparison=report_json(report))
+    return record.model_copy(update={"reasons": render_reasons(record)})
+
+
+def _number(value: float | None) -> float | None:
+    """NaN has no JSON form; it means the same as no value here."""
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def _metric_reasons(report: ComparisonReport) -> list[MetricReason]:
+    comparisons = {result.metric: result.comparison for result in report.metrics}
+    reasons = []
+    for metric, verdict in zip(report.primary_metrics, report.gate.metrics, strict=True):
+        comparison = comparisons[metric]
+        reasons.append(MetricReason(
+            metric=metric, slice=report.slice_label, verdict=verdict.verdict, n=comparison.n,
+            mean_delta=_number(verdict.mean_delta), ci=verdict.ci, ci_level=verdict.ci_level, margin=verdict.margin,
+            higher_is_better=verdict.higher_is_better,
+            wilson_bound=comparison.se_is_zero and verdict.mean_delta is not None,
+            test=verdict.test_name, p=_number(verdict.p_value), items_needed=verdict.items_needed))
+    return reasons
+
+
+def _guardrail_reasons(report: ComparisonReport) -> list[GuardrailReason]:
+    return [GuardrailReason(name=result.metric, metric=result.metric, mean_delta=_number(result.comparison.mean_delta),
+                            test=result.comparison.test_name, p=_number(result.comparison.p_value),
+                            adjusted_p=outcome.adjusted_p, worsened=outcome.check.worsened,
+                            alarmed=outcome.alarmed, blocking=outcome.check.blocking)
+            for result, outcome in zip(report.guardrail_results, report.gate.guardrails, strict=True)]
+
+
+def _slice_warnings(report: ComparisonReport) -> list[GuardrailReason]:
+    return [GuardrailReason(name=subset.subset, metric=subset.metric, mean_delta=_number(subset.comparison.mean_delta),
+                            test=subset.comparison.test_name, p=_number(subset.comparison.p_value),
+                            adjusted_p=outcome.adjusted_p, worsened=outcome.check.worsened, alarmed=True)
+            for subset, outcome in zip(report.subsets, report.gate.slices, strict=True) if outcome.alarmed]
+
+
+def _drift_alarms(report: ComparisonReport) -> list[DriftAlarm]:
+    if report.drift is None:
+        return []
+    return [DriftAlarm(signal=signal.name, test=signal.test_name, adjusted_p=_number(signal.adjusted_p),
+                       effect_name=signal.effect_name, effect=signal.effect, threshold=signal.effect_threshold)
+            for signal in report.drift.alarms]
+
+
+def _look_notes(manifest: Manifest) -> list[str]:
+    return [f"sequential sample stopped early at look {look['look']}/{look['of']} ({look['items']} items): "
+            f"{look['decision']}" for look in manifest.looks if look["stop"]]

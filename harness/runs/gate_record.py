@@ -1,0 +1,239 @@
+"""gate.json: the gate's decision on a run, with what it was decided against and under which
+policy, so that `promote` can check the decision still holds.
+
+The English reasons are rendered from the structured fields (`render_reasons`), so the text a
+person reads and the numbers a machine checks cannot disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from harness.compare.verdict import Verdict
+from harness.errors import UserError
+from harness.runs.files import write_atomically
+from harness.runs.manifest import Manifest
+
+GATE_RECORD_VERSION = 1
+GATE_FILE = "gate.json"
+# Reasons show [0, 1] metrics in percentage points, as the gate's policy margins are read.
+_SCALE, _UNIT = 100.0, "pts"
+
+
+class BaselineRef(BaseModel):
+    """What the candidate was compared with."""
+
+    name: str | None = Field(description="The baseline's name; None when the baseline was a run.")
+    kind: Literal["baseline", "run"]
+    run_id: str = Field(description="The run the baseline was made from (or the baseline run itself).")
+    file: str = Field(description="baselines/<suite>/<name>.json, or the baseline run's results.jsonl.")
+    sha256: str = Field(description="sha256 of that file's bytes when the gate read it.")
+
+
+class TargetConfig(BaseModel):
+    """One model as it was called."""
+
+    label: str
+    provider: str
+    model: str
+    base_url: str | None = None
+    params: dict[str, Any]
+
+
+class ConfigFingerprints(BaseModel):
+    """What a run was: enough to tell whether the configuration changed since."""
+
+    prompt: str
+    prompt_version: str
+    prompt_fingerprint: str
+    targets: list[TargetConfig]
+    dataset: str
+    slice_fingerprint: str
+    evaluated: list[str]
+
+    @classmethod
+    def of_manifest(cls, manifest: Manifest) -> ConfigFingerprints:
+        return cls(prompt=manifest.prompt.name, prompt_version=manifest.prompt.version,
+                   prompt_fingerprint=manifest.prompt.fingerprint,
+                   targets=[TargetConfig.model_validate(t.model_dump()) for t in manifest.targets],
+                   dataset=manifest.dataset.fingerprint, slice_fingerprint=manifest.dataset.slice_fingerprint,
+                   evaluated=list(manifest.dataset.evaluated))
+
+
+class MetricReason(BaseModel):
+    """The verdict on one primary metric, in the metric's own units (0.02 = 2 pts)."""
+
+    metric: str
+    slice: str = Field(description="The evaluated slices, joined with '+'.")
+    verdict: Verdict
+    n: int = Field(description="Paired items.")
+    mean_delta: float | None = Field(description="Candidate minus baseline.")
+    ci: tuple[float, float] | None = Field(description="The interval the decision used.")
+    ci_level: float
+    margin: float
+    higher_is_better: bool
+    wilson_bound: bool = Field(default=False, description="Every item moved alike (SE 0): the interval is a "
+                               "Wilson bound on the share of items that could differ.")
+    test: str
+    p: float | None
+    items_needed: int | None = Field(description="For INCONCLUSIVE: items that would settle it.")
+
+
+class GuardrailReason(BaseModel):
+    """A guardrail (Holm) or an exploratory slice or category (Benjamini-Hochberg)."""
+
+    name: str = Field(description="The guardrail's metric, or the subset: slice=english, label=bug.")
+    metric: str
+    mean_delta: float | None
+    test: str
+    p: float | None
+    adjusted_p: float
+    worsened: bool
+    alarmed: bool
+    blocking: bool = False
+
+
+class DriftAlarm(BaseModel):
+    """A drift signal (no ground truth needed) that alarmed."""
+
+    signal: str
+    test: str
+    adjusted_p: float | None
+    effect_name: str
+    effect: float
+    threshold: float
+
+
+class GateRecord(BaseModel):
+    version: Literal[1] = GATE_RECORD_VERSION
+    suite: str
+    run_id: str
+    target: str = Field(description="The target of the run that was gated.")
+    decided_at: str
+    decided_by: str
+    baseline: BaselineRef
+    policy_fingerprint: str = Field(description="sha256 of the suite's gate policy (GateSpec.fingerprint).")
+    candidate: ConfigFingerprints
+    verdict: Verdict
+    metrics: list[MetricReason]
+    guardrails: list[GuardrailReason]
+    slice_warnings: list[GuardrailReason] = Field(description="Slices and categories that worsened (BH).")
+    drift_alarms: list[DriftAlarm]
+    notes: list[str] = Field(default_factory=list)
+    reasons: list[str] = Field(default_factory=list, description="English, rendered by render_reasons.")
+    comparison: dict[str, Any] = Field(description="The full comparison, as `compare --json` prints it.")
+
+    @property
+    def warnings(self) -> list[str]:
+        return render_warnings(self)
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_gate_record(run_folder: Path, record: GateRecord) -> Path:
+    path = run_folder / GATE_FILE
+    write_atomically(path, record.model_dump_json(indent=2) + "\n")
+    return path
+
+
+def read_gate_record(run_folder: Path) -> GateRecord | None:
+    """None when the run was never gated; a file that is not a gate record is bad input."""
+    path = run_folder / GATE_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        return GateRecord.model_validate_json(text)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        raise UserError(f"not a gate record of version {GATE_RECORD_VERSION}: {where}: {problem['msg']}",
+                        file=str(path), hint="decide it again with `evalbatch gate RUN_ID`") from None
+
+
+# --- English, from the structured fields ------------------------------------------------------------
+
+def _points(value: float) -> str:
+    return f"{value * _SCALE:+.1f}"
+
+
+def _margin(reason: MetricReason) -> str:
+    signed = -reason.margin if reason.higher_is_better else reason.margin
+    return f"the {signed * _SCALE:+g} {_UNIT} margin"
+
+
+def _outcome(reason: MetricReason) -> str:
+    worse, better = ("below", "above") if reason.higher_is_better else ("above", "below")
+    return {
+        Verdict.FAIL: f"{worse} {_margin(reason)}",
+        Verdict.WARN: f"significantly worse, but within {_margin(reason)}",
+        Verdict.PASS: f"entirely {better} {_margin(reason)} (non-inferior)",
+        Verdict.INCONCLUSIVE: f"straddles {_margin(reason)}",
+    }[reason.verdict]
+
+
+def _test(test: str, p: float | None) -> str:
+    return "" if p is None else f" ({test} p={p:.3g})"
+
+
+def render_metric(reason: MetricReason) -> str:
+    name = f"{reason.metric} (slice {reason.slice})"
+    if reason.mean_delta is None or reason.ci is None:
+        why = "no paired items" if reason.n == 0 else f"{reason.n} item(s), and no interval can be formed"
+        return f"{reason.verdict}: {name}: {why}"
+    interval = f"{reason.ci_level * 100:g}% CI [{_points(reason.ci[0])}, {_points(reason.ci[1])}]"
+    if reason.wilson_bound:
+        text = (f"{name}: all {reason.n} paired items moved by {_points(reason.mean_delta)} {_UNIT}; the Wilson "
+                f"bound on items that could differ gives {interval}, {_outcome(reason)}")
+    else:
+        text = f"{name} {_points(reason.mean_delta)} {_UNIT}, {interval}, {_outcome(reason)}"
+    if reason.verdict is Verdict.INCONCLUSIVE:
+        text += "; " + _more_items(reason)
+    return f"{reason.verdict}: {text}{_test(reason.test, reason.p)}"
+
+
+def _more_items(reason: MetricReason) -> str:
+    needed = reason.items_needed
+    if needed is None:
+        return "no number of items can show non-inferiority at this estimate"
+    if needed <= reason.n:
+        return (f"{reason.n} items already exceed the {needed} planned for a true difference of 0: "
+                "the estimate itself is close to the margin")
+    return f"about {needed} items ({needed - reason.n} more) would settle it if the true difference is 0"
+
+
+def _change(check: GuardrailReason) -> str:
+    delta = "" if check.mean_delta is None else f" {_points(check.mean_delta)} {_UNIT}"
+    return f"{check.metric}{delta}{_test(check.test, check.p)}"
+
+
+def render_reasons(record: GateRecord) -> list[str]:
+    """One line per primary metric and per alarmed guardrail, e.g. `FAIL: accuracy (slice all)
+    -22.5 pts, 95% CI [-38.2, -6.8], below the -2 pts margin (exact McNemar p=0.001)`."""
+    reasons = [render_metric(reason) for reason in record.metrics]
+    if not record.metrics:
+        reasons.append(f"{Verdict.INCONCLUSIVE}: no primary metrics to gate on")
+    for check in record.guardrails:
+        if check.alarmed:
+            effect = Verdict.FAIL if check.blocking else Verdict.WARN
+            reasons.append(f"{effect}: guardrail {check.name} worsened (Holm-adjusted p={check.adjusted_p:.3g}) "
+                           f"{_change(check)}")
+    return reasons
+
+
+def render_warnings(record: GateRecord) -> list[str]:
+    """Worth a look, never a reason to block: worsened slices and drift alarms."""
+    warnings = [f"{check.name} {check.metric} worsened (BH-adjusted p={check.adjusted_p:.3g}) {_change(check)}"
+                for check in record.slice_warnings]
+    for alarm in record.drift_alarms:
+        p = "n/a" if alarm.adjusted_p is None else f"{alarm.adjusted_p:.3g}"
+        warnings.append(f"drift alarm: {alarm.signal} changed ({alarm.test}, BH-adjusted p={p}; {alarm.effect_name} "
+                        f"{alarm.effect:.3f} above the calibrated threshold {alarm.threshold:.3f})")
+    return warnings
