@@ -8,6 +8,27 @@ means the candidate is better and [L, U] the two-sided (1 - 2*alpha) CI:
 - PASS:          L > -M and U >= 0     (non-inferior, not significantly worse)
 - INCONCLUSIVE:  otherwise             (the CI straddles -M: more items needed)
 
+Which interval (docs/statistics.md, "Which test"):
+
+- binary scores, one sample per item, no clusters: the score test for paired
+  proportions (Nam 1997) and Tango's (1998) interval that inverts it
+  (`harness.compare.paired_binary`).  The Wald/CLT interval on d is too
+  liberal when few items change (exact size 0.035-0.062 at flip rate 0.03,
+  M 0.02, n 100-800; 0.11 at flip 0.10, M 0.10, n 50); the score method stays
+  below alpha there.  It is defined from n = 1, with or without flips;
+- everything else (continuous, epoch-averaged, clustered): the CLT interval
+  mean(d) +- t_{df} * SE, or, when every item moved by the same amount, a
+  Wilson bound on the share of items that could differ.
+
+`MetricPolicy.critical_z` replaces the fixed-sample critical value, e.g. with
+the final O'Brien-Fleming bound (`harness.compare.power.final_bound`) when a
+sequential sample is judged at its last look; the CLT interval then uses the
+normal quantile, as the sequential boundaries do.
+
+An INCONCLUSIVE verdict says how many items would most likely settle it if
+the observed difference were the truth: a PASS/WARN when the estimate lies
+above -M, a FAIL when it lies below.
+
 Combining (`combine`):
 
 - primary metrics: all must pass (intersection-union, no correction); the
@@ -31,22 +52,28 @@ import numpy as np
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from harness.compare.paired import PairedComparison, ScoreKind
-from harness.compare.power import ErrorRates, items_for_non_inferiority
+from harness.compare.paired import PairedComparison
+from harness.compare.paired_binary import score_interval, score_verdicts
+from harness.compare.power import (
+    ErrorRates,
+    items_for_non_inferiority,
+    items_for_paired_binary_non_inferiority,
+)
 
 __all__ = [
-    "Verdict",
-    "worst",
-    "MetricPolicy",
-    "MetricVerdict",
-    "classify",
-    "decide",
-    "GuardrailCheck",
-    "guardrail_check",
-    "GuardrailOutcome",
     "GatePolicy",
     "GateVerdict",
+    "GuardrailCheck",
+    "GuardrailOutcome",
+    "MetricPolicy",
+    "MetricVerdict",
+    "Verdict",
+    "classify",
+    "clt_interval",
     "combine",
+    "decide",
+    "guardrail_check",
+    "worst",
 ]
 
 
@@ -89,17 +116,27 @@ class MetricPolicy:
     display_scale: float = 100.0
     """Multiplier for reasons: 100 turns a [0, 1] rate into percentage points."""
     decimals: int = 1
+    critical_z: float | None = None
+    """Critical value of the decision; None = the fixed-sample z_{1-alpha}.  Set it to
+    `power.final_bound(looks, alpha)` for a sequential sample's last look."""
 
     def __post_init__(self) -> None:
         if self.margin <= 0.0:
             raise ValueError(f"{self.name}: margin must be > 0, got {self.margin}")
         if not 0.0 < self.alpha < 0.5:
             raise ValueError(f"{self.name}: one-sided alpha must lie in (0, 0.5), got {self.alpha}")
+        if self.critical_z is not None and not self.critical_z > 0.0:
+            raise ValueError(f"{self.name}: critical_z must be > 0, got {self.critical_z}")
+
+    @property
+    def z(self) -> float:
+        """The critical value the decision uses."""
+        return float(stats.norm.isf(self.alpha)) if self.critical_z is None else self.critical_z
 
     @property
     def ci_level(self) -> float:
-        """Two-sided level of the CI the decision uses (0.95 for alpha 0.025)."""
-        return 1.0 - 2.0 * self.alpha
+        """Two-sided level of the CI the decision uses (0.95 for alpha 0.025; 95.4% at z = 1.993)."""
+        return 1.0 - 2.0 * self.alpha if self.critical_z is None else 1.0 - 2.0 * float(stats.norm.sf(self.critical_z))
 
 
 @dataclass(frozen=True)
@@ -112,16 +149,21 @@ class MetricVerdict:
     reason: str
     mean_delta: float | None
     ci: tuple[float, float] | None
-    """The interval the decision used (CLT, or a Wilson bound when SE is 0)."""
+    """The interval the decision used, named by `ci_method`."""
     ci_level: float
     margin: float
     higher_is_better: bool
     items_needed: int | None
-    """For INCONCLUSIVE: total items to show non-inferiority if the true difference is 0."""
+    """For INCONCLUSIVE: total items at which, if the observed difference were the truth, the
+    gate would with probability `power` show non-inferiority (estimate above -M) or a FAIL
+    (estimate below -M).  None otherwise, or when the estimate sits on the margin."""
     more_items_needed: int | None
     """items_needed minus the items already run (never negative)."""
     p_value: float | None
     test_name: str
+    """The secondary test behind `p_value` (e.g. exact McNemar), not the interval's method."""
+    ci_method: str = ""
+    """How `ci` was formed: "Tango score", "CLT t", "CLT normal", "Wilson bound" or ""."""
 
 
 def classify(lower: float | np.ndarray, upper: float | np.ndarray, margin: float) -> Verdict | np.ndarray:
@@ -140,35 +182,79 @@ def classify(lower: float | np.ndarray, upper: float | np.ndarray, margin: float
     return Verdict(str(result)) if result.ndim == 0 else result
 
 
+def _classify_one(lower: float, upper: float, margin: float) -> Verdict:
+    return Verdict(str(classify(lower, upper, margin)))
+
+
+def clt_interval(
+    mean: float | np.ndarray, se: float | np.ndarray, df: int, policy: MetricPolicy
+) -> tuple[np.ndarray, np.ndarray]:
+    """The CLT interval the gate uses, vectorised: mean +- t_{df, 1-alpha} * SE, or
+    mean +- critical_z * SE when the policy sets one (sequential bounds are normal quantiles)."""
+    mean, se = np.asarray(mean, dtype=float), np.asarray(se, dtype=float)
+    quantile = float(stats.t.isf(policy.alpha, df)) if policy.critical_z is None else policy.critical_z
+    return mean - quantile * se, mean + quantile * se
+
+
 def decide(comparison: PairedComparison, policy: MetricPolicy) -> MetricVerdict:
     """Non-inferiority verdict for one metric (see the module docstring)."""
     sign = 1.0 if policy.higher_is_better else -1.0
     fmt = _Formatter(policy)
-    if comparison.mean_delta is None or comparison.se is None:
-        why = "no paired items" if comparison.n == 0 else f"{comparison.n} item(s): no standard error"
-        return _verdict(comparison, policy, Verdict.INCONCLUSIVE, f"{policy.name}: {why}", None)
+    if comparison.n == 0 or comparison.mean_delta is None:
+        return _verdict(comparison, policy, Verdict.INCONCLUSIVE, f"{policy.name}: no paired items", None)
+    if comparison.discordant is not None and comparison.n_clusters is None:
+        return _decide_binary(comparison, policy)
+    if comparison.se is None or comparison.df is None:
+        reason = f"{policy.name}: {comparison.n} item(s): no standard error"
+        return _verdict(comparison, policy, Verdict.INCONCLUSIVE, reason, None)
     oriented_mean = sign * comparison.mean_delta
     if comparison.se_is_zero:
         return _decide_zero_variance(comparison, policy, oriented_mean)
 
-    lower, upper = comparison.interval(policy.ci_level)
+    lower, upper = (float(x) for x in clt_interval(comparison.mean_delta, comparison.se, comparison.df, policy))
     oriented = (lower, upper) if sign > 0 else (-upper, -lower)
-    verdict = classify(*oriented, policy.margin)
+    verdict = _classify_one(*oriented, policy.margin)
     reason = f"{fmt.effect(comparison.mean_delta)}, {fmt.interval((lower, upper))}, {fmt.outcome(verdict)}"
     needed = None
     if verdict is Verdict.INCONCLUSIVE:
-        variance = comparison.variance_per_item
-        if comparison.kind is ScoreKind.BINARY:
-            # With no true difference the flip rate stays: var(d) = E[d^2] = psi.
-            variance += comparison.mean_delta**2
-        needed = items_for_non_inferiority(variance, policy.margin, _planning_rates(policy))
-        reason += "; " + fmt.more_items(needed, comparison.n)
+        variance = comparison.variance_per_item or 0.0
+        distance = abs(oriented_mean + policy.margin)
+        # With the margin argument set to the distance from -M, the non-inferiority
+        # formula is (z_a + z_b)^2 var / distance^2 in either direction.
+        needed = items_for_non_inferiority(variance, distance, _planning_rates(policy)) if distance > 0 else None
+        reason += "; " + fmt.settle(needed, comparison, oriented_mean)
     reason += fmt.secondary(comparison)
-    return _verdict(comparison, policy, verdict, reason, needed, (lower, upper))
+    method = "CLT t" if policy.critical_z is None else "CLT normal"
+    return _verdict(comparison, policy, verdict, reason, needed, (lower, upper), method)
 
 
 def _planning_rates(policy: MetricPolicy) -> ErrorRates:
-    return ErrorRates(alpha=policy.alpha, power=policy.power, two_sided=False)
+    return ErrorRates(alpha=float(stats.norm.sf(policy.z)), power=policy.power, two_sided=False)
+
+
+def _decide_binary(comparison: PairedComparison, policy: MetricPolicy) -> MetricVerdict:
+    """Score test and Tango interval on the discordant counts (`paired_binary`).
+
+    The counts are oriented first: for a lower-is-better metric the items
+    that rose are the ones that got worse.
+    """
+    assert comparison.discordant is not None and comparison.mean_delta is not None
+    fmt = _Formatter(policy)
+    counts = comparison.discordant
+    worse, better = (counts.b, counts.c) if policy.higher_is_better else (counts.c, counts.b)
+    verdict = Verdict(str(score_verdicts(worse, better, counts.n, policy.margin, policy.z)))
+    lower, upper = score_interval(worse, better, counts.n, policy.z)
+    natural = (lower, upper) if policy.higher_is_better else (-upper, -lower)
+    reason = f"{fmt.effect(comparison.mean_delta)}, {fmt.interval(natural)}, {fmt.outcome(verdict)}"
+    needed = None
+    if verdict is Verdict.INCONCLUSIVE:
+        oriented_mean = (better - worse) / counts.n
+        if policy.margin < 1.0:
+            needed = items_for_paired_binary_non_inferiority(
+                counts.flip_rate, policy.margin, _planning_rates(policy), oriented_mean)
+        reason += "; " + fmt.settle(needed, comparison, oriented_mean)
+    reason += fmt.secondary(comparison)
+    return _verdict(comparison, policy, verdict, reason, needed, natural, "Tango score")
 
 
 def _decide_zero_variance(comparison: PairedComparison, policy: MetricPolicy, oriented_mean: float) -> MetricVerdict:
@@ -178,24 +264,26 @@ def _decide_zero_variance(comparison: PairedComparison, policy: MetricPolicy, or
     [c - q(1 + c), c + q(1 - c)], q being the share of items whose d differs
     from c; none of n did, so q is bounded by the one-sided Wilson upper limit
     z^2 / (n + z^2).  This keeps "3 unchanged items" from passing the gate.
+    (Binary scores never get here: the score method covers them, and with no
+    flips its interval is this same bound.)
     """
     fmt = _Formatter(policy)
-    if comparison.mean_delta == 0:
+    shift = comparison.mean_delta or 0.0
+    if shift == 0:
         prefix = f"{policy.name}: no difference on any of the {comparison.n} paired items"
     else:
-        prefix = (f"{policy.name}: every one of the {comparison.n} items changed by "
-                  f"{fmt.number(comparison.mean_delta)} {policy.unit}")
+        prefix = f"{policy.name}: every one of the {comparison.n} items changed by {fmt.number(shift)} {policy.unit}"
     if not comparison.scores_in_unit_interval:
         reason = f"{prefix}, so the SE is 0 and, for scores outside [0, 1], no interval can be formed"
         return _verdict(comparison, policy, Verdict.INCONCLUSIVE, reason, None)
-    z = float(stats.norm.isf(policy.alpha))
+    z = policy.z
     share_bound = z**2 / (comparison.n + z**2)
     oriented = (
         oriented_mean - share_bound * (1.0 + oriented_mean),
         oriented_mean + share_bound * (1.0 - oriented_mean),
     )
     natural = oriented if policy.higher_is_better else (-oriented[1], -oriented[0])
-    verdict = classify(*oriented, policy.margin)
+    verdict = _classify_one(*oriented, policy.margin)
     reason = f"{prefix}; Wilson bound on items that could differ gives {fmt.interval(natural)}, {fmt.outcome(verdict)}"
     needed = None
     if verdict is Verdict.INCONCLUSIVE:
@@ -205,7 +293,7 @@ def _decide_zero_variance(comparison: PairedComparison, policy: MetricPolicy, or
             allowed_share = (oriented_mean + policy.margin) / (1.0 + oriented_mean)
             needed = math.floor(z**2 * (1.0 - allowed_share) / allowed_share) + 1
         reason += "; " + fmt.more_items(needed, comparison.n, "if further items change the same way")
-    return _verdict(comparison, policy, verdict, reason, needed, natural)
+    return _verdict(comparison, policy, verdict, reason, needed, natural, "Wilson bound")
 
 
 def _verdict(
@@ -215,6 +303,7 @@ def _verdict(
     reason: str,
     needed: int | None,
     ci: tuple[float, float] | None = None,
+    ci_method: str = "",
 ) -> MetricVerdict:
     return MetricVerdict(
         metric=policy.name,
@@ -229,6 +318,7 @@ def _verdict(
         more_items_needed=None if needed is None else max(0, needed - comparison.n),
         p_value=comparison.p_value,
         test_name=comparison.test_name,
+        ci_method=ci_method,
     )
 
 
@@ -262,15 +352,32 @@ class _Formatter:
             Verdict.INCONCLUSIVE: f"straddles {self.margin()}",
         }[verdict]
 
-    def more_items(self, needed: int | None, n: int, premise: str = "if the true difference is 0") -> str:
+    def more_items(self, needed: int | None, n: int, premise: str) -> str:
         if needed is None:
             return "no number of items can show non-inferiority at this estimate"
         if needed <= n:
-            return (
-                f"{n} items already exceed the {needed} planned for a true difference of 0: "
-                "the estimate itself is close to the margin"
-            )
+            return f"{n} items already exceed the {needed} planned {premise}: the estimate is close to the margin"
         return f"about {needed} items ({needed - n} more) would settle it {premise}"
+
+    def settle(self, needed: int | None, comparison: PairedComparison, oriented_mean: float) -> str:
+        """What more items would most likely show, taking the observed difference as the truth.
+
+        Assuming a true difference of 0 instead would promise a PASS to an
+        estimate far below the margin, where more items would confirm a FAIL.
+        """
+        n = comparison.n
+        worse_side = "below" if self.policy.higher_is_better else "above"
+        if comparison.discordant is not None and comparison.discordant.flip_rate == 0.0:
+            return self.more_items(needed, n, "if further items do not change either")
+        if oriented_mean < -self.policy.margin:
+            head = f"the estimate is {worse_side} {self.margin()}: more items would most likely show a FAIL"
+            if needed is None or needed <= n:
+                return head
+            return f"{head} (about {needed} items, {needed - n} more, to confirm it at the observed effect)"
+        if needed is None:
+            return f"the estimate sits on {self.margin()}: no number of items is likely to settle it"
+        premise = f"if the true difference is the observed {self.number(comparison.mean_delta or 0.0)} {self.policy.unit}"
+        return self.more_items(needed, n, premise)
 
     @staticmethod
     def secondary(comparison: PairedComparison) -> str:

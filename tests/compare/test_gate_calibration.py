@@ -2,7 +2,9 @@
 
 Each scenario draws SIMULATIONS whole evaluations at once (arrays of shape
 (simulations, items[, epochs])) and runs them through the gate's own
-arithmetic (`delta_statistics` -> CI at the policy level -> `classify`).
+arithmetic (`delta_statistics` -> `clt_interval` -> `classify`, or, for 0/1
+scores with one sample per item and no clusters, the discordant counts ->
+`score_verdicts`).
 A few draws also go through `compare_paired` + `decide` to show that the
 vectorised path and the per-run path agree.
 """
@@ -16,14 +18,16 @@ import numpy as np
 import pytest
 
 from harness.compare.paired import PairedScores, compare_paired, delta_statistics
+from harness.compare.paired_binary import score_verdicts
 from harness.compare.power import (
     ErrorRates,
     items_for_continuous,
     items_for_non_inferiority,
     items_for_paired_binary,
+    items_for_paired_binary_non_inferiority,
     minimum_detectable_effect,
 )
-from harness.compare.verdict import MetricPolicy, Verdict, classify, decide
+from harness.compare.verdict import MetricPolicy, Verdict, classify, clt_interval, decide
 
 SIMULATIONS = 2000
 MARGIN = 0.02
@@ -39,6 +43,8 @@ class Draw:
     baseline: np.ndarray
     candidate: np.ndarray
     cluster_ids: np.ndarray | None = None
+    binary: bool = False
+    """0/1 scores, one sample per item: the gate uses the score method."""
 
     def deltas(self) -> np.ndarray:
         base, cand = self.baseline, self.candidate
@@ -54,7 +60,7 @@ def paired_binary(rng: np.random.Generator, true_delta: float, n: int = 500, fli
     down, up = (flip_rate - true_delta) / 2, (flip_rate + true_delta) / 2
     baseline = np.where(u < down, 1.0, np.where(u < down + up, 0.0, concordant))
     candidate = np.where(u < down, 0.0, np.where(u < down + up, 1.0, concordant))
-    return Draw(baseline, candidate)
+    return Draw(baseline, candidate, binary=True)
 
 
 def continuous(rng: np.random.Generator, true_delta: float, n: int = 300) -> Draw:
@@ -97,10 +103,13 @@ SCENARIOS: dict[str, Callable[[np.random.Generator, float], Draw]] = {
 
 
 def gate_verdicts(
-    deltas: np.ndarray, cluster_ids: np.ndarray | None = None, policy: MetricPolicy = POLICY
+    deltas: np.ndarray, cluster_ids: np.ndarray | None = None, policy: MetricPolicy = POLICY, binary: bool = False
 ) -> np.ndarray:
+    if binary and cluster_ids is None:
+        worse, better = (deltas < 0).sum(axis=-1), (deltas > 0).sum(axis=-1)
+        return score_verdicts(worse, better, deltas.shape[-1], policy.margin, policy.z)
     summary = delta_statistics(deltas, cluster_ids)
-    lower, upper = summary.interval(policy.ci_level)
+    lower, upper = clt_interval(summary.mean, summary.se, summary.df, policy)
     return classify(lower, upper, policy.margin)
 
 
@@ -111,18 +120,16 @@ def rate(verdicts: np.ndarray, *wanted: Verdict) -> float:
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_no_difference_rarely_fails_or_warns(scenario: str) -> None:
     draw = SCENARIOS[scenario](np.random.default_rng(11), 0.0)
-    summary = delta_statistics(draw.deltas(), draw.cluster_ids)
-    lower, upper = summary.interval(POLICY.ci_level)
-    assert rate(classify(lower, upper, MARGIN), Verdict.FAIL, Verdict.WARN) <= ALPHA + TOLERANCE
-    # WARN needs "significantly worse" (upper < 0): that tail alone must stay near alpha.
-    assert np.mean(upper < 0) <= ALPHA + TOLERANCE
+    verdicts = gate_verdicts(draw.deltas(), draw.cluster_ids, binary=draw.binary)
+    # FAIL and WARN both need "significantly worse" (upper < 0): that tail must stay near alpha.
+    assert rate(verdicts, Verdict.FAIL, Verdict.WARN) <= ALPHA + TOLERANCE
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_candidate_at_the_margin_rarely_passes(scenario: str) -> None:
     """Non-inferiority type I error: true mean(d) = -M must PASS at most alpha of the time."""
     draw = SCENARIOS[scenario](np.random.default_rng(12), -MARGIN)
-    pass_rate = rate(gate_verdicts(draw.deltas(), draw.cluster_ids), Verdict.PASS)
+    pass_rate = rate(gate_verdicts(draw.deltas(), draw.cluster_ids, binary=draw.binary), Verdict.PASS)
     assert pass_rate <= ALPHA + TOLERANCE
     assert pass_rate >= ALPHA - TOLERANCE * 1.5, "far below alpha: the interval is needlessly wide"
 
@@ -130,7 +137,7 @@ def test_candidate_at_the_margin_rarely_passes(scenario: str) -> None:
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_per_run_path_matches_the_vectorised_one(scenario: str) -> None:
     draw = SCENARIOS[scenario](np.random.default_rng(13), -MARGIN / 2)
-    batch = gate_verdicts(draw.deltas(), draw.cluster_ids)
+    batch = gate_verdicts(draw.deltas(), draw.cluster_ids, binary=draw.binary)
     for run in range(12):
         clusters = None if draw.cluster_ids is None else list(draw.cluster_ids)
         comparison = compare_paired(PairedScores(draw.baseline[run], draw.candidate[run], clusters))
@@ -172,11 +179,16 @@ def test_connor_sample_size_reaches_planned_power() -> None:
 
 
 def test_non_inferiority_sample_size_reaches_planned_power() -> None:
+    """Binary scores are judged by the score test, so they are planned with its formula (Nam 1997)."""
     flip_rate = 0.10
-    n = items_for_non_inferiority(flip_rate, MARGIN)
-    assert n == 1963
+    n = items_for_paired_binary_non_inferiority(flip_rate, MARGIN)
+    assert n == 2005  # the Wald shortcut 7.84 * psi / M^2 gives 1963 (exact power 0.79)
     draw = paired_binary(np.random.default_rng(22), 0.0, n=n, flip_rate=flip_rate)
-    assert rate(gate_verdicts(draw.deltas()), Verdict.PASS) >= 0.78
+    assert rate(gate_verdicts(draw.deltas(), binary=True), Verdict.PASS) >= 0.78
+
+    continuous_n = items_for_non_inferiority(0.25**2, MARGIN)
+    deltas = np.random.default_rng(24).normal(0.0, 0.25, (SIMULATIONS, continuous_n))
+    assert rate(gate_verdicts(deltas), Verdict.PASS) >= 0.78
 
 
 def test_continuous_sample_size_and_mde_reach_planned_power() -> None:

@@ -10,7 +10,8 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from harness.compare.paired import PairedComparison, PairedScores, compare_paired
-from harness.compare.power import items_for_non_inferiority
+from harness.compare.paired_binary import score_interval
+from harness.compare.power import items_for_non_inferiority, items_for_paired_binary_non_inferiority
 from harness.compare.verdict import (
     GatePolicy,
     GuardrailCheck,
@@ -96,22 +97,65 @@ def test_alpha_sets_the_interval_level() -> None:
     assert verdict.ci[0] == pytest.approx(-0.005 - stats.norm.isf(0.05) * 0.008)
 
 
-def test_inconclusive_says_how_many_more_items_for_binary_scores() -> None:
-    rng = np.random.default_rng(1)
-    n, flip_rate = 400, 0.10
-    u = rng.random(n)
-    baseline = (rng.random(n) < 0.7).astype(int)
-    candidate = baseline.copy()
-    flipped = u < flip_rate
-    candidate[flipped] = 1 - candidate[flipped]
+def test_inconclusive_says_how_many_items_at_the_observed_difference_for_binary_scores() -> None:
+    # 400 items, 22 regressions and 18 improvements: -1 pt, between the margin and 0.
+    n, worse, better = 400, 22, 18
+    baseline = np.array([1] * worse + [0] * better + [1, 0] * ((n - worse - better) // 2))
+    candidate = np.array([0] * worse + [1] * better + [1, 0] * ((n - worse - better) // 2))
     comparison = compare_paired(PairedScores(baseline, candidate))
     verdict = decide(comparison, ACCURACY)
     assert verdict.verdict is Verdict.INCONCLUSIVE
-    # var(d) under no true difference is the observed flip rate (n/(n-1) aside).
-    psi = comparison.discordant.flip_rate
-    assert verdict.items_needed == pytest.approx(items_for_non_inferiority(psi, 0.02), rel=0.01)
+    # The score test's own sample size (Nam 1997) with the observed -1 pt taken as the truth.
+    expected = items_for_paired_binary_non_inferiority(0.1, 0.02, true_difference=-0.01)
+    assert verdict.items_needed == expected
+    assert expected > items_for_non_inferiority(0.1, 0.02)  # more than if the truth were 0
     assert verdict.more_items_needed == verdict.items_needed - n
-    assert f"({verdict.more_items_needed} more)" in verdict.reason
+    assert f"about {expected} items ({expected - n} more) would settle it" in verdict.reason
+    assert "if the true difference is the observed -1.0 pts" in verdict.reason
+
+
+def test_inconclusive_far_below_the_margin_says_more_items_would_show_a_fail() -> None:
+    """-7.4 pts, CI [-12.8, -2.0]: more items would confirm a FAIL, not settle a PASS."""
+    comparison = comparison_with(-0.074, 0.0276, n=300)
+    verdict = decide(comparison, ACCURACY)
+    assert verdict.verdict is Verdict.INCONCLUSIVE
+    assert "CI [-12.8, -2.0]" in verdict.reason
+    assert "if the true difference is 0" not in verdict.reason
+    assert "the estimate is below the -2 pts margin: more items would most likely show a FAIL" in verdict.reason
+    needed = items_for_non_inferiority(300 * 0.0276**2, 0.074 - 0.02)  # distance from the margin: 5.4 pts
+    assert verdict.items_needed == needed
+    assert f"about {needed} items, {needed - 300} more, to confirm it at the observed effect" in verdict.reason
+
+    refusals = decide(comparison_with(0.074, 0.0276, n=300), MetricPolicy("refusal rate", higher_is_better=False))
+    assert "the estimate is above the +2 pts margin: more items would most likely show a FAIL" in refusals.reason
+
+
+def test_inconclusive_above_zero_plans_with_the_observed_gain() -> None:
+    verdict = decide(comparison_with(0.004, 0.013, n=300), ACCURACY)
+    assert verdict.verdict is Verdict.INCONCLUSIVE
+    assert verdict.items_needed == items_for_non_inferiority(300 * 0.013**2, 0.02, true_difference=0.004)
+    assert "if the true difference is the observed +0.4 pts" in verdict.reason
+
+
+def test_critical_z_replaces_the_fixed_sample_quantile() -> None:
+    policy = MetricPolicy("accuracy", critical_z=1.993)
+    comparison = comparison_with(-0.005, 0.0076)
+    verdict = decide(comparison, policy)
+    assert verdict.ci == pytest.approx((-0.005 - 1.993 * 0.0076, -0.005 + 1.993 * 0.0076))
+    assert verdict.ci_method == "CLT normal"
+    assert verdict.ci_level == pytest.approx(1 - 2 * stats.norm.sf(1.993))
+    # -0.5 - 1.96*0.76 = -1.99 clears the margin; -0.5 - 1.993*0.76 = -2.01 does not.
+    assert decide(comparison, ACCURACY).verdict is Verdict.PASS
+    assert verdict.verdict is Verdict.INCONCLUSIVE
+
+    baseline = np.array([1] * 3 + [1, 0] * 200)
+    candidate = np.array([0] * 3 + [1, 0] * 200)
+    binary = compare_paired(PairedScores(baseline, candidate))
+    scored = decide(binary, policy)
+    assert scored.ci_method == "Tango score"
+    assert scored.ci == pytest.approx(score_interval(3, 0, 403, 1.993))
+    with pytest.raises(ValueError):
+        MetricPolicy("accuracy", critical_z=0.0)
 
 
 def test_inconclusive_for_continuous_scores_uses_the_observed_variance() -> None:
@@ -124,18 +168,25 @@ def test_inconclusive_for_continuous_scores_uses_the_observed_variance() -> None
 def test_edge_cases_are_inconclusive_with_a_reason() -> None:
     empty = decide(compare_paired(PairedScores([], [])), ACCURACY)
     assert empty.verdict is Verdict.INCONCLUSIVE and "no paired items" in empty.reason
-    single = decide(compare_paired(PairedScores([1], [1])), ACCURACY)
+    single = decide(compare_paired(PairedScores([0.5], [0.7])), ACCURACY)
     assert single.verdict is Verdict.INCONCLUSIVE and "no standard error" in single.reason
+    # A single 0/1 item still has a score interval; it cannot settle anything.
+    for baseline, candidate in (([1], [1]), ([1], [0]), ([0], [1])):
+        one = decide(compare_paired(PairedScores(baseline, candidate)), ACCURACY)
+        assert one.verdict is Verdict.INCONCLUSIVE and one.ci_method == "Tango score"
 
 
 def test_identical_runs_need_enough_items_before_they_pass() -> None:
-    """SE = 0: a Wilson bound on the share of items that could differ replaces the point CI."""
+    """SE = 0: a Wilson bound on the share of items that could differ replaces the point CI.
+
+    For 0/1 scores the score interval with no flips is that same bound."""
     few = np.array([1, 0, 1] * 10)
     small = decide(compare_paired(PairedScores(few, few.copy())), ACCURACY)
     assert small.verdict is Verdict.INCONCLUSIVE
     z = stats.norm.isf(0.025)
     assert small.items_needed == int(np.floor(z**2 * 0.98 / 0.02)) + 1  # Wilson upper 0/n < 2 pts
-    assert "Wilson" in small.reason
+    assert small.ci == pytest.approx((-(z**2) / (30 + z**2), z**2 / (30 + z**2)))
+    assert small.ci_method == "Tango score"
 
     many = np.tile([1, 0, 1, 1], 100)
     large = decide(compare_paired(PairedScores(many, many.copy())), ACCURACY)
@@ -152,6 +203,10 @@ def test_identical_runs_need_enough_items_before_they_pass() -> None:
     constant = np.linspace(0.1, 0.5, 50)
     unbounded = decide(compare_paired(PairedScores(constant * 10, constant * 10)), ACCURACY)
     assert unbounded.verdict is Verdict.INCONCLUSIVE
+
+    unchanged = np.linspace(0.05, 0.85, 60)
+    wilson = decide(compare_paired(PairedScores(unchanged, unchanged.copy())), ACCURACY)
+    assert wilson.ci_method == "Wilson bound" and "Wilson" in wilson.reason
 
 
 # --- combining -------------------------------------------------------------------------
