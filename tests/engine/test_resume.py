@@ -70,6 +70,7 @@ def test_sigkill_then_resume_sends_nothing_twice(big_project, slow_server):
 
     done_before = _succeeded_ids(run_dir)
     assert 30 <= len(done_before) < ITEMS
+    in_flight = _attempts_in_flight(run_dir)
     slow_server.log.reset()
 
     resumed = _start_run(big_project)
@@ -85,6 +86,19 @@ def test_sigkill_then_resume_sends_nothing_twice(big_project, slow_server):
     assert len(results) == ITEMS and {r["state"] for r in results} == {"succeeded"}
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "complete"
     assert big_project.run_dirs() == [run_dir]  # resumed in place, no second run folder
+    db = sqlite3.connect(run_dir / "run.sqlite")
+    abandoned = {row[0] for row in db.execute("SELECT request_id FROM attempts WHERE outcome = 'abandoned'")}
+    assert db.execute("SELECT COUNT(*) FROM attempts WHERE ended_at IS NULL").fetchone()[0] == 0
+    db.close()
+    assert abandoned == in_flight  # what the killed process had in flight got an outcome on resume
+
+
+def _attempts_in_flight(run_dir: Path) -> set[str]:
+    db = sqlite3.connect(f"file:{run_dir / 'run.sqlite'}?mode=ro", uri=True)
+    try:
+        return {row[0] for row in db.execute("SELECT request_id FROM attempts WHERE ended_at IS NULL")}
+    finally:
+        db.close()
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
@@ -96,8 +110,13 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(big_project, slow_server, s
     out, err = process.communicate(timeout=30)
     assert process.returncode == 130, out + err
     assert f"--resume {run_dir.name}" in err
+    assert "Traceback" not in err and "Task exception" not in err, err  # as quiet as Ctrl-C
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"
+    first_wall_time = manifest["wall_time_s"]
+    assert first_wall_time > 0
+    written = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert len(written) == ITEMS and sum(r["state"] == "succeeded" for r in written) >= 10
     db = sqlite3.connect(run_dir / "run.sqlite")
     states = dict(db.execute("SELECT state, COUNT(*) FROM requests GROUP BY state").fetchall())
     db.close()
@@ -108,3 +127,5 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(big_project, slow_server, s
     out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, out + err
     assert len(_succeeded_ids(run_dir)) == ITEMS
+    # Both processes' time counts: the resumed run's wall time adds to the first one's.
+    assert json.loads((run_dir / "manifest.json").read_text())["wall_time_s"] >= first_wall_time
