@@ -41,7 +41,7 @@ def load_inputs(candidate_run: str, options: SourceOptions) -> ComparisonInputs:
     given = load_suite(options.suite_path) if options.suite_path else None
     folder = find_run(candidate_run, search_dirs(options.reports_dir, given), given.spec.name if given else None)
     manifest = read_manifest(folder)
-    suite_path = options.suite_path or Path(manifest.suite_file)
+    suite_path = options.suite_path or _suite_file(Path(manifest.suite_file), folder)
     if not suite_path.is_file():
         raise UserError(f"the suite file of run {manifest.run_id} is gone", file=str(suite_path),
                         hint="pass --suite SUITE")
@@ -69,3 +69,15 @@ def load_inputs(candidate_run: str, options: SourceOptions) -> ComparisonInputs:
     ref = BaselineRef(name=None, kind="run", run_id=snapshot.run_id, file=str(results), sha256=file_sha256(results))
     return ComparisonInputs(suite, folder, candidate, snapshot, f"run {snapshot.run_id} ({snapshot.fingerprints.prompt})",
                             ref)
+
+
+def _suite_file(recorded: Path, run_folder: Path) -> Path:
+    """The suite the run was made from: the recorded path, or, when the project moved (another
+    checkout, a CI workspace), the file at the same place in the project around the run folder."""
+    if recorded.is_file():
+        return recorded
+    for ancestor in run_folder.parents:
+        for moved in (ancestor / recorded.parent.name / recorded.name, ancestor / recorded.name):
+            if moved.is_file():
+                return moved
+    return recorded

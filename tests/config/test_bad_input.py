@@ -108,3 +108,61 @@ def test_missing_api_key_stops_before_sending(project, cli, fake_server):
 
 def test_missing_suite_file(cli, tmp_path):
     _assert_bad_input(cli("run", str(tmp_path / "nope.yaml")), "nope.yaml", "file not found")
+
+
+# --- the gate policy: nonsense is refused when the suite is loaded, not when `gate` runs ----------
+
+def _suite_with_gate(project, gate: dict) -> None:
+    suite = base_suite()
+    suite["gate"] = gate
+    project.write_suite(suite)
+
+
+def _line_of(project, text: str) -> int:
+    """1-based line of the first suite line holding `text` (the suite is written by yaml.safe_dump)."""
+    lines = project.suite_path.read_text(encoding="utf-8").splitlines()
+    return next(number for number, line in enumerate(lines, 1) if text in line)
+
+
+def test_a_gate_margin_of_zero_is_refused_with_file_line_and_field(project, cli):
+    _suite_with_gate(project, {"primary": [{"metric": "accuracy", "margin": 0}]})
+    line = _line_of(project, "margin: 0")
+    for args in (("validate", str(project.suite_path)), ("gate", "any-run", "--suite", str(project.suite_path))):
+        _assert_bad_input(cli(*args), "demo.yaml", f"line {line}, gate.primary.0.margin", "greater than 0")
+
+
+def test_a_gate_margin_above_one_is_refused(project, cli):
+    _suite_with_gate(project, {"primary": [{"metric": "accuracy", "margin": 2}]})
+    _assert_bad_input(cli("validate", str(project.suite_path)), "demo.yaml",
+                      f"line {_line_of(project, 'margin: 2')}, gate.primary.0.margin", "less than or equal to 1")
+
+
+def test_a_gate_alpha_outside_zero_to_one_half_is_refused(project, cli):
+    for alpha in (0, 0.5):
+        _suite_with_gate(project, {"alpha": alpha})
+        _assert_bad_input(cli("validate", str(project.suite_path)), "demo.yaml",
+                          f"line {_line_of(project, 'alpha:')}, gate.alpha")
+
+
+def test_a_primary_metric_listed_twice_is_refused(project, cli):
+    _suite_with_gate(project, {"primary": [{"metric": "accuracy", "margin": 0.02},
+                                           {"metric": "accuracy", "margin": 0.05}]})
+    _assert_bad_input(cli("validate", str(project.suite_path)), "demo.yaml", "line ", "gate.primary.1.metric",
+                      "metric 'accuracy' is a primary metric twice")
+
+
+def test_a_guardrail_on_a_primary_metric_is_refused(project, cli):
+    _suite_with_gate(project, {"primary": [{"metric": "accuracy"}], "guardrails": [{"metric": "accuracy"}]})
+    _assert_bad_input(cli("validate", str(project.suite_path)), "demo.yaml", "line ", "gate.guardrails.0.metric",
+                      "'accuracy' is already a primary metric")
+
+
+def test_looks_without_a_sequential_sample_are_refused(project, cli):
+    _suite_with_gate(project, {"sample": {"looks": 4}})
+    _assert_bad_input(cli("validate", str(project.suite_path)), "demo.yaml", "line ", "gate.sample",
+                      "looks only applies to a sequential sample")
+
+
+def test_a_baseline_name_that_is_not_a_file_name_is_refused(project, cli):
+    _suite_with_gate(project, {"baseline": "../production"})
+    _assert_bad_input(cli("validate", str(project.suite_path)), "demo.yaml", "line ", "gate.baseline")
