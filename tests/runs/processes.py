@@ -36,12 +36,12 @@ def succeeded_ids(run_dir: Path) -> set[str]:
         db.close()
 
 
-def wait_for_progress(runs_dir: Path, process: subprocess.Popen, at_least: int) -> Path:
-    """The run folder under runs_dir, once at least `at_least` requests succeeded in it."""
+def wait_for_progress(runs_dir: Path, process: subprocess.Popen, at_least: int, ignore: tuple[Path, ...] = ()) -> Path:
+    """The run folder under runs_dir (other than `ignore`), once at least `at_least` requests succeeded in it."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
-        runs = sorted(p for p in runs_dir.glob("*/") if (p / "run.sqlite").exists())
+        runs = sorted(p for p in runs_dir.glob("*/") if (p / "run.sqlite").exists() and p not in ignore)
         if runs and len(succeeded_ids(runs[-1])) >= at_least:
             return runs[-1]
         time.sleep(0.05)
