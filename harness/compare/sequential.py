@@ -1,5 +1,12 @@
 """Group-sequential pre-rollout samples: evaluate in stages, look after each, stop early at the
-Lan-DeMets O'Brien-Fleming bounds (stopping for a clear failure saves the rest of the budget)."""
+Lan-DeMets O'Brien-Fleming bounds (stopping for a clear failure saves the rest of the budget).
+
+A look uses the statistic the final gate would use: the score statistic Z(-M) for 0/1 scores
+with one sample per item and no clusters (`paired_binary`), else (mean(d) + M) / SE with the
+clustered SE whenever the items carry cluster IDs.  The final look only records the statistic;
+the gate then judges the whole sample with `MetricPolicy(critical_z=power.final_bound(looks,
+alpha))`, since the earlier looks spent part of alpha.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +15,49 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.compare.comparison import check_comparable, pair_items
-from harness.compare.paired import PairedScores, compare_paired
-from harness.compare.power import SequentialAction, non_inferiority_z, plan_group_sequential, sequential_action
+from harness.compare.paired import PairedComparison, PairedScores, compare_paired
+from harness.compare.paired_binary import score_statistic
+from harness.compare.power import SequentialAction, equal_looks, non_inferiority_z, sequential_action
 from harness.compare.snapshot import RunSnapshot, snapshot_run
 from harness.config.suite import GateSpec, SuiteSpec
 from harness.engine.requests import WorkRequest
 from harness.engine.stages import LookDecision
+
+__all__ = ["LookStatistic", "SequentialMonitor", "cluster_ids", "look_statistic"]
+
+
+def cluster_ids(snapshot: RunSnapshot, ids: list[str]) -> list[str] | None:
+    """Cluster ID per item as the final gate groups them: None if no item has one, and an item
+    without one forms its own cluster."""
+    clusters = [snapshot.items[i].cluster for i in ids]
+    if all(c is None for c in clusters):
+        return None
+    return [c if c is not None else f"item:{i}" for c, i in zip(clusters, ids, strict=True)]
+
+
+@dataclass(frozen=True)
+class LookStatistic:
+    """Z for H0: delta <= -M at one look, oriented so that larger favours the candidate."""
+
+    z: float | None
+    """None when nothing can be said yet (no items, or no SE outside the score method)."""
+    method: str
+    """"score" (paired binary, Nam/Tango), "clustered CLT", "CLT" or "none"."""
+
+
+def look_statistic(comparison: PairedComparison, margin: float, higher_is_better: bool) -> LookStatistic:
+    """The statistic the final gate's decision would rest on, for comparison with b_k."""
+    if comparison.n == 0 or comparison.mean_delta is None:
+        return LookStatistic(None, "none")
+    counts = comparison.discordant
+    if counts is not None and comparison.n_clusters is None:
+        worse, better = (counts.b, counts.c) if higher_is_better else (counts.c, counts.b)
+        return LookStatistic(float(score_statistic(worse, better, counts.n, -margin)), "score")
+    if not comparison.se:
+        return LookStatistic(None, "none")
+    delta = comparison.mean_delta if higher_is_better else -comparison.mean_delta
+    method = "CLT" if comparison.n_clusters is None else "clustered CLT"
+    return LookStatistic(non_inferiority_z(delta, comparison.se, margin), method)
 
 
 @dataclass(frozen=True)
@@ -38,27 +82,36 @@ class SequentialMonitor:
         return stages
 
     def decide(self, look: int, folder: Path) -> LookDecision:
-        candidate = snapshot_run(folder)
+        return self.decide_look(snapshot_run(folder), look)
+
+    def decide_look(self, candidate: RunSnapshot, look: int) -> LookDecision:
+        """Look `look` (0-based) at the candidate's items so far.
+
+        Each metric's record carries the bounds that applied: "success_bound" (b_k) and
+        "failure_bound" (-b_k); "boundary" (= b_k) is kept for older readers.
+        """
         check_comparable(self.baseline, candidate)
         ids = [i for i in pair_items(self.baseline, candidate).common
                if any(v is not None for v in candidate.items[i].scores.get(self.suite.gate_metrics[0].metric, []))]
         looks = self.gate.sample.looks
-        plan = plan_group_sequential(tuple((k + 1) / looks for k in range(looks)), self.gate.alpha)
+        plan = equal_looks(looks, self.gate.alpha)
+        bound = plan.boundaries[look]
+        clusters = cluster_ids(self.baseline, ids)
         metrics, actions = [], []
         for gate_metric in self.suite.gate_metrics:
             base = [self.baseline.items[i].scores[gate_metric.metric] for i in ids]
             cand = [candidate.items[i].scores[gate_metric.metric] for i in ids]
-            comparison = compare_paired(PairedScores(_nan(base), _nan(cand)))
-            if comparison.mean_delta is None or not comparison.se:
+            comparison = compare_paired(PairedScores(_nan(base), _nan(cand), clusters))
+            statistic = look_statistic(comparison, gate_metric.margin, gate_metric.higher_is_better)
+            if statistic.z is None:
                 action = SequentialAction.CONTINUE if look < looks - 1 else SequentialAction.INCONCLUSIVE
-                z = None
             else:
-                delta = comparison.mean_delta if gate_metric.higher_is_better else -comparison.mean_delta
-                z = non_inferiority_z(delta, comparison.se, gate_metric.margin)
-                action = sequential_action(plan, look, z)
+                action = sequential_action(plan, look, statistic.z)
             actions.append(action)
             metrics.append({"metric": gate_metric.metric, "n": comparison.n, "mean_delta": comparison.mean_delta,
-                            "z": z, "boundary": plan.boundaries[look], "action": action.value})
+                            "se": comparison.se, "z": statistic.z, "statistic": statistic.method,
+                            "boundary": bound, "success_bound": bound, "failure_bound": -bound,
+                            "action": action.value})
         stop = look < looks - 1 and (SequentialAction.FAILURE in actions
                                      or all(a == SequentialAction.SUCCESS for a in actions))
         decision = "FAILURE" if SequentialAction.FAILURE in actions else "SUCCESS" if stop else "CONTINUE"
