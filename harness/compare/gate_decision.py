@@ -44,8 +44,7 @@ def _metric_reasons(report: ComparisonReport) -> list[MetricReason]:
         reasons.append(MetricReason(
             metric=metric, slice=report.slice_label, verdict=verdict.verdict, n=comparison.n,
             mean_delta=_number(verdict.mean_delta), ci=verdict.ci, ci_level=verdict.ci_level, margin=verdict.margin,
-            higher_is_better=verdict.higher_is_better,
-            wilson_bound=comparison.se_is_zero and verdict.mean_delta is not None,
+            higher_is_better=verdict.higher_is_better, ci_method=verdict.ci_method,
             test=verdict.test_name, p=_number(verdict.p_value), items_needed=verdict.items_needed))
     return reasons
 

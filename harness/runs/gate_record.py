@@ -22,6 +22,7 @@ GATE_RECORD_VERSION = 1
 GATE_FILE = "gate.json"
 # Reasons show [0, 1] metrics in percentage points, as the gate's policy margins are read.
 _SCALE, _UNIT = 100.0, "pts"
+WILSON = "Wilson bound"
 
 
 class BaselineRef(BaseModel):
@@ -76,8 +77,8 @@ class MetricReason(BaseModel):
     ci_level: float
     margin: float
     higher_is_better: bool
-    wilson_bound: bool = Field(default=False, description="Every item moved alike (SE 0): the interval is a "
-                               "Wilson bound on the share of items that could differ.")
+    ci_method: str = Field(default="", description="How `ci` was formed: Tango score, CLT t, CLT normal, or "
+                           "Wilson bound (every item moved alike: a bound on the share that could differ).")
     test: str
     p: float | None
     items_needed: int | None = Field(description="For INCONCLUSIVE: items that would settle it.")
@@ -189,24 +190,33 @@ def render_metric(reason: MetricReason) -> str:
         why = "no paired items" if reason.n == 0 else f"{reason.n} item(s), and no interval can be formed"
         return f"{reason.verdict}: {name}: {why}"
     interval = f"{reason.ci_level * 100:g}% CI [{_points(reason.ci[0])}, {_points(reason.ci[1])}]"
-    if reason.wilson_bound:
+    if reason.ci_method == WILSON:
         text = (f"{name}: all {reason.n} paired items moved by {_points(reason.mean_delta)} {_UNIT}; the Wilson "
                 f"bound on items that could differ gives {interval}, {_outcome(reason)}")
     else:
         text = f"{name} {_points(reason.mean_delta)} {_UNIT}, {interval}, {_outcome(reason)}"
     if reason.verdict is Verdict.INCONCLUSIVE:
-        text += "; " + _more_items(reason)
+        text += "; " + _settle(reason)
     return f"{reason.verdict}: {text}{_test(reason.test, reason.p)}"
 
 
-def _more_items(reason: MetricReason) -> str:
-    needed = reason.items_needed
+def _settle(reason: MetricReason) -> str:
+    """What more items would most likely show, taking the observed difference as the truth."""
+    needed, n = reason.items_needed, reason.n
+    oriented = (reason.mean_delta or 0.0) * (1 if reason.higher_is_better else -1)
+    if reason.ci_method != WILSON and oriented < -reason.margin:
+        worse = "below" if reason.higher_is_better else "above"
+        head = f"the estimate is {worse} {_margin(reason)}: more items would most likely show a FAIL"
+        if needed is None or needed <= n:
+            return head
+        return f"{head} (about {needed} items, {needed - n} more, to confirm it at the observed effect)"
     if needed is None:
-        return "no number of items can show non-inferiority at this estimate"
-    if needed <= reason.n:
-        return (f"{reason.n} items already exceed the {needed} planned for a true difference of 0: "
-                "the estimate itself is close to the margin")
-    return f"about {needed} items ({needed - reason.n} more) would settle it if the true difference is 0"
+        return f"the estimate sits on {_margin(reason)}: no number of items is likely to settle it"
+    premise = ("if further items change the same way" if reason.ci_method == WILSON
+               else f"if the true difference is the observed {_points(reason.mean_delta or 0.0)} {_UNIT}")
+    if needed <= n:
+        return f"{n} items already exceed the {needed} planned {premise}: the estimate is close to the margin"
+    return f"about {needed} items ({needed - n} more) would settle it {premise}"
 
 
 def _change(check: GuardrailReason) -> str:

@@ -132,7 +132,7 @@ def test_identical_candidate_passes_on_300_items_and_is_inconclusive_on_20(proje
     result = cli("gate", same, "--reports-dir", reports(project))
     out = flat(result.output)
     assert result.exit_code == EXIT_PASS, result.output
-    assert "gate: PASS" in out and "PASS: accuracy (slice all):" in out and "(non-inferior)" in out
+    assert "gate: PASS" in out and "PASS: accuracy (slice all) +0.0 pts, 95% CI [" in out and "(non-inferior)" in out
     as_json = cli("gate", same, "--reports-dir", reports(project), "--json")
     assert as_json.exit_code == EXIT_PASS
     evidence = json.loads(as_json.stdout)
@@ -144,7 +144,7 @@ def test_identical_candidate_passes_on_300_items_and_is_inconclusive_on_20(proje
     result = cli("gate", few, "--reports-dir", reports(project))
     out = flat(result.output)
     assert result.exit_code == EXIT_INCONCLUSIVE, result.output
-    assert "gate: INCONCLUSIVE" in out and "INCONCLUSIVE: accuracy (slice all):" in out
+    assert "gate: INCONCLUSIVE" in out and "INCONCLUSIVE: accuracy (slice all) +0.0 pts, 95% CI [" in out
     needed = re.search(r"(\d+) items \((\d+) more\)", out)
     assert needed, out
     total, more = int(needed.group(1)), int(needed.group(2))
