@@ -374,8 +374,10 @@ def plan(suite: str, mde: float, power: float, alpha: float, baseline_name: str 
               "sorting outputs into validated.jsonl and needs_review.jsonl.")
 @reports_user_errors
 def promote(suite: str, run_id: str, full: bool) -> None:
-    """Promote RUN_ID's prompt version and model to production for SUITE. Refused (exit 1)
-    unless `evalbatch gate RUN_ID` passed; the promotion is recorded with its evidence."""
+    """Promote RUN_ID's prompt version and model to production for SUITE. Refused (exit 1) unless
+    RUN_ID's gate.json is PASS or WARN against the suite's own baseline, that baseline file and the
+    gate policy are unchanged since, and the run still is what was gated; with --full also unless the
+    suite's prompt and targets still are the promoted ones. Recorded in baselines/<suite>/promoted.json."""
     from harness.compare.promotion import (
         GateRefused,
         approve,

@@ -1,4 +1,4 @@
-"""How a comparison and its gate verdict are shown: rich tables for people, JSON for machines."""
+"""How a comparison and its gate record are shown to people (machines read `report_json` and gate.json)."""
 
 from __future__ import annotations
 
