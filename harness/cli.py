@@ -351,12 +351,16 @@ def plan(suite: str, mde: float, power: float, alpha: float, baseline_name: str 
     for gate_metric in spec.gate_metrics:
         if gate_metric.metric not in base.metrics:
             raise UserError(f"the baseline has no scores for metric {gate_metric.metric!r}")
-        result = plan_metric(base, second, gate_metric, PlanRequest(mde, power, alpha), spec.gate.alpha)
+        looks = spec.gate.sample.looks if spec.gate.sample.sequential else None
+        result = plan_metric(base, second, gate_metric, PlanRequest(mde, power, alpha), spec.gate.alpha, looks)
         label = "flip rate psi" if result.binary else "var(d)"
         click.echo(f"\n{result.metric}: {label} = {result.spread:.4f} ({result.spread_source})")
-        for what, items in ((f"detect a {mde * 100:g} pt change (superiority)", result.superiority_items),
-                            (f"show non-inferiority at the {result.margin * 100:g} pt margin",
-                             result.non_inferiority_items)):
+        rows = [(f"detect a {mde * 100:g} pt change (superiority)", result.superiority_items),
+                (f"show non-inferiority at the {result.margin * 100:g} pt margin", result.non_inferiority_items)]
+        if looks is not None:
+            # Earlier looks spend alpha, so the same power needs a larger maximum sample.
+            rows.append((f"sequential design ({looks} looks), at most", result.sequential_items))
+        for what, items in rows:
             if items is None:
                 click.echo(f"  {what}: not computable")
                 continue

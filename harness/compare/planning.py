@@ -1,13 +1,27 @@
 """Sample-size planning from a baseline: items needed to detect an effect (superiority) and to
-show non-inferiority at the suite's margin, with what that sample would cost."""
+show non-inferiority at the suite's margin, with what that sample would cost.
+
+Binary metrics are planned for the score test the gate uses on them (Nam 1997), continuous ones
+with the CLT formula.  A sequential design (gate.sample.sequential) spends alpha at every look,
+so its maximum sample is the fixed-sample n times `max_items_inflation` for its looks.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from harness.compare.power import ErrorRates, items_for_continuous, items_for_non_inferiority, items_for_paired_binary
+from harness.compare.power import (
+    ErrorRates,
+    equal_looks,
+    items_for_continuous,
+    items_for_non_inferiority,
+    items_for_paired_binary,
+    items_for_paired_binary_non_inferiority,
+    max_items_inflation,
+)
 from harness.compare.snapshot import RunSnapshot, metric_item_means
 from harness.config.suite import GateMetric, PricingSpec
 
@@ -31,7 +45,11 @@ class MetricPlan:
     spread_source: str
     superiority_items: int | None
     non_inferiority_items: int | None
+    """Fixed-sample items to show non-inferiority with the requested power if the true difference is 0."""
     margin: float
+    sequential_items: int | None = None
+    """Maximum items of the sequential design with `looks` equal looks (same power), if one is used."""
+    looks: int | None = None
 
 
 @dataclass(frozen=True)
@@ -45,8 +63,11 @@ class SampleCost:
 
 
 def plan_metric(baseline: RunSnapshot, second: RunSnapshot | None, gate: GateMetric, request: PlanRequest,
-                non_inferiority_alpha: float) -> MetricPlan:
-    """psi (binary) or var(d) (continuous) from two runs when given, else a conservative guess."""
+                non_inferiority_alpha: float, looks: int | None = None) -> MetricPlan:
+    """psi (binary) or var(d) (continuous) from two runs when given, else a conservative guess.
+
+    `looks`: the number of equal looks of a sequential design, or None for a fixed sample.
+    """
     binary = gate.metric in baseline.binary_metrics
     base = metric_item_means(baseline, gate.metric)
     if second is not None:
@@ -66,8 +87,17 @@ def plan_metric(baseline: RunSnapshot, second: RunSnapshot | None, gate: GateMet
     superiority = (items_for_paired_binary(min(spread, 1.0), request.mde, rates) if binary
                    else items_for_continuous(spread, request.mde, rates) if spread > 0 else None)
     ni_rates = ErrorRates(alpha=non_inferiority_alpha, power=request.power, two_sided=False)
-    non_inferiority = items_for_non_inferiority(spread, gate.margin, ni_rates) if gate.margin > 0 else None
-    return MetricPlan(gate.metric, binary, spread, source, superiority, non_inferiority, gate.margin)
+    non_inferiority = None
+    if binary and 0 < gate.margin < 1:
+        non_inferiority = items_for_paired_binary_non_inferiority(min(spread, 1.0), gate.margin, ni_rates)
+    elif not binary and gate.margin > 0:
+        non_inferiority = items_for_non_inferiority(spread, gate.margin, ni_rates)
+    sequential = None
+    if looks is not None and non_inferiority is not None:
+        inflation = max_items_inflation(equal_looks(looks, non_inferiority_alpha), request.power)
+        sequential = math.ceil(non_inferiority * inflation)
+    return MetricPlan(gate.metric, binary, spread, source, superiority, non_inferiority, gate.margin,
+                      sequential, looks)
 
 
 def sample_cost(baseline: RunSnapshot, items: int, pricing: PricingSpec | None) -> SampleCost:

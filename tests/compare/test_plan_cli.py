@@ -7,6 +7,7 @@ import re
 
 from scipy import stats
 
+from harness.compare.power import max_items_inflation, plan_group_sequential
 from harness.testing.fake_server import FakeLLMServer, keyword_replier
 from tests.conftest import TICKET_REPLIES, base_suite
 
@@ -14,6 +15,20 @@ from tests.conftest import TICKET_REPLIES, base_suite
 def _connor(psi: float, delta: float, alpha: float = 0.05, power: float = 0.8) -> int:
     z_a, z_b = stats.norm.isf(alpha / 2), stats.norm.isf(1 - power)
     return math.ceil((z_a * math.sqrt(psi) + z_b * math.sqrt(psi - delta**2)) ** 2 / delta**2)
+
+
+def _nam(psi: float, margin: float, alpha: float = 0.025, power: float = 0.8) -> int:
+    """Score-test sample size for paired binary non-inferiority, true difference 0 (Nam 1997)."""
+    # Restricted MLE of P(worse) at delta0 = -M with cell shares psi/2, psi/2 (Tango's quadratic).
+    half, d0 = psi / 2, -margin
+    linear = psi * (1 - d0) - 2 * (1 - half) * d0
+    q = (linear + math.sqrt(linear**2 + 8 * half * d0 * (1 - d0))) / 4
+    z_a, z_b = stats.norm.isf(alpha), stats.norm.isf(1 - power)
+    return math.ceil((z_a * math.sqrt(2 * q + d0 - d0**2) + z_b * math.sqrt(psi)) ** 2 / margin**2)
+
+
+def _items(output: str, label: str) -> int:
+    return int(re.search(re.escape(label) + r": ([\d,]+) items", output).group(1).replace(",", ""))
 
 
 def test_plan_from_a_single_baseline_and_from_two_runs(project, cli):
@@ -31,9 +46,12 @@ def test_plan_from_a_single_baseline_and_from_two_runs(project, cli):
     expected = _connor(2 * p * (1 - p), 0.05)
     assert f"flip rate psi = {2 * p * (1 - p):.4f}" in result.output
     assert f"detect a 5 pt change (superiority): {expected:,} items" in result.output
-    non_inferiority = math.ceil((stats.norm.isf(0.025) + stats.norm.isf(0.2)) ** 2 * 2 * p * (1 - p) / 0.02**2)
-    assert abs(int(re.search(r"non-inferiority at the 2 pt margin: ([\d,]+) items", result.output)
-                   .group(1).replace(",", "")) - non_inferiority) <= 1
+    # Binary scores are gated by the score test, so they are planned with its formula; the Wald
+    # shortcut 7.84 * psi / M^2 would promise 80% power with fewer items than that test needs.
+    wald = math.ceil((stats.norm.isf(0.025) + stats.norm.isf(0.2)) ** 2 * 2 * p * (1 - p) / 0.02**2)
+    planned = _items(result.output, "show non-inferiority at the 2 pt margin")
+    assert planned == _nam(2 * p * (1 - p), 0.02) and planned > wald
+    assert "sequential design" not in result.output
     assert "~$" in result.output  # targets[].pricing gives a dollar figure
 
     # Two identical runs flip nothing: the floor (1%, at least the effect) keeps the plan honest.
@@ -46,3 +64,20 @@ def test_plan_from_a_single_baseline_and_from_two_runs(project, cli):
 def test_plan_needs_a_baseline(project, cli):
     result = cli("plan", str(project.suite_path), "--mde", "0.03")
     assert result.exit_code == 2 and "no such baseline" in result.output
+
+
+def test_plan_inflates_the_sample_for_a_sequential_design(project, cli):
+    with FakeLLMServer(keyword_replier(TICKET_REPLIES)) as server:
+        suite = base_suite(server.base_url)
+        suite["gate"] = {"sample": {"sequential": True, "looks": 3}}
+        project.write_suite(suite)
+        first = re.search(r"run (\S+): complete", cli("run", str(project.suite_path)).output).group(1)
+    assert cli("baseline", "set", str(project.suite_path), "--from", first).exit_code == 0
+
+    result = cli("plan", str(project.suite_path), "--mde", "0.05")
+    assert result.exit_code == 0, result.output
+    fixed = _items(result.output, "show non-inferiority at the 2 pt margin")
+    maximum = _items(result.output, "sequential design (3 looks), at most")
+    # O'Brien-Fleming with 3 equal looks needs 1.3% more items for the same power.
+    assert maximum == math.ceil(fixed * max_items_inflation(plan_group_sequential((1 / 3, 2 / 3, 1.0), 0.025)))
+    assert 1.01 * fixed < maximum < 1.02 * fixed
