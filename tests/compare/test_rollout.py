@@ -7,7 +7,7 @@ import json
 import re
 from collections import Counter
 
-from harness.testing.fake_server import FakeLLMServer, keyword_replier
+from harness.testing.fake_server import FakeLLMServer
 from tests.conftest import base_suite, write_records
 
 LABELS = ["billing", "bug", "feature request", "account access", "cancellation"]
