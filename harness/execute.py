@@ -78,7 +78,7 @@ class RunContext:
 def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: Console) -> RunOutcome:
     folder, store = run.folder, run.store
     session = _begin_session(store, run.manifest)
-    _store_plan(plan, store)
+    _store_plan(plan, store, run.manifest.run_id)
     store.requeue_unfinished()  # what a killed process had in flight is sent again
     if options.retry_failed:
         store.requeue_failed()
@@ -123,9 +123,9 @@ def _status(store: RunStore, stopped_by_monitor: bool) -> str:
     return "complete"
 
 
-def _store_plan(plan: RunPlan, store: RunStore) -> None:
+def _store_plan(plan: RunPlan, store: RunStore, run_id: str) -> None:
     """The requests and their items, so the store alone can rebuild every result line."""
-    store.set_meta("run_id", store.get_meta("run_id") or store.path.parent.name)
+    store.set_meta("run_id", run_id)
     store.set_meta("work_fingerprint", plan.work_fingerprint)
     store.add_requests(
         (NewRequest(r.request_id, r.item.id, r.target.label, r.sample_index, r.payload()) for r in plan.requests),
