@@ -66,14 +66,20 @@ def read_run_lines(folder: Path) -> list[ResultLine]:
     """A run's lines as its store holds them now (opened read-only: the run may be running in
     another process). Stores older than the items table fall back to results.jsonl."""
     store_path = folder / RunStore.FILENAME
-    if store_path.is_file():
-        store = RunStore.read_only(store_path)
-        try:
-            if store.has_table("items"):
-                return result_lines(store)
-        finally:
-            store.close()
     results = folder / RESULTS_FILE
+    if store_path.is_file():
+        try:
+            store = RunStore.read_only(store_path)
+        except UserError:
+            if not results.is_file():
+                raise
+            store = None  # e.g. a copied folder SQLite cannot open read-only: the file still tells
+        if store is not None:
+            try:
+                if store.has_table("items"):
+                    return result_lines(store)
+            finally:
+                store.close()
     if not results.is_file():
         missing = "has no run.sqlite" if not store_path.is_file() else "has a run store too old to hold its items"
         raise UserError(f"the run {missing} and no {RESULTS_FILE}", file=str(folder),
