@@ -88,9 +88,8 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
         _exit_interrupted(suite, stop)
     print_summary(console, outcome.lines, outcome.manifest.wall_time_s)
     for look in outcome.manifest.looks:
-        console.print(f"look {look['look']}/{look['of']} at {look['items']} items: {look['decision']} (" + "; ".join(
-            f"{m['metric']} z={m['z']:.2f} vs bound {m['boundary']:.3f}" if m["z"] is not None else f"{m['metric']} n/a"
-            for m in look["metrics"]) + ")")
+        console.print(f"look {look['look']}/{look['of']} at {look['items']} items: {look['decision']} ("
+                      + "; ".join(_look_metric(m) for m in look["metrics"]) + ")")
     console.print(f"run {outcome.manifest.run_id}: {outcome.manifest.status}; results in {outcome.folder}")
     if outcome.manifest.options.full_promotion:
         _sort_full_run(suite, outcome, console)
@@ -134,6 +133,20 @@ def _sort_full_run(suite: str, outcome, console: Console) -> None:
     console.print(f"full run {outcome.manifest.run_id}: {valid} validated, {review} need review "
                   f"(validators: {', '.join(validators) or 'none: only succeeded requests pass'}); "
                   f"{outcome.folder / 'validated.jsonl'}, {outcome.folder / 'needs_review.jsonl'}")
+
+
+def _look_metric(metric: dict) -> str:
+    """The statistic against the bound it crossed, or against both when it crossed none."""
+    if metric["z"] is None:
+        return f"{metric['metric']} n/a"
+    success = metric.get("success_bound", metric["boundary"])
+    failure = metric.get("failure_bound", -metric["boundary"])
+    z = metric["z"]
+    if z >= success:
+        return f"{metric['metric']} z={z:.2f} >= success bound {success:.3f}"
+    if z <= failure:
+        return f"{metric['metric']} z={z:.2f} <= failure bound {failure:.3f}"
+    return f"{metric['metric']} z={z:.2f} between the bounds {failure:.3f} and {success:.3f}"
 
 
 def _raise_keyboard_interrupt(signum, frame) -> None:

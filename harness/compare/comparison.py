@@ -14,6 +14,7 @@ import numpy as np
 
 from harness.compare.drift import DriftInput, DriftReport, SignalKind, check_drift
 from harness.compare.paired import PairedComparison, PairedScores, compare_paired
+from harness.compare.power import final_bound
 from harness.compare.snapshot import ItemRecord, RunSnapshot, is_refusal
 from harness.compare.verdict import GateVerdict, GuardrailCheck, MetricPolicy, combine, decide, guardrail_check
 from harness.config.suite import GateMetric, GateSpec, GuardrailSpec
@@ -111,8 +112,9 @@ def compare(baseline: RunSnapshot, candidate: RunSnapshot, gate: GateSpec, basel
     by_metric = {r.metric: r.comparison for r in results}
     primaries = _primaries(gate, metrics)
     where = "+".join(candidate.fingerprints.evaluated)
-    verdicts = [decide(by_metric[g.metric], MetricPolicy(f"{g.metric} (slice {where})", g.margin,
-                                                         g.higher_is_better, gate.alpha)) for g in primaries]
+    critical_z = _critical_z(candidate, gate)
+    verdicts = [decide(by_metric[g.metric], MetricPolicy(f"{g.metric} (slice {where})", g.margin, g.higher_is_better,
+                                                         gate.alpha, critical_z=critical_z)) for g in primaries]
     guarded = [_guardrail(baseline, candidate, ids, spec, gate.alpha) for spec in gate.guardrails]
     guardrails = [check for _, check in guarded]
     subsets = _subsets(baseline, candidate, ids, gate, [g.metric for g in primaries])
@@ -126,6 +128,10 @@ def compare(baseline: RunSnapshot, candidate: RunSnapshot, gate: GateSpec, basel
         primary_metrics=[g.metric for g in primaries], slice_label=where,
         guardrail_results=[MetricResult(spec.metric, comparison)
                            for spec, (comparison, _) in zip(gate.guardrails, guarded, strict=True)])
+    if critical_z is not None:
+        report.notes.append(f"a sample of a {candidate.sequential_looks}-look sequential design: judged at the "
+                            f"design's final O'Brien-Fleming bound z = {critical_z:.3f}, not the fixed-sample "
+                            f"{MetricPolicy('', alpha=gate.alpha).z:.3f}")
     if candidate.unfinished_items:
         report.notes.append(f"{candidate.unfinished_items} item(s) of the candidate were never finished "
                             "(stopped early or interrupted) and are not compared")
@@ -133,6 +139,14 @@ def compare(baseline: RunSnapshot, candidate: RunSnapshot, gate: GateSpec, basel
         report.notes.append(f"{len(pairing.only_baseline)} item(s) only in the baseline and "
                             f"{len(pairing.only_candidate)} only in the candidate were left out of the pairing")
     return report
+
+
+def _critical_z(candidate: RunSnapshot, gate: GateSpec) -> float | None:
+    """A sequential sample has looked at its data before: its last look is judged at the design's
+    final bound (1.993 for three looks), or the looks together would spend more than alpha."""
+    if not candidate.sequential_looks:
+        return None
+    return final_bound(candidate.sequential_looks, gate.alpha)
 
 
 def _primaries(gate: GateSpec, metrics: list[str]) -> list[GateMetric]:

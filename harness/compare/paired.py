@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Sequence
+import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -22,6 +23,7 @@ import numpy as np
 from scipy import stats
 from statsmodels.stats.contingency_tables import SquareTable
 
+from harness.compare.paired_binary import score_interval
 from harness.compare.power import ErrorRates, minimum_detectable_effect
 
 __all__ = [
@@ -204,6 +206,8 @@ class PairedComparison:
     df: int | None
     ci_level: float
     ci: tuple[float, float] | None
+    """The interval for mean(d): Tango's score interval for single 0/1 scores without clusters
+    (a CLT interval is too narrow when few items change), else the CLT one (see `ci_method`)."""
     correlation: float | None
     """Pearson correlation of the two runs' item scores."""
     mde: float | None
@@ -218,6 +222,7 @@ class PairedComparison:
     se_is_zero: bool
     """Every item has the same d, so the CLT interval collapses to a point."""
     notes: tuple[str, ...]
+    ci_method: str = "CLT t"
 
     @property
     def variance_per_item(self) -> float | None:
@@ -256,6 +261,11 @@ def compare_paired(scores: PairedScores, options: ComparisonOptions = Comparison
 
     uncertainty = _uncertainty(paired, options, notes)
     test = _secondary_test(paired, binary, options)
+    score_ci = binary and paired.clusters is None
+    if score_ci:
+        critical = float(stats.norm.isf((1.0 - options.ci_level) / 2.0))
+        interval = score_interval(int(np.sum(paired.d < 0)), int(np.sum(paired.d > 0)), paired.n, critical)
+        uncertainty = dataclasses.replace(uncertainty, ci=interval)
     return PairedComparison(
         n=paired.n,
         n_dropped_nan=n_dropped,
@@ -278,6 +288,7 @@ def compare_paired(scores: PairedScores, options: ComparisonOptions = Comparison
         bootstrap_ci=_bootstrap_ci(b, c, not binary and paired.clusters is None, options, notes),
         se_is_zero=uncertainty.se_is_zero,
         notes=tuple(notes),
+        ci_method="Tango score" if score_ci else "CLT t",
     )
 
 

@@ -32,7 +32,7 @@ from enum import StrEnum
 import numpy as np
 from scipy import integrate, optimize, stats
 
-from harness.compare.paired_binary import restricted_mle
+from harness.compare.paired_binary import CONTINUITY, restricted_mle
 
 __all__ = [
     "NON_INFERIORITY_RATES",
@@ -158,7 +158,10 @@ def items_for_paired_binary_non_inferiority(
     worse, better = (flip_rate - true_difference) / 2.0, (flip_rate + true_difference) / 2.0
     null_variance = 2.0 * float(restricted_mle(worse, better, 1.0, -margin)) - margin - margin**2
     root = rates.z_alpha * math.sqrt(null_variance) + rates.z_power * math.sqrt(flip_rate - true_difference**2)
-    return max(1, math.ceil(root**2 / distance**2))
+    # The test's numerator is n*distance less the continuity correction, so n solves
+    # distance*n - root*sqrt(n) - CONTINUITY = 0 (a quadratic in sqrt(n)).
+    sqrt_n = (root + math.sqrt(root**2 + 4.0 * distance * CONTINUITY)) / (2.0 * distance)
+    return max(1, math.ceil(sqrt_n**2 - 1e-9))
 
 
 def minimum_detectable_effect(variance: float, n: int, rates: ErrorRates = ErrorRates()) -> float:

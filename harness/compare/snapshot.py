@@ -71,6 +71,8 @@ class RunSnapshot(BaseModel):
     items: dict[str, ItemRecord]
     unfinished_items: int = Field(default=0, description="Items none of whose requests finished (e.g. a "
                                   "sequential sample that stopped early); they are not in `items`.")
+    sequential_looks: int | None = Field(default=None, description="Looks of the group-sequential design "
+                                         "the run was a sample of; None for a fixed-size run.")
 
 
 def snapshot_run(folder: Path, target: str | None = None) -> RunSnapshot:
@@ -91,7 +93,8 @@ def snapshot_run(folder: Path, target: str | None = None) -> RunSnapshot:
             slice_fingerprint=manifest.dataset.slice_fingerprint, evaluated=manifest.dataset.evaluated,
             harness_version=manifest.harness_version),
         usage=_usage(lines, manifest.epochs), metrics=metrics, binary_metrics=_binary_metrics(items, metrics),
-        items=items, unfinished_items=len({line.item_id for line in lines} - finished))
+        items=items, unfinished_items=len({line.item_id for line in lines} - finished),
+        sequential_looks=int(manifest.looks[0]["of"]) if manifest.looks else None)
 
 
 def _usage(lines: list[ResultLine], epochs: int) -> UsagePerRequest:

@@ -32,7 +32,7 @@ def print_comparison(console: Console, report: ComparisonReport) -> None:
     for result in report.metrics:
         c = result.comparison
         table.add_row(result.metric, str(c.n), _fmt(c.baseline_mean), _fmt(c.candidate_mean), _fmt(c.mean_delta),
-                      _fmt(c.se), _ci(c.ci), c.test_name, _fmt(c.p_value, 4), _fmt(c.correlation, 2), _fmt(c.mde))
+                      _fmt(c.se), _ci(c.ci) + (" score" if c.ci_method == "Tango score" else ""), c.test_name, _fmt(c.p_value, 4), _fmt(c.correlation, 2), _fmt(c.mde))
     console.print(table)
     if report.subsets:
         sub = Table(title="Slices and categories (exploratory; Benjamini-Hochberg q=0.10)")

@@ -193,13 +193,15 @@ def test_one_item() -> None:
     result = compare_paired(PairedScores([1.0], [0.0]))
     assert result.n == 1
     assert result.mean_delta == -1.0
-    assert result.se is None and result.ci is None and result.mde is None
+    assert result.se is None and result.mde is None
+    # 0/1 scores still get Tango's score interval, which needs no standard error; it is wide.
+    assert result.ci_method == "Tango score" and result.ci[0] == -1.0 and result.ci[1] > 0.5
     assert result.p_value == 1.0  # one discordant pair: exact McNemar cannot reject
     assert any("no standard error" in note for note in result.notes)
 
 
 def test_all_deltas_zero_collapse_the_interval_and_say_so() -> None:
-    scores = np.array([1, 0, 1, 1, 0] * 20, dtype=float)
+    scores = np.array([0.2, 0.5, 0.9, 0.4, 0.7] * 20, dtype=float)
     result = compare_paired(PairedScores(scores, scores.copy()))
     assert result.se_is_zero
     assert result.se == 0.0
@@ -207,6 +209,14 @@ def test_all_deltas_zero_collapse_the_interval_and_say_so() -> None:
     assert result.p_value == 1.0
     assert result.mde is None
     assert any("CI collapses" in note for note in result.notes)
+
+
+def test_unchanged_binary_scores_keep_an_interval() -> None:
+    """No flips in 100 items does not prove equality: the score interval stays open on both sides."""
+    scores = np.array([1, 0, 1, 1, 0] * 20, dtype=float)
+    result = compare_paired(PairedScores(scores, scores.copy()))
+    assert result.se == 0.0 and result.ci_method == "Tango score"
+    assert result.ci[0] == pytest.approx(-result.ci[1]) and 0.03 < result.ci[1] < 0.05
 
 
 def test_nan_scores_drop_the_pair_and_are_counted() -> None:

@@ -9,7 +9,8 @@ import pytest
 from scipy import optimize, stats
 
 from harness.compare.paired import PairedScores, compare_paired
-from harness.compare.paired_binary import restricted_mle, score_interval, score_statistic, score_verdicts
+from harness.compare.paired_binary import (
+    CONTINUITY, restricted_mle, score_interval, score_statistic, score_verdicts)
 from harness.compare.verdict import MetricPolicy, Verdict, decide
 
 Z_975 = float(stats.norm.isf(0.025))
@@ -44,7 +45,8 @@ def brute_force_mle(b: int, c: int, n: int, delta0: float) -> float:
 
 def brute_force_z(b: int, c: int, n: int, delta0: float) -> float:
     q = brute_force_mle(b, c, n, delta0)
-    return (c - b - n * delta0) / math.sqrt(n * (2 * q + delta0 - delta0**2))
+    raw = c - b - n * delta0
+    return math.copysign(max(abs(raw) - CONTINUITY, 0.0), raw) / math.sqrt(n * (2 * q + delta0 - delta0**2))
 
 
 @pytest.mark.parametrize(("b", "c", "n"), [(25, 16, 400), (3, 0, 100), (0, 7, 60), (12, 30, 90), (40, 45, 100),
@@ -67,13 +69,23 @@ def test_tango_interval_matches_an_independent_inversion(b: int, c: int, n: int)
     assert np.all(np.diff(score_statistic(b, c, n, grid)) <= 0.0)
 
 
-def test_no_flips_gives_the_wilson_bound_and_needs_enough_items() -> None:
+def no_flip_bound(n: int) -> float:
+    """With b = c = 0 the restricted MLE is q = |delta0|, so |Z| = z solves
+    (n x - 1/4)^2 = z^2 n x (1 - x) for x = |delta0|: the larger root of a quadratic."""
+    a2, a1, a0 = n**2 + Z_975**2 * n, -(2 * CONTINUITY * n + Z_975**2 * n), CONTINUITY**2
+    return (-a1 + math.sqrt(a1**2 - 4 * a2 * a0)) / (2 * a2)
+
+
+def test_no_flips_gives_about_the_wilson_bound_and_needs_enough_items() -> None:
     for n in (1, 3, 50, 400):
-        assert score_interval(0, 0, n, Z_975) == pytest.approx((-(Z_975**2) / (n + Z_975**2),
-                                                               Z_975**2 / (n + Z_975**2)))
-    # n * M / (1 - M) > z^2 is needed: 189 unchanged items at M = 2 pts, not 188.
-    assert score_verdicts(0, 0, 188, 0.02, Z_975) == "INCONCLUSIVE"
-    assert score_verdicts(0, 0, 189, 0.02, Z_975) == "PASS"
+        bound = no_flip_bound(n)
+        assert score_interval(0, 0, n, Z_975) == pytest.approx((-bound, bound))
+        assert bound >= Z_975**2 / (n + Z_975**2)  # the Wilson limit, widened by the correction
+    # 213 unchanged items are needed at M = 2 pts (the uncorrected bound needed 189).
+    needed = next(n for n in range(2, 400) if no_flip_bound(n) < 0.02)
+    assert needed == 213
+    assert score_verdicts(0, 0, needed - 1, 0.02, Z_975) == "INCONCLUSIVE"
+    assert score_verdicts(0, 0, needed, 0.02, Z_975) == "PASS"
 
 
 def test_all_items_flipped_and_a_single_item() -> None:
@@ -103,7 +115,7 @@ def test_three_unchanged_items_do_not_pass() -> None:
     same = np.array([1, 0, 1])
     verdict = decide(compare_paired(PairedScores(same, same.copy())), MetricPolicy("accuracy"))
     assert verdict.verdict is Verdict.INCONCLUSIVE
-    assert verdict.items_needed == 189
+    assert verdict.items_needed == 213  # as test_no_flips_gives_about_the_wilson_bound_and_needs_enough_items
     assert "if further items do not change either" in verdict.reason
 
 
@@ -170,8 +182,10 @@ def wald_verdicts(b: np.ndarray, c: np.ndarray, n: int, margin: float) -> np.nda
     return np.where(lower > -margin, "PASS", "not")
 
 
+# The issue's cells, and the cells where the uncorrected score test exceeded alpha (worst first).
 CELLS = [(100, 0.03, 0.02), (200, 0.03, 0.02), (400, 0.03, 0.02), (800, 0.03, 0.02), (100, 0.05, 0.02),
-         (400, 0.05, 0.02), (800, 0.05, 0.02), (50, 0.10, 0.10), (1963, 0.10, 0.02), (1000, 0.20, 0.05)]
+         (400, 0.05, 0.02), (800, 0.05, 0.02), (50, 0.10, 0.10), (1963, 0.10, 0.02), (1000, 0.20, 0.05),
+         (60, 0.15, 0.02), (2000, 0.30, 0.02), (2000, 0.30, 0.05)]
 
 
 @pytest.mark.parametrize(("n", "flip_rate", "margin"), CELLS)

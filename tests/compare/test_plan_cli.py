@@ -24,7 +24,9 @@ def _nam(psi: float, margin: float, alpha: float = 0.025, power: float = 0.8) ->
     linear = psi * (1 - d0) - 2 * (1 - half) * d0
     q = (linear + math.sqrt(linear**2 + 8 * half * d0 * (1 - d0))) / 4
     z_a, z_b = stats.norm.isf(alpha), stats.norm.isf(1 - power)
-    return math.ceil((z_a * math.sqrt(2 * q + d0 - d0**2) + z_b * math.sqrt(psi)) ** 2 / margin**2)
+    root = z_a * math.sqrt(2 * q + d0 - d0**2) + z_b * math.sqrt(psi)
+    # The gate's score test moves its numerator 1/4 towards 0: M*n - 1/4 = root*sqrt(n).
+    return next(n for n in range(1, 10**6) if margin * n - 0.25 >= root * math.sqrt(n))
 
 
 def _items(output: str, label: str) -> int:

@@ -7,6 +7,9 @@ import json
 import re
 from collections import Counter
 
+import pytest
+from scipy import stats
+
 from harness.testing.fake_server import FakeLLMServer
 from tests.conftest import base_suite, write_records
 
@@ -46,6 +49,8 @@ def test_sequential_sample_stops_early_on_a_clear_failure(project, cli):
         result = cli("run", str(project.suite_path), "--sample", "150", "--prompt-version", "v2")
     assert result.exit_code == 0, result.output
     assert "look 1/3 at 50 items: FAILURE" in result.output
+    # The bound the statistic crossed is the failure bound, printed with its sign.
+    assert re.search(r"accuracy z=-\d+\.\d\d <= failure bound -3\.710", result.output), result.output
     assert server.log.total == 50  # two thirds of the sample were never sent
     run_id = _run_id(result.output)
     manifest = json.loads((project.root / "reports" / "demo" / run_id / "manifest.json").read_text())
@@ -67,6 +72,17 @@ def test_sample_is_stratified_and_a_passing_sample_runs_every_look(project, cli)
     assert Counter(line["fields"]["label"] for line in lines) == {label: 20 for label in LABELS}
     looks = json.loads((run_dir / "manifest.json").read_text())["looks"]
     assert [look["decision"] for look in looks] == ["CONTINUE", "CONTINUE", "FINAL"]
+    assert "between the bounds -3.710 and 3.710" in result.output
+
+    # The last look is judged at the design's final bound (1.993 for three looks), not 1.96.
+    gate = cli("gate", str(run_dir))
+    record = json.loads((run_dir / "gate.json").read_text())
+    assert gate.exit_code in (0, 3), gate.output
+    assert any("final O'Brien-Fleming bound z = 1.993" in note for note in record["notes"]), record["notes"]
+    metric = record["metrics"][0]
+    assert metric["ci_method"] == "Tango score"
+    assert metric["ci_level"] == pytest.approx(1 - 2 * stats.norm.sf(1.993), abs=1e-3)
+    assert "final O'Brien-Fleming bound z = 1.993" in " ".join(gate.output.split())
 
 
 def test_promotion_needs_a_passing_gate_and_full_run_sorts_outputs(project, cli):

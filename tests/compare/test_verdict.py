@@ -184,14 +184,20 @@ def test_identical_runs_need_enough_items_before_they_pass() -> None:
     small = decide(compare_paired(PairedScores(few, few.copy())), ACCURACY)
     assert small.verdict is Verdict.INCONCLUSIVE
     z = stats.norm.isf(0.025)
-    assert small.items_needed == int(np.floor(z**2 * 0.98 / 0.02)) + 1  # Wilson upper 0/n < 2 pts
-    assert small.ci == pytest.approx((-(z**2) / (30 + z**2), z**2 / (30 + z**2)))
+    # The Wilson limit z^2/(n + z^2) on the share of items that could differ, widened by the score
+    # test's continuity correction: (n x - 1/4)^2 = z^2 n x (1 - x) at the bound x.
+    def bound(n: int) -> float:
+        a2, a1 = n**2 + z**2 * n, -(0.5 * n + z**2 * n)
+        return (-a1 + np.sqrt(a1**2 - 0.25 * a2)) / (2 * a2)
+    assert small.items_needed == next(n for n in range(30, 400) if bound(n) < 0.02) == 213
+    assert small.ci == pytest.approx((-bound(30), bound(30)))
+    assert bound(30) > z**2 / (30 + z**2)
     assert small.ci_method == "Tango score"
 
     many = np.tile([1, 0, 1, 1], 100)
     large = decide(compare_paired(PairedScores(many, many.copy())), ACCURACY)
     assert large.verdict is Verdict.PASS
-    assert large.ci[0] == pytest.approx(-(z**2) / (400 + z**2))
+    assert large.ci[0] == pytest.approx(-bound(400))
 
     # Every item improved by exactly 10 points: the Wilson bound still clears the margin.
     baseline = np.linspace(0.05, 0.85, 60)
