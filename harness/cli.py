@@ -125,13 +125,13 @@ def _print_what_is_left(suite: str, outcome, console: Console) -> None:
 
 def _sort_full_run(suite: str, outcome, console: Console) -> None:
     """A promotion's full run sorts its outputs however it was finished (promote, or a resume)."""
-    from harness.compare.promotion import split_validated, validator_names
+    from harness.compare.promotion import split_validated, validators
     from harness.config.loader import load_suite
 
-    validators = validator_names(load_suite(suite))
-    valid, review = split_validated(outcome.folder, outcome.lines, validators)
+    checks = validators(load_suite(suite))
+    valid, review = split_validated(outcome.folder, outcome.lines, checks)
     console.print(f"full run {outcome.manifest.run_id}: {valid} validated, {review} need review "
-                  f"(validators: {', '.join(validators) or 'none: only succeeded requests pass'}); "
+                  f"(validators: {', '.join(checks) or 'none: only succeeded requests pass'}); "
                   f"{outcome.folder / 'validated.jsonl'}, {outcome.folder / 'needs_review.jsonl'}")
 
 
@@ -423,6 +423,7 @@ def promote(suite: str, run_id: str, full: bool) -> None:
                f"(gate {record.verdict}, run {record.run_id})")
     if not full:
         return
+    assert plan is not None  # planned above whenever --full is given
     console = _console()
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # a cancelled CI job stops cleanly too
     try:

@@ -91,6 +91,7 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
 
     def after_stage(look: int) -> bool:
         """Scores and writes what is done so far, then lets the monitor decide; True stops the run."""
+        assert options.monitor is not None  # only passed as a callback when there is one
         _write_results(plan, store, folder)
         decision = options.monitor.decide(look, folder)
         looks.append(decision.record)

@@ -14,8 +14,8 @@ from pathlib import Path
 from harness.config.datasets import Dataset, Item, load_dataset_items, sample_items, select_slices, slice_fingerprint
 from harness.config.loader import LoadedSuite, load_suite
 from harness.config.prompts import PromptVersion
-from harness.errors import UserError
 from harness.engine.requests import WorkRequest, build_requests
+from harness.errors import UserError
 from harness.scoring.registry import BoundScorer, ScoringContext, bind_scorers, check_expected_answers
 
 

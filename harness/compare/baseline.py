@@ -7,7 +7,7 @@ import getpass
 import hashlib
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel
 
@@ -15,7 +15,7 @@ from harness.compare.snapshot import RunSnapshot, snapshot_json
 from harness.errors import UserError
 from harness.runs.manifest import now_iso, write_atomically
 
-BASELINE_VERSION = 1
+BASELINE_VERSION: Final = 1
 
 
 class BaselineEvent(BaseModel):

@@ -17,10 +17,8 @@ from harness.compare.paired import PairedComparison, PairedScores, compare_paire
 from harness.compare.power import final_bound
 from harness.compare.snapshot import ItemRecord, RunSnapshot, is_refusal
 from harness.compare.verdict import GateVerdict, GuardrailCheck, MetricPolicy, combine, decide, guardrail_check
-from harness.config.suite import GateMetric, GateSpec, GuardrailSpec
+from harness.config.suite import DRIFT_SIGNALS, GateMetric, GateSpec, GuardrailSpec
 from harness.errors import UserError
-
-DRIFT_SIGNALS = ("empty_output", "refusal", "output_length")
 
 
 @dataclass(frozen=True)
@@ -150,7 +148,7 @@ def _critical_z(candidate: RunSnapshot, gate: GateSpec) -> float | None:
 
 
 def _primaries(gate: GateSpec, metrics: list[str]) -> list[GateMetric]:
-    chosen = list(gate.primary) or [GateMetric(metric=m) for m in metrics]
+    chosen = gate.primary_metrics(metrics)
     missing = [g.metric for g in chosen if g.metric not in metrics]
     if missing:
         raise UserError(f"gate metric(s) {missing} are not scored in both runs (scored: {metrics})")

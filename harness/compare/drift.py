@@ -207,7 +207,7 @@ def _labels(item: DriftInput, null: _PermutationNull) -> DriftSignal:
     ref_onehot = np.eye(len(categories))[[index[x] for x in reference]]
     cur_onehot = np.eye(len(categories))[[index[x] for x in current]]
     ref_counts, cur_counts = ref_onehot.sum(axis=0), cur_onehot.sum(axis=0)
-    effect = _js_distance(ref_counts, cur_counts)
+    effect = float(_js_distance(ref_counts, cur_counts))
 
     if item.paired:
         test_name, p_value = "Stuart-Maxwell", stuart_maxwell(reference, current).p_value
@@ -223,23 +223,22 @@ def _labels(item: DriftInput, null: _PermutationNull) -> DriftSignal:
             p_value = float(stats.chi2_contingency(np.vstack([ref_counts, cur_counts])).pvalue)
         pooled = np.vstack([ref_onehot, cur_onehot])
 
-        def null_effect(in_reference: np.ndarray) -> np.ndarray:
+        def dealt_effect(in_reference: np.ndarray) -> np.ndarray:
             dealt = in_reference.astype(float) @ pooled
             return _js_distance(dealt, pooled.sum(axis=0) - dealt)
 
-        null_effects = null.unpaired(len(reference), len(current), null_effect)
+        null_effects = null.unpaired(len(reference), len(current), dealt_effect)
     threshold = null.threshold(null_effects)
     return _signal(
         item, test_name, p_value, ("Jensen-Shannon distance", effect, threshold), (len(reference), len(current))
     )
 
 
-def _js_distance(reference_counts: np.ndarray, current_counts: np.ndarray) -> np.ndarray | float:
+def _js_distance(reference_counts: np.ndarray, current_counts: np.ndarray) -> np.ndarray:
     """Jensen-Shannon distance (base 2, in [0, 1]) between count vectors along the last axis."""
     p = reference_counts / reference_counts.sum(axis=-1, keepdims=True)
     q = current_counts / current_counts.sum(axis=-1, keepdims=True)
-    distance = np.nan_to_num(jensenshannon(p, q, base=2, axis=-1))
-    return float(distance) if np.ndim(distance) == 0 else distance
+    return np.asarray(np.nan_to_num(jensenshannon(p, q, base=2, axis=-1)))
 
 
 # --- rates ----------------------------------------------------------------------
@@ -278,11 +277,11 @@ def _rate(item: DriftInput, null: _PermutationNull) -> DriftSignal:
         effect_ci = _newcombe_interval((k_cur, len(current)), (k_ref, len(reference)))
         pooled = np.concatenate([reference, current])
 
-        def null_effect(in_reference: np.ndarray) -> np.ndarray:
+        def dealt_effect(in_reference: np.ndarray) -> np.ndarray:
             dealt = in_reference @ pooled
             return np.abs((pooled.sum() - dealt) / len(current) - dealt / len(reference))
 
-        null_effects = null.unpaired(len(reference), len(current), null_effect)
+        null_effects = null.unpaired(len(reference), len(current), dealt_effect)
     return _signal(
         item,
         test_name,

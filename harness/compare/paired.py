@@ -13,9 +13,9 @@ clusters the z interval undercovers.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Hashable, Sequence
-import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -166,10 +166,10 @@ def _item_scores(scores: ScoreInput) -> _ItemScores:
     if isinstance(scores, np.ndarray) and scores.ndim in (1, 2):
         matrix = scores.astype(float).reshape(len(scores), -1)
     elif all(isinstance(s, Sequence | np.ndarray) and not isinstance(s, str) for s in scores):
-        width = max(len(s) for s in scores)
-        matrix = np.full((len(scores), width), np.nan)
-        for row, samples in enumerate(scores):
-            matrix[row, : len(samples)] = np.asarray(samples, dtype=float)
+        rows = [np.atleast_1d(np.asarray(s, dtype=float)) for s in scores]
+        matrix = np.full((len(rows), max(len(row) for row in rows)), np.nan)
+        for index, samples in enumerate(rows):
+            matrix[index, : len(samples)] = samples
     else:
         matrix = np.asarray(scores, dtype=float).reshape(len(scores), -1)
     valid = ~np.isnan(matrix)
@@ -339,10 +339,10 @@ def _uncertainty(paired: _Paired, options: ComparisonOptions, notes: list[str]) 
     if paired.n < 2:
         notes.append("one paired item: no standard error")
         return _Uncertainty()
-    if paired.clusters is not None and paired.n_clusters < 2:
+    if paired.n_clusters is not None and paired.n_clusters < 2:
         notes.append("fewer than 2 clusters: no clustered standard error")
         return _Uncertainty()
-    summary = delta_statistics(paired.d, paired.clusters)
+    summary = delta_statistics(paired.d, None if paired.clusters is None else list(paired.clusters))
     se = float(summary.se)
     lower, upper = summary.interval(options.ci_level)
     # Equal differences leave rounding noise (~1e-17), not a real spread.

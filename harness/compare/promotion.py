@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
 from harness.compare.baseline import baseline_path, current_user
 from harness.compare.verdict import Verdict
 from harness.config.loader import LoadedSuite
+from harness.engine.states import RequestState
 from harness.errors import UserError
 from harness.runs.gate_record import (
     BaselineRef,
@@ -24,12 +25,12 @@ from harness.runs.gate_record import (
 )
 from harness.runs.manifest import Manifest, now_iso, read_manifest, write_atomically
 from harness.runs.results import ResultLine
-from harness.scoring.registry import scorer_kinds
+from harness.scoring.registry import ScorerKind, scorer_kinds
 
 if TYPE_CHECKING:
     from harness.plan import RunPlan
 
-PROMOTION_VERSION = 2
+PROMOTION_VERSION: Final = 2
 PASSING = (Verdict.PASS, Verdict.WARN)
 
 
@@ -176,33 +177,27 @@ def _show(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def validator_names(suite: LoadedSuite) -> list[str]:
-    """The suite's `gate.validators`, or by default the scorers that check an output is usable
+def validators(suite: LoadedSuite) -> dict[str, ScorerKind]:
+    """The suite's `gate.validators`, or by default the scorers whose kind can validate an output
     without ground truth (schema, format, a known label): scorers that compare with an expected
     answer cannot validate production records, which have none."""
-    if suite.spec.gate.validators is not None:
-        return list(suite.spec.gate.validators)
     kinds = scorer_kinds()
-    return [s.label for s in suite.spec.scorers
-            if not kinds[s.type].needs_target or s.type == "label_in_set"]
+    by_name = {s.label: kinds[s.type] for s in suite.spec.scorers}
+    if suite.spec.gate.validators is not None:
+        return {name: by_name[name] for name in suite.spec.gate.validators}
+    return {name: kind for name, kind in by_name.items() if kind.validates}
 
 
-def is_valid(line: ResultLine, validators: list[str]) -> bool:
-    if line.state != "succeeded":
+def is_valid(line: ResultLine, checks: dict[str, ScorerKind]) -> bool:
+    if line.state != RequestState.SUCCEEDED:
         return False
-    for name in validators:
-        score = line.scores.get(name) or {}
-        detail = score.get("detail") or {}
-        ok = detail.get("label") is not None if "label" in detail else bool(score.get("passed"))
-        if not ok:
-            return False
-    return True
+    return all(kind.output_is_valid(line.scores.get(name) or {}) for name, kind in checks.items())
 
 
-def split_validated(run_folder: Path, lines: list[ResultLine], validators: list[str]) -> tuple[int, int]:
+def split_validated(run_folder: Path, lines: list[ResultLine], checks: dict[str, ScorerKind]) -> tuple[int, int]:
     """validated.jsonl gets outputs that pass every validator; needs_review.jsonl the rest."""
-    valid = [line for line in lines if is_valid(line, validators)]
-    review = [line for line in lines if not is_valid(line, validators)]
+    valid = [line for line in lines if is_valid(line, checks)]
+    review = [line for line in lines if not is_valid(line, checks)]
     write_atomically(run_folder / "validated.jsonl", "".join(line.model_dump_json() + "\n" for line in valid))
     write_atomically(run_folder / "needs_review.jsonl", "".join(line.model_dump_json() + "\n" for line in review))
     return len(valid), len(review)

@@ -12,7 +12,7 @@ import math
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, Field
 
@@ -20,8 +20,9 @@ from harness.engine.states import RequestState
 from harness.errors import UserError
 from harness.runs.manifest import Manifest, read_manifest
 from harness.runs.results import ResultLine, read_run_lines
+from harness.scoring.registry import scorer_kinds
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION: Final = 1
 _COMPACT_CHARS = 300
 # Phrases of a refusal, for the drift guardrail; deliberately simple and English-only.
 _REFUSAL = re.compile(r"\b(I can(?:no|')t|I am unable|I'm unable|I'm sorry|I apologi[sz]e|as an AI)\b", re.I)
@@ -83,7 +84,7 @@ def snapshot_run(folder: Path, target: str | None = None) -> RunSnapshot:
     lines = [line for line in read_run_lines(folder) if line.target == chosen.label]
     metrics = [scorer.get("name") or scorer["type"] for scorer in manifest.scorers]
     finished = {line.item_id for line in lines if line.state.is_final}
-    items = _items([line for line in lines if line.item_id in finished], metrics)
+    items = _items([line for line in lines if line.item_id in finished], metrics, label_metrics(manifest.scorers))
     return RunSnapshot(
         run_id=manifest.run_id,
         fingerprints=Fingerprints(
@@ -118,7 +119,7 @@ def _choose_target(manifest: Manifest, target: str | None):
     raise UserError(f"run {manifest.run_id} has no target {target!r}; it has {labels}")
 
 
-def _items(lines: list[ResultLine], metrics: list[str]) -> dict[str, ItemRecord]:
+def _items(lines: list[ResultLine], metrics: list[str], labelled: list[str]) -> dict[str, ItemRecord]:
     by_item: dict[str, list[ResultLine]] = defaultdict(list)
     for line in lines:
         by_item[line.item_id].append(line)
@@ -132,17 +133,24 @@ def _items(lines: list[ResultLine], metrics: list[str]) -> dict[str, ItemRecord]
             output_sha256=[hashlib.sha256(o.encode()).hexdigest() if o is not None else None for o in outputs],
             outputs=[o[:_COMPACT_CHARS] if o is not None else None for o in outputs],
             output_lengths=[len(o) if o is not None else None for o in outputs],
-            labels=[_predicted_label(line) for line in samples],
+            labels=[_predicted_label(line, labelled) for line in samples],
             failed=sum(line.state == RequestState.FAILED_TERMINAL for line in samples))
     return items
 
 
-def _predicted_label(line: ResultLine) -> str | None:
-    for score in line.scores.values():
-        detail = score.get("detail") or {}
-        if "label" in detail:
-            return detail["label"] or "(none)"
+def _predicted_label(line: ResultLine, label_metrics: list[str]) -> str | None:
+    """The label the first label-predicting scorer read from the output ("(none)": it named none)."""
+    for metric in label_metrics:
+        score = line.scores.get(metric)
+        if score is not None:
+            return (score.get("detail") or {}).get("label") or "(none)"
     return None
+
+
+def label_metrics(scorers: list[dict]) -> list[str]:
+    """The run's scorers whose kind predicts a label (as declared where the kind is registered)."""
+    kinds = scorer_kinds()
+    return [s.get("name") or s["type"] for s in scorers if s["type"] in kinds and kinds[s["type"]].predicts_label]
 
 
 def _binary_metrics(items: dict[str, ItemRecord], metrics: list[str]) -> list[str]:
@@ -165,7 +173,7 @@ def metric_item_means(snapshot: RunSnapshot, metric: str) -> dict[str, float]:
 
 
 def is_refusal(text: str | None) -> bool:
-    return bool(text) and _REFUSAL.search(text) is not None
+    return text is not None and _REFUSAL.search(text) is not None
 
 
 def snapshot_json(snapshot: BaseModel) -> str:

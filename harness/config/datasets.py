@@ -51,7 +51,7 @@ def load_dataset_items(spec: DatasetSpec, resolve) -> Dataset:
         raise UserError("dataset file not found", file=str(path), hint="dataset.path is relative to the suite file")
     records, fingerprint, source = _read(spec, fmt, path)
     locations = _locations(fmt, path, len(records))
-    items = [_item(spec, record, where) for record, where in zip(records, locations)]
+    items = [_item(spec, record, where) for record, where in zip(records, locations, strict=True)]
     _reject_duplicate_ids(items, source)
     return Dataset(source=source, fingerprint=fingerprint, items=items)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from harness.config.suite import SuiteSpec
+from harness.config.suite import DRIFT_SIGNALS, SuiteSpec
 from harness.config.yaml_source import YamlSource
 from harness.engine.providers.registry import known_providers
 from harness.errors import UserError
@@ -82,7 +82,6 @@ def _check_registries(source: YamlSource, spec: SuiteSpec) -> None:
             raise UserError(str(exc), file=str(source.path), location=source.where(("scorers", index))) from None
 
 
-DRIFT_GUARDRAILS = ("empty_output", "refusal", "output_length")
 
 
 def _check_gate(source: YamlSource, spec: SuiteSpec) -> None:
@@ -101,9 +100,9 @@ def _check_gate(source: YamlSource, spec: SuiteSpec) -> None:
             raise bad(f"metric {name!r} is a primary metric twice; give it one margin", "primary", index, "metric")
     guards = [guard.metric for guard in spec.gate.guardrails]
     for index, name in enumerate(guards):
-        if name not in scorers and name not in DRIFT_GUARDRAILS:
+        if name not in scorers and name not in DRIFT_SIGNALS:
             raise bad(f"unknown metric {name!r}; expected a scorer {scorers} or a drift signal "
-                      f"{list(DRIFT_GUARDRAILS)}", "guardrails", index, "metric")
+                      f"{list(DRIFT_SIGNALS)}", "guardrails", index, "metric")
         if name in guards[:index]:
             raise bad(f"guardrail {name!r} is listed twice", "guardrails", index, "metric")
         if name in primaries:

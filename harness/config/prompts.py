@@ -94,7 +94,7 @@ class PromptVersion:
             raise UserError(f"template error: {exc}", file=str(self.path)) from None
         if self.kind == "completion":
             return RenderedPrompt(text=rendered[0])
-        return RenderedPrompt(messages=tuple(ChatMessage(r, c) for r, c in zip(self._roles, rendered)))
+        return RenderedPrompt(messages=tuple(ChatMessage(r, c) for r, c in zip(self._roles, rendered, strict=True)))
 
     def _compile(self, source: str) -> jinja2.Template:
         try:

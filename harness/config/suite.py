@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SUITE_FORMAT_VERSION = 1
+SUITE_FORMAT_VERSION: Final = 1
 _SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 Scalar = str | int | float | bool | None
@@ -146,6 +146,10 @@ class GateMetric(StrictModel):
     higher_is_better: bool = True
 
 
+DRIFT_SIGNALS = ("empty_output", "refusal", "output_length")
+"""Signals of the outputs that need no ground truth; a guardrail may name one instead of a scorer."""
+
+
 class GuardrailSpec(StrictModel):
     metric: str = Field(description="A scorer name, or a drift signal: empty_output, refusal, output_length.")
     higher_is_better: bool = True
@@ -187,6 +191,11 @@ class GateSpec(StrictModel):
         """sha256 of the policy's canonical JSON: a gate decided under another policy is not this one's."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def primary_metrics(self, scored: list[str]) -> list[GateMetric]:
+        """The gated metrics: `primary` as written, or by default every scored metric at the
+        default margin."""
+        return list(self.primary) or [GateMetric(metric=name) for name in scored]
 
 
 class OutputSpec(StrictModel):
@@ -237,7 +246,7 @@ class SuiteSpec(StrictModel):
 
     @property
     def gate_metrics(self) -> list[GateMetric]:
-        return list(self.gate.primary) or [GateMetric(metric=s.label) for s in self.scorers]
+        return self.gate.primary_metrics([s.label for s in self.scorers])
 
     @property
     def evaluated_slices(self) -> list[str]:

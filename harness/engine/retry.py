@@ -16,7 +16,7 @@ class RetryPolicy:
     max_s: float
 
     @classmethod
-    def from_spec(cls, spec: EngineSpec) -> "RetryPolicy":
+    def from_spec(cls, spec: EngineSpec) -> RetryPolicy:
         return cls(spec.max_retries, spec.backoff_base_s, spec.backoff_max_s)
 
     def should_retry(self, error: ProviderError, attempt: int) -> bool:

@@ -71,10 +71,8 @@ def claim_run(plan: RunPlan, choice: RunChoice, console: Console) -> ClaimedRun:
     # Held while choosing, so two processes started together agree on one run; the run lock
     # taken inside then refuses the second one.
     with suite_lock(suite_dir):
-        if choice.resume_id:
-            found = _named_run(plan, choice.resume_id, suite_dir)
-        else:
-            found = _unfinished_run(plan, suite_dir, choice, console)
+        found = (_named_run(plan, choice.resume_id, suite_dir) if choice.resume_id
+                 else _unfinished_run(plan, suite_dir, choice, console))
         if found is None:
             return _create_run(plan, choice, suite_dir)
         return _open_existing(plan, choice, *found)

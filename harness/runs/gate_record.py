@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -18,7 +18,7 @@ from harness.errors import UserError
 from harness.runs.files import write_atomically
 from harness.runs.manifest import Manifest
 
-GATE_RECORD_VERSION = 1
+GATE_RECORD_VERSION: Final = 1
 GATE_FILE = "gate.json"
 # Reasons show [0, 1] metrics in percentage points, as the gate's policy margins are read.
 _SCALE, _UNIT = 100.0, "pts"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,7 +12,7 @@ from harness.runs.files import now_iso, write_atomically
 
 __all__ = ["Manifest", "RunOptionsRecord", "read_manifest", "write_manifest", "now_iso", "write_atomically"]
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION: Final = 1
 RunStatus = Literal["running", "complete", "incomplete", "interrupted", "stopped_early"]
 
 

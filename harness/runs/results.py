@@ -7,7 +7,7 @@ can always be rebuilt from `run.sqlite`, even for a run killed before it wrote r
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel
 
@@ -16,7 +16,7 @@ from harness.engine.store import RunStore, StoredItem
 from harness.errors import UserError
 from harness.runs.files import write_atomically
 
-RESULTS_VERSION = 1
+RESULTS_VERSION: Final = 1
 RESULTS_FILE = "results.jsonl"
 
 

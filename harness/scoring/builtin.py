@@ -74,7 +74,7 @@ class RegexParams(_Params):
     full_match: bool = False
 
     @model_validator(mode="after")
-    def _compiles(self) -> "RegexParams":
+    def _compiles(self) -> RegexParams:
         try:
             re.compile(self.pattern)
         except re.error as exc:
@@ -125,7 +125,7 @@ class JsonValidParams(_Params):
     schema_file: str | None = Field(default=None, description="JSON Schema file, relative to the suite.")
 
     @model_validator(mode="after")
-    def _one_schema(self) -> "JsonValidParams":
+    def _one_schema(self) -> JsonValidParams:
         if self.json_schema is not None and self.schema_file is not None:
             raise ValueError("use either schema or schema_file, not both")
         if self.json_schema is not None:

@@ -9,8 +9,7 @@ import pytest
 from scipy import optimize, stats
 
 from harness.compare.paired import PairedScores, compare_paired
-from harness.compare.paired_binary import (
-    CONTINUITY, restricted_mle, score_interval, score_statistic, score_verdicts)
+from harness.compare.paired_binary import CONTINUITY, restricted_mle, score_interval, score_statistic, score_verdicts
 from harness.compare.verdict import MetricPolicy, Verdict, decide
 
 Z_975 = float(stats.norm.isf(0.025))

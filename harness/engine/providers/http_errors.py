@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import email.utils
 import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import ModuleType
-from typing import Iterator, Mapping
 
 from harness.engine.providers.base import ErrorKind, ProviderError
 

@@ -4,7 +4,7 @@ missing optional dependency (e.g. llama-cpp-python) only matters to suites that 
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 from harness.config.suite import TargetSpec
 from harness.engine.providers.base import Provider
