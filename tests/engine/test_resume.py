@@ -4,20 +4,16 @@ Ctrl-C (SIGINT) stops cleanly and prints how to resume."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from harness.testing.fake_server import FakeLLMServer, keyword_replier
-from tests.conftest import base_suite, write_records
-
-ITEMS = 120
+from tests.conftest import base_suite
+from tests.runs.processes import ITEMS, many_tickets, start, succeeded_ids, wait_for_progress
 
 
 @pytest.fixture
@@ -28,36 +24,16 @@ def slow_server():
 
 @pytest.fixture
 def big_project(project):
-    records = [{"id": f"x{i:03d}", "text": f"ticket number {i}", "label": "billing"} for i in range(ITEMS)]
-    write_records(project.root / "suites" / "data" / "tickets.jsonl", records)
+    many_tickets(project)
     return project
 
 
 def _start_run(project, *extra: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
-    return subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(project.suite_path), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
-def _succeeded_ids(run_dir: Path) -> set[str]:
-    db = sqlite3.connect(f"file:{run_dir / 'run.sqlite'}?mode=ro", uri=True)
-    try:
-        return {row[0] for row in db.execute("SELECT request_id FROM requests WHERE state = 'succeeded'")}
-    except sqlite3.OperationalError:  # the table is not created yet
-        return set()
-    finally:
-        db.close()
+    return start("run", str(project.suite_path), *extra)
 
 
 def _wait_for_progress(project, process: subprocess.Popen, at_least: int) -> Path:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()
-        runs = project.run_dirs()
-        if runs and (runs[0] / "run.sqlite").exists() and len(_succeeded_ids(runs[0])) >= at_least:
-            return runs[0]
-        time.sleep(0.05)
-    raise AssertionError("the run made no progress")
+    return wait_for_progress(project.root / "reports" / "demo", process, at_least)
 
 
 def test_sigkill_then_resume_sends_nothing_twice(big_project, slow_server):
@@ -68,7 +44,7 @@ def test_sigkill_then_resume_sends_nothing_twice(big_project, slow_server):
     process.kill()  # SIGKILL: no cleanup code runs
     process.wait(timeout=10)
 
-    done_before = _succeeded_ids(run_dir)
+    done_before = succeeded_ids(run_dir)
     assert 30 <= len(done_before) < ITEMS
     in_flight = _attempts_in_flight(run_dir)
     slow_server.log.reset()
@@ -126,6 +102,6 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(big_project, slow_server, s
     resumed = _start_run(big_project, "--resume", run_dir.name)
     out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, out + err
-    assert len(_succeeded_ids(run_dir)) == ITEMS
+    assert len(succeeded_ids(run_dir)) == ITEMS
     # Both processes' time counts: the resumed run's wall time adds to the first one's.
     assert json.loads((run_dir / "manifest.json").read_text())["wall_time_s"] >= first_wall_time
