@@ -17,7 +17,7 @@ from harness.engine.providers.base import ProviderError
 from harness.engine.providers.registry import create_provider
 from harness.engine.requests import WorkRequest
 from harness.engine.runner import Engine, Scorer, TargetLane
-from harness.engine.stages import StageMonitor
+from harness.engine.stages import LookSchedule, StageMonitor
 from harness.engine.states import UNFINISHED_STATES, RequestState
 from harness.engine.store import NewRequest, RunStore, ScoreRow, StoredItem
 from harness.errors import UserError
@@ -77,32 +77,40 @@ class RunContext:
 
 def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: Console) -> RunOutcome:
     folder, store = run.folder, run.store
+    stopped_at = _stopped_look(run.manifest)
+    if stopped_at is not None:
+        return _stays_stopped(plan, run, stopped_at, console)
     session = _begin_session(store, run.manifest)
     _store_plan(plan, store, run.manifest.run_id)
     store.requeue_unfinished()  # what a killed process had in flight is sent again
     if options.retry_failed:
         store.requeue_failed()
-    unfinished = store.unfinished_ids()
-    stages = options.monitor.stages(plan.requests) if options.monitor else [plan.requests]
-    todo = [[request for request in stage if request.request_id in unfinished] for stage in stages]
-    manifest = run.manifest.model_copy(update={"status": "running", "ended_at": None, "looks": []})
+    staged = _staged_work(plan, options.monitor, run.manifest, store.unfinished_ids())
+    manifest = run.manifest.model_copy(update={"status": "running", "ended_at": None, "looks": staged.looks,
+                                               "look_schedule": staged.schedule})
     write_manifest(folder, manifest)
-    looks: list[dict[str, Any]] = []
+    looks = list(staged.looks)
+    if staged.looks:
+        console.print(f"Continuing the sequential sample at look {len(staged.looks) + 1}/{len(staged.stage_looks)}"
+                      f" (looks 1-{len(staged.looks)} were decided before and are kept)")
 
-    def after_stage(look: int) -> bool:
+    def after_stage(position: int) -> bool:
         """Scores and writes what is done so far, then lets the monitor decide; True stops the run."""
-        assert options.monitor is not None  # only passed as a callback when there is one
+        look = staged.stage_looks[position]
+        if look is None:
+            return False
+        assert options.monitor is not None and staged.schedule is not None  # looks exist only with a monitor
         _write_results(plan, store, folder)
-        decision = options.monitor.decide(look, folder)
+        decision = options.monitor.decide(look, folder, staged.schedule)
         looks.append(decision.record)
         write_manifest(folder, manifest.model_copy(update={"looks": looks}))
         return decision.stop
 
-    remaining = sum(len(stage) for stage in todo)
+    remaining = sum(len(stage) for stage in staged.todo)
     try:
         with RichProgress(len(plan.requests), len(plan.requests) - remaining, console) as progress:
             engine = Engine(store, run.lanes, plan.suite.spec.engine, progress, _scorer(plan))
-            stopped = asyncio.run(_drive(engine, todo, run.lanes, after_stage if options.monitor else None))
+            stopped = asyncio.run(_drive(engine, staged.todo, run.lanes, after_stage if options.monitor else None))
     except (KeyboardInterrupt, _Terminated):
         store.requeue_unfinished()
         _write_results(plan, store, folder)
@@ -111,6 +119,64 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
     lines = _write_results(plan, store, folder)
     manifest = _finish(folder, manifest.model_copy(update={"looks": looks}), _status(store, stopped), store, session)
     return RunOutcome(manifest, folder, lines)
+
+
+@dataclass(frozen=True)
+class StagedWork:
+    """What is left to send, stage by stage, and the look (0-based) after each stage (None: none)."""
+
+    todo: list[list[WorkRequest]]
+    stage_looks: list[int | None]
+    looks: list[dict[str, Any]]
+    """Looks decided by earlier processes, kept as they were."""
+    schedule: LookSchedule | None
+
+
+def _staged_work(plan: RunPlan, monitor: StageMonitor | None, manifest: Manifest,
+                 unfinished: set[str]) -> StagedWork:
+    """The run's stages as planned when it started: a resumed run continues from its next undecided
+    look, and what earlier stages left unfinished is sent before that look."""
+    todo_all = [request for request in plan.requests if request.request_id in unfinished]
+    if monitor is None:
+        return StagedWork([todo_all], [None], [], manifest.look_schedule)
+    # Runs from before schedules were stored re-plan from their first look, as they always did.
+    schedule, kept = ((manifest.look_schedule, list(manifest.looks)) if manifest.look_schedule is not None
+                      else (monitor.schedule(plan.requests), []))
+    stage_of = schedule.stage_of()
+    missing = sorted({r.item.id for r in plan.requests} - stage_of.keys())
+    if missing:
+        raise UserError(f"run {manifest.run_id}'s sequential schedule does not hold item(s) {missing[:5]}",
+                        file=str(plan.suite.path), hint="start a new sample with --new")
+    next_look = len(kept)
+    todo: list[list[WorkRequest]] = [[] for _ in range(schedule.looks)]
+    for request in todo_all:
+        todo[max(stage_of[request.item.id], next_look) if next_look < schedule.looks
+             else schedule.looks - 1].append(request)
+    if next_look >= schedule.looks:  # every look decided: only retries are left, and no look after them
+        return StagedWork([todo[-1]], [None], kept, schedule)
+    return StagedWork(todo[next_look:], list(range(next_look, schedule.looks)), kept, schedule)
+
+
+def _stopped_look(manifest: Manifest) -> dict[str, Any] | None:
+    """The look that stopped the sample early, if one did (also when the process died before it
+    could mark the run stopped_early)."""
+    stopping = [look for look in manifest.looks if look.get("stop")]
+    if stopping:
+        return stopping[0]
+    if manifest.status == "stopped_early":
+        return manifest.looks[-1] if manifest.looks else {"look": "?", "of": "?", "decision": "stopped"}
+    return None
+
+
+def _stays_stopped(plan: RunPlan, run: RunContext, look: dict[str, Any], console: Console) -> RunOutcome:
+    """A sample the sequential design stopped stays stopped: resuming it sends nothing."""
+    console.print(f"Run {run.manifest.run_id} is a sequential sample that stopped early at look {look['look']}/"
+                  f"{look['of']} ({look['decision']}); nothing is sent (use --new to draw a new sample)")
+    manifest = run.manifest
+    if manifest.status != "stopped_early":
+        manifest = manifest.model_copy(update={"status": "stopped_early", "ended_at": manifest.ended_at or now_iso()})
+        write_manifest(run.folder, manifest)
+    return RunOutcome(manifest, run.folder, result_lines(run.store))
 
 
 def _status(store: RunStore, stopped_by_monitor: bool) -> str:

@@ -17,11 +17,17 @@ from pathlib import Path
 from harness.compare.comparison import check_comparable, pair_items
 from harness.compare.paired import PairedComparison, PairedScores, compare_paired
 from harness.compare.paired_binary import score_statistic
-from harness.compare.power import SequentialAction, equal_looks, non_inferiority_z, sequential_action
+from harness.compare.power import (
+    GroupSequentialPlan,
+    SequentialAction,
+    equal_looks,
+    non_inferiority_z,
+    sequential_action,
+)
 from harness.compare.snapshot import RunSnapshot, snapshot_run
 from harness.config.suite import GateSpec, SuiteSpec
 from harness.engine.requests import WorkRequest
-from harness.engine.stages import LookDecision
+from harness.engine.stages import LookDecision, LookSchedule
 
 __all__ = ["LookStatistic", "SequentialMonitor", "cluster_ids", "look_statistic"]
 
@@ -70,31 +76,43 @@ class SequentialMonitor:
         return self.suite.gate
 
     def stages(self, requests: list[WorkRequest]) -> list[list[WorkRequest]]:
-        """Items shuffled with the sample's seed, then cut into equal stages (all epochs of an
-        item in one stage), so an early look sees a random part of the sample, not its head."""
-        items = sorted({r.item.id for r in requests})
-        random.Random(self.gate.sample.seed).shuffle(items)
-        looks = self.gate.sample.looks
-        stage_of = {item: min(looks - 1, index * looks // len(items)) for index, item in enumerate(items)}
-        stages: list[list[WorkRequest]] = [[] for _ in range(looks)]
+        """The requests cut into the schedule's stages (all epochs of an item in one stage)."""
+        stage_of = self.schedule(requests).stage_of()
+        stages: list[list[WorkRequest]] = [[] for _ in range(self.gate.sample.looks)]
         for request in requests:
             stages[stage_of[request.item.id]].append(request)
         return stages
 
-    def decide(self, look: int, folder: Path) -> LookDecision:
-        return self.decide_look(snapshot_run(folder), look)
+    def schedule(self, requests: list[WorkRequest]) -> LookSchedule:
+        """Items shuffled with the sample's seed, then cut into equal stages, so an early look sees
+        a random part of the sample, not its head; with each look's Lan-DeMets O'Brien-Fleming bound."""
+        items = sorted({r.item.id for r in requests})
+        random.Random(self.gate.sample.seed).shuffle(items)
+        looks = self.gate.sample.looks
+        stages: list[list[str]] = [[] for _ in range(looks)]
+        for index, item in enumerate(items):
+            stages[min(looks - 1, index * looks // len(items))].append(item)
+        planned = [sum(len(stage) for stage in stages[:k + 1]) for k in range(looks)]
+        bounds = list(equal_looks(looks, self.gate.alpha).boundaries)
+        return LookSchedule(looks=looks, alpha=self.gate.alpha, bounds=bounds, stages=stages, planned_items=planned)
 
-    def decide_look(self, candidate: RunSnapshot, look: int) -> LookDecision:
-        """Look `look` (0-based) at the candidate's items so far.
+    def decide(self, look: int, folder: Path, schedule: LookSchedule) -> LookDecision:
+        return self.decide_look(snapshot_run(folder), look, schedule)
+
+    def decide_look(self, candidate: RunSnapshot, look: int, schedule: LookSchedule | None = None) -> LookDecision:
+        """Look `look` (0-based) at the candidate's items so far; with a schedule, only at the items
+        it planned up to this look, against its bounds (a resumed run may hold later items too).
 
         Each metric's record carries the bounds that applied: "success_bound" (b_k) and
         "failure_bound" (-b_k); "boundary" (= b_k) is kept for older readers.
         """
         check_comparable(self.baseline, candidate)
+        planned = schedule.items_through(look) if schedule is not None else None
         ids = [i for i in pair_items(self.baseline, candidate).common
-               if any(v is not None for v in candidate.items[i].scores.get(self.suite.gate_metrics[0].metric, []))]
-        looks = self.gate.sample.looks
-        plan = equal_looks(looks, self.gate.alpha)
+               if (planned is None or i in planned)
+               and any(v is not None for v in candidate.items[i].scores.get(self.suite.gate_metrics[0].metric, []))]
+        plan = _plan(schedule) if schedule is not None else equal_looks(self.gate.sample.looks, self.gate.alpha)
+        looks = len(plan.boundaries)
         bound = plan.boundaries[look]
         clusters = cluster_ids(self.baseline, ids)
         metrics, actions = [], []
@@ -115,8 +133,18 @@ class SequentialMonitor:
         stop = look < looks - 1 and (SequentialAction.FAILURE in actions
                                      or all(a == SequentialAction.SUCCESS for a in actions))
         decision = "FAILURE" if SequentialAction.FAILURE in actions else "SUCCESS" if stop else "CONTINUE"
-        return LookDecision(stop, {"look": look + 1, "of": looks, "items": len(ids), "stop": stop,
-                                   "decision": decision if look < looks - 1 else "FINAL", "metrics": metrics})
+        record: dict = {"look": look + 1, "of": looks, "items": len(ids), "stop": stop,
+                        "decision": decision if look < looks - 1 else "FINAL", "metrics": metrics}
+        if schedule is not None:
+            record["planned_items"] = schedule.planned_items[look]
+        return LookDecision(stop, record)
+
+
+def _plan(schedule: LookSchedule) -> GroupSequentialPlan:
+    """The stored schedule as a plan: its bounds, not those of the suite's policy as it is now."""
+    total = schedule.planned_items[-1] or 1
+    fractions = tuple(planned / total for planned in schedule.planned_items)
+    return GroupSequentialPlan(fractions, schedule.alpha, tuple(schedule.bounds))
 
 
 def _nan(rows: list[list[float | None]]) -> list[list[float]]:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from pydantic import BaseModel, Field
+
 from harness.engine.requests import WorkRequest
 
 
@@ -15,11 +17,30 @@ class LookDecision:
     record: dict[str, Any]
 
 
+class LookSchedule(BaseModel):
+    """A staged run's plan, fixed when the run starts and kept in its manifest, so a resumed run
+    looks at the very items and bounds it planned instead of re-cutting its stages."""
+
+    looks: int = Field(description="How many looks (one after each stage).")
+    alpha: float = Field(description="One-sided alpha the bounds spend.")
+    bounds: list[float] = Field(description="The success bound b_k of each look (the failure bound is -b_k).")
+    stages: list[list[str]] = Field(description="The item IDs of each stage, in order.")
+    planned_items: list[int] = Field(description="Items planned up to and including each look.")
+
+    def items_through(self, look: int) -> frozenset[str]:
+        """The items of stages 0..look (0-based): what look `look` judges."""
+        return frozenset(item for stage in self.stages[:look + 1] for item in stage)
+
+    def stage_of(self) -> dict[str, int]:
+        return {item: index for index, stage in enumerate(self.stages) for item in stage}
+
+
 class StageMonitor(Protocol):
-    def stages(self, requests: list[WorkRequest]) -> list[list[WorkRequest]]:
-        """The requests cut into the stages to run, in order."""
+    def schedule(self, requests: list[WorkRequest]) -> LookSchedule:
+        """The plan for these requests: its stages (by item) and each look's bound."""
         ...
 
-    def decide(self, look: int, folder: Path) -> LookDecision:
-        """Called after stage `look` (0-based) with the run folder's results written so far."""
+    def decide(self, look: int, folder: Path, schedule: LookSchedule) -> LookDecision:
+        """Called after stage `look` (0-based) with the run folder's results written so far; judges
+        only the items `schedule` planned up to that look."""
         ...

@@ -25,6 +25,7 @@ from harness.runs.locate import DamagedRun, is_run_folder, scan_runs, suite_runs
 from harness.runs.lock import RunLock, suite_lock
 from harness.runs.manifest import (
     DatasetRecord,
+    GatePolicyRecord,
     Manifest,
     PromptRecord,
     RunOptionsRecord,
@@ -202,7 +203,8 @@ def _new_manifest(plan: RunPlan, choice: RunChoice, run_id: str) -> Manifest:
                               sample=plan.options.sample, limit=plan.options.limit),
         epochs=spec.epochs, request_count=len(plan.requests), harness_version=__version__,
         git_commit=_git_commit(plan.suite.project_dir), started_at=now_iso(),
-        options=_options_record(plan, choice))
+        options=_options_record(plan, choice),
+        gate_policy=GatePolicyRecord(fingerprint=spec.gate.fingerprint, policy=spec.gate.model_dump(mode="json")))
 
 
 def _warn_on_relabelled_prompt(plan: RunPlan, previous: list[tuple[Path, Manifest]], console: Console) -> None:

@@ -8,9 +8,10 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.engine.stages import LookSchedule
 from harness.runs.files import now_iso, write_atomically
 
-__all__ = ["Manifest", "RunOptionsRecord", "read_manifest", "write_manifest", "now_iso", "write_atomically"]
+__all__ = ["GatePolicyRecord", "LookSchedule", "Manifest", "RunOptionsRecord", "read_manifest", "write_manifest", "now_iso", "write_atomically"]
 
 MANIFEST_VERSION: Final = 1
 RunStatus = Literal["running", "complete", "incomplete", "interrupted", "stopped_early"]
@@ -55,6 +56,14 @@ class RunOptionsRecord(BaseModel):
                                  "also writes validated.jsonl and needs_review.jsonl.")
 
 
+class GatePolicyRecord(BaseModel):
+    """The suite's gate policy when the run started: fixed before the data is seen, so a gate
+    decided under another policy can be told apart."""
+
+    fingerprint: str = Field(description="GateSpec.fingerprint: sha256 of the policy's canonical JSON.")
+    policy: dict[str, Any] = Field(description="The policy itself, as JSON (the suite's `gate:`, defaults filled in).")
+
+
 class Manifest(BaseModel):
     """Never holds secrets: API keys stay in the environment."""
 
@@ -80,6 +89,10 @@ class Manifest(BaseModel):
     looks: list[dict[str, Any]] = Field(default_factory=list, description="Sequential looks and their decisions.")
     options: RunOptionsRecord = Field(default_factory=RunOptionsRecord,
                                       description="How the run was started (older manifests: the defaults).")
+    gate_policy: GatePolicyRecord | None = Field(default=None, description="The suite's gate policy when the run "
+                                                 "started (None: a run from before runs recorded it).")
+    look_schedule: LookSchedule | None = Field(default=None, description="A sequential sample's stages and bounds, "
+                                               "fixed when it started (None: not sequential, or an older run).")
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:
