@@ -13,6 +13,7 @@ from pathlib import Path
 
 from harness.config.datasets import Dataset, Item, load_dataset_items, sample_items, select_slices, slice_fingerprint
 from harness.config.loader import LoadedSuite, load_suite
+from harness.config.problems import InputProblems
 from harness.config.prompts import PromptVersion
 from harness.engine.requests import WorkRequest, build_requests
 from harness.errors import UserError
@@ -63,16 +64,29 @@ def plan_run(suite_path: str | Path, options: PlanOptions = PlanOptions()) -> Ru
                         file=str(suite.path))
     prompt = PromptVersion(suite.prompts_dir, spec.prompt.name, options.prompt_version or spec.prompt.version)
     scorers = bind_scorers(spec.scorers, ScoringContext(suite_dir=suite.path.parent))
-    dataset = load_dataset_items(spec.dataset, suite.resolve)
-    items = select_slices(dataset, spec.slices, evaluated)
-    if options.sample is not None:
-        gate_sample = spec.gate.sample
-        if gate_sample.stratify_by and any(gate_sample.stratify_by not in i.fields for i in items):
-            raise UserError(f"gate.sample.stratify_by names field {gate_sample.stratify_by!r}, which the records "
-                            "do not all have", file=str(suite.path))
-        items = sample_items(items, options.sample, gate_sample.stratify_by, gate_sample.seed)
-    if options.limit is not None:
-        items = items[:options.limit]
-    check_expected_answers(scorers, items)
-    requests = build_requests(items, prompt, spec.targets, spec.epochs)
+    # Bad records are collected, not raised one at a time: the user sees every one in one pass.
+    problems = InputProblems()
+    dataset = load_dataset_items(spec.dataset, suite.resolve, problems)
+    items = _selected_items(suite, dataset, evaluated, options, problems)
+    requests = build_requests(items, prompt, spec.targets, spec.epochs, problems)
+    check_expected_answers(scorers, items, problems)
+    problems.raise_if_any()
     return RunPlan(suite, prompt, dataset, evaluated, items, requests, scorers, options)
+
+
+def _selected_items(suite: LoadedSuite, dataset: Dataset, evaluated: list[str], options: PlanOptions,
+                    problems: InputProblems) -> list[Item]:
+    """The items the run covers; a selection that fails (say, a slice left empty because its
+    records were unreadable) is reported together with the problems already found."""
+    try:
+        items = select_slices(dataset, suite.spec.slices, evaluated)
+        if options.sample is not None:
+            gate_sample = suite.spec.gate.sample
+            if gate_sample.stratify_by and any(gate_sample.stratify_by not in i.fields for i in items):
+                raise UserError(f"gate.sample.stratify_by names field {gate_sample.stratify_by!r}, which the "
+                                "records do not all have", file=str(suite.path))
+            items = sample_items(items, options.sample, gate_sample.stratify_by, gate_sample.seed)
+    except UserError as exc:
+        problems.add_error(exc)
+        raise problems.error() from None
+    return items[:options.limit] if options.limit is not None else items

@@ -7,10 +7,11 @@ import hashlib
 import json
 import random
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from harness.config.problems import InputProblems
 from harness.config.suite import DatasetSpec, SliceSpec
 from harness.errors import UserError
 
@@ -27,6 +28,8 @@ class Item:
     location: str
     slices: tuple[str, ...] = ()
     cluster: str | None = None
+    source: str | None = None
+    """The file (or hub dataset) the record came from, for messages about it."""
 
 
 @dataclass(frozen=True)
@@ -36,86 +39,105 @@ class Dataset:
     items: list[Item]
 
 
-def load_dataset_items(spec: DatasetSpec, resolve) -> Dataset:
-    """`resolve` turns the suite-relative path into an absolute one."""
+def load_dataset_items(spec: DatasetSpec, resolve, problems: InputProblems | None = None) -> Dataset:
+    """`resolve` turns the suite-relative path into an absolute one. Unreadable lines and duplicate
+    IDs go to `problems` (the bad lines are skipped) so the caller can report them with whatever
+    else it finds; without a collector they raise here, all together."""
+    own = problems if problems is not None else InputProblems()
     path = resolve(spec.path)
-    fmt = spec.format or _FORMATS.get(path.suffix.lower())
-    if fmt is None and not path.exists() and "/" in spec.path and not spec.path.startswith("."):
-        fmt = "hub"
-    if fmt is None:
-        if not path.exists():
-            raise UserError("dataset file not found", file=str(path), hint="dataset.path is relative to the suite file")
-        raise UserError(f"cannot tell the format of {path.name}", file=str(path),
-                        hint="set dataset.format to jsonl, csv or parquet")
-    if fmt != "hub" and not path.is_file():
-        raise UserError("dataset file not found", file=str(path), hint="dataset.path is relative to the suite file")
-    records, fingerprint, source = _read(spec, fmt, path)
-    locations = _locations(fmt, path, len(records))
-    items = [_item(spec, record, where) for record, where in zip(records, locations, strict=True)]
-    _reject_duplicate_ids(items, source)
+    fmt = _format(spec, path)
+    records, fingerprint, source = _read(spec, fmt, path, own)
+    items = [_item(spec, record, where, source) for where, record in records]
+    _find_duplicate_ids(items, source, own)
+    if problems is None:
+        own.raise_if_any()
     return Dataset(source=source, fingerprint=fingerprint, items=items)
 
 
-def _read(spec: DatasetSpec, fmt: str, path: Path) -> tuple[list[dict], str, str]:
+def _format(spec: DatasetSpec, path: Path) -> str:
+    """A hub dataset only when `format: hub` says so: guessing from a missing file's name would send
+    a typo to the network (retrying for half a minute) instead of saying the file is not there."""
+    fmt = spec.format or _FORMATS.get(path.suffix.lower())
+    if fmt == "hub":
+        return fmt
+    if not path.is_file():
+        near = [path.with_name(path.name + ext) for ext in _FORMATS]
+        found = [p.name for p in near if p.is_file()]
+        raise UserError("dataset file not found", file=str(path),
+                        hint=(f"did you mean {found[0]}? " if found else "")
+                        + "dataset.path is relative to the suite file; for a Hugging Face hub dataset "
+                          "set dataset.format: hub")
+    if fmt is None:
+        raise UserError(f"cannot tell the format of {path.name}", file=str(path),
+                        hint="set dataset.format to jsonl, csv or parquet")
+    return fmt
+
+
+def _read(spec: DatasetSpec, fmt: str, path: Path,
+          problems: InputProblems) -> tuple[list[tuple[str, dict]], str, str]:
+    """The records, each with where it came from ("line 3", "row 3")."""
     if fmt == "jsonl":
         # Parsed here, not by pyarrow's JSON reader (it turns ISO date strings into timestamps),
         # and not through an Arrow table either: Arrow takes its columns from the first record,
         # which would drop a field every later record has and the first one lacks.
-        return _read_jsonl(path), hashlib.sha256(path.read_bytes()).hexdigest(), str(path)
+        return _read_jsonl(path, problems), hashlib.sha256(path.read_bytes()).hexdigest(), str(path)
     import datasets  # slow to import; only needed here
 
     datasets.disable_progress_bars()
     try:
         if fmt == "hub":
             loaded = datasets.load_dataset(spec.path, split=spec.split)
-            return loaded.to_list(), loaded._fingerprint, spec.path
+            return _located(fmt, loaded.to_list()), loaded._fingerprint, spec.path
         loaded = datasets.load_dataset(_BUILDERS[fmt], data_files=str(path), split="train")
     except UserError:
         raise
     except Exception as exc:  # datasets/pyarrow raise many types for unreadable files
         raise UserError(f"cannot read the dataset: {type(exc).__name__}: {exc}",
                         file=spec.path if fmt == "hub" else str(path)) from None
-    return loaded.to_list(), hashlib.sha256(path.read_bytes()).hexdigest(), str(path)
+    return _located(fmt, loaded.to_list()), hashlib.sha256(path.read_bytes()).hexdigest(), str(path)
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+def _read_jsonl(path: Path, problems: InputProblems) -> list[tuple[str, dict[str, Any]]]:
+    """Every readable record with its line; each unreadable line is a problem, and reading goes on."""
     records = []
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
+            where = f"line {number}"
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as exc:
-                raise UserError(f"not UTF-8 text (byte {exc.start + 1} of the line)", file=str(path),
-                                location=f"line {number}") from None
+                problems.add(f"not UTF-8 text (byte {exc.start + 1} of the line)", file=str(path), location=where)
+                continue
+            # Without its line break, so the column of an error at the end of a cut-off line is on
+            # that line (json.loads would place it at column 1 of the next).
+            line = line.rstrip("\r\n")
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise UserError(f"invalid JSON: {exc.msg} (column {exc.colno})", file=str(path),
-                                location=f"line {number}") from None
+                problems.add(f"invalid JSON: {exc.msg} (column {exc.colno})", file=str(path), location=where)
+                continue
             if not isinstance(record, dict):
-                raise UserError("each line must be a JSON object", file=str(path), location=f"line {number}")
-            records.append(record)
+                problems.add("each line must be a JSON object", file=str(path), location=where)
+                continue
+            records.append((where, record))
     return records
 
 
-def _locations(fmt: str, path: Path, count: int) -> list[str]:
-    if fmt == "jsonl":
-        with path.open("rb") as handle:
-            lines = [number for number, raw in enumerate(handle, start=1) if raw.strip()]
-        if len(lines) == count:
-            return [f"line {n}" for n in lines]
+def _located(fmt: str, records: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """A CSV record's line (after the header); otherwise its row."""
     if fmt == "csv":
-        return [f"line {n + 2}" for n in range(count)]
-    return [f"row {n + 1}" for n in range(count)]
+        return [(f"line {n + 2}", record) for n, record in enumerate(records)]
+    return [(f"row {n + 1}", record) for n, record in enumerate(records)]
 
 
-def _item(spec: DatasetSpec, record: dict[str, Any], where: str) -> Item:
+def _item(spec: DatasetSpec, record: dict[str, Any], where: str, source: str) -> Item:
     raw_id = record.get(spec.id_field) if spec.id_field else None
     item_id = str(raw_id) if raw_id is not None else content_id(record)
     cluster = record.get(spec.cluster_field) if spec.cluster_field else None
-    return Item(id=item_id, fields=record, location=where, cluster=None if cluster is None else str(cluster))
+    return Item(id=item_id, fields=record, location=where, cluster=None if cluster is None else str(cluster),
+                source=source)
 
 
 def content_id(record: dict[str, Any]) -> str:
@@ -123,15 +145,15 @@ def content_id(record: dict[str, Any]) -> str:
     return "h" + hashlib.sha256(canonical.encode()).hexdigest()[:15]
 
 
-def _reject_duplicate_ids(items: list[Item], source: str) -> None:
+def _find_duplicate_ids(items: list[Item], source: str, problems: InputProblems) -> None:
     seen: dict[str, list[str]] = defaultdict(list)
     for item in items:
         seen[item.id].append(item.location)
-    duplicates = {item_id: where for item_id, where in seen.items() if len(where) > 1}
-    if duplicates:
-        listed = "; ".join(f"{item_id!r} at {', '.join(where)}" for item_id, where in list(duplicates.items())[:10])
-        raise UserError(f"{len(duplicates)} duplicate item ID(s): {listed}", file=source,
-                        hint="IDs must be unique; fix the id field or drop dataset.id_field to hash contents")
+    for item_id, where in seen.items():
+        if len(where) > 1:
+            problems.add(f"duplicate item ID {item_id!r} (at {', '.join(where)})", file=source,
+                         location=where[1],
+                         hint="IDs must be unique; fix the id field or drop dataset.id_field to hash contents")
 
 
 def select_slices(dataset: Dataset, slices: list[SliceSpec], evaluated: list[str]) -> list[Item]:
@@ -144,8 +166,7 @@ def select_slices(dataset: Dataset, slices: list[SliceSpec], evaluated: list[str
                             file=dataset.source, hint="check its where: filters")
         members[spec.name] = {item.id for item in chosen}
     wanted = set().union(*(members[name] for name in evaluated))
-    return [Item(item.id, item.fields, item.location,
-                 tuple(name for name in members if item.id in members[name]), item.cluster)
+    return [replace(item, slices=tuple(name for name in members if item.id in members[name]))
             for item in dataset.items if item.id in wanted]
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.config.datasets import Item
+from harness.config.problems import InputProblems
 from harness.config.prompts import PromptVersion, RenderedPrompt
 from harness.config.suite import TargetSpec
 from harness.errors import UserError
@@ -47,30 +48,33 @@ def request_id(item_id: str, prompt: PromptVersion, target: TargetSpec, sample_i
     return "r" + hashlib.sha256(canonical.encode()).hexdigest()[:23]
 
 
-def build_requests(items: list[Item], prompt: PromptVersion, targets: list[TargetSpec],
-                   epochs: int) -> list[WorkRequest]:
-    _check_template_fields(items, prompt)
-    rendered = {item.id: _render(prompt, item) for item in items}
+def build_requests(items: list[Item], prompt: PromptVersion, targets: list[TargetSpec], epochs: int,
+                   problems: InputProblems | None = None) -> list[WorkRequest]:
+    """Records the prompt cannot be rendered for go to `problems` and get no requests; without a
+    collector they raise here, all together."""
+    own = problems if problems is not None else InputProblems()
+    rendered = render_items(items, prompt, own)
+    if problems is None:
+        own.raise_if_any()
     return [
         WorkRequest(request_id(item.id, prompt, target, sample), item, target, sample, rendered[item.id])
-        for target in targets for item in items for sample in range(epochs)
+        for target in targets for item in items if item.id in rendered for sample in range(epochs)
     ]
 
 
-def _check_template_fields(items: list[Item], prompt: PromptVersion) -> None:
-    problems = []
+def render_items(items: list[Item], prompt: PromptVersion, problems: InputProblems) -> dict[str, RenderedPrompt]:
+    """The prompt rendered for every item that has what the template needs; each one that has not
+    (a missing variable, a value the template cannot use) is a problem naming its line."""
+    rendered = {}
     for item in items:
         missing = sorted(name for name in prompt.variables if item.fields.get(name) is None)
         if missing:
-            problems.append(f"{item.location} (id {item.id!r}): missing {', '.join(missing)}")
-    if problems:
-        shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
-        raise UserError(f"{len(problems)} record(s) lack fields the prompt {prompt.label} needs: {shown}",
-                        hint=f"the template uses {sorted(prompt.variables)}")
-
-
-def _render(prompt: PromptVersion, item: Item) -> RenderedPrompt:
-    try:
-        return prompt.render(item.fields)
-    except UserError as exc:
-        raise UserError(f"{exc.message} (record at {item.location}, id {item.id!r})", file=exc.file) from None
+            problems.add(f"missing {', '.join(missing)}, which the prompt {prompt.label} uses",
+                         file=item.source, location=f"{item.location} (id {item.id!r})",
+                         hint=f"the prompt {prompt.label} uses {sorted(prompt.variables)}")
+            continue
+        try:
+            rendered[item.id] = prompt.render(item.fields)
+        except UserError as exc:
+            problems.add(f"{exc.message} in {exc.file}", file=item.source, location=f"{item.location} (id {item.id!r})")
+    return rendered

@@ -16,8 +16,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from harness.config.datasets import Item
+from harness.config.problems import InputProblems
 from harness.config.suite import ScorerSpec
-from harness.errors import UserError
 from harness.scoring.extract import ExtractionFailed, dotted_get, run_extraction
 
 
@@ -137,20 +137,21 @@ def bind_scorers(specs: list[ScorerSpec], context: ScoringContext) -> list[Bound
     return bound
 
 
-def check_expected_answers(scorers: list[BoundScorer], items: list[Item]) -> None:
+def check_expected_answers(scorers: list[BoundScorer], items: list[Item], problems: InputProblems | None = None) -> None:
     """Every item must hold the answer each scorer compares with: a missing one would grade a
-    correct output as wrong (a silent 0), so it is bad input, reported before anything is sent."""
-    problems = []
+    correct output as wrong (a silent 0), so it is bad input, reported before anything is sent.
+    Each such record goes to `problems`; without a collector they raise here, all together."""
+    own = problems if problems is not None else InputProblems()
     for scorer in scorers:
         if not scorer.spec.target:
             continue
         for item in items:
             if dotted_get(item.fields, scorer.spec.target) is None:
-                problems.append(f"{item.location} (id {item.id!r}): no {scorer.spec.target!r} for scorer {scorer.name}")
-    if problems:
-        shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
-        raise UserError(f"{len(problems)} record(s) lack the expected answer a scorer needs: {shown}",
+                own.add(f"no {scorer.spec.target!r} for scorer {scorer.name}", file=item.source,
+                        location=f"{item.location} (id {item.id!r})",
                         hint="fill the field, filter those records out with a slice, or fix the scorer's target")
+    if problems is None:
+        own.raise_if_any()
 
 
 def _is_plain(value: Any) -> bool:

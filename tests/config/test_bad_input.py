@@ -56,7 +56,8 @@ def test_missing_template_variable_is_reported_before_sending(project, cli, fake
     (project.root / "prompts" / "route" / "v1.j2").write_text("{{ text }} from {{ customer }}\nTeam:")
     project.write_suite(base_suite(fake_server.base_url))
     result = cli("run", str(project.suite_path))
-    _assert_bad_input(result, "6 record(s) lack fields", "customer", "line 1 (id 'a1')")
+    _assert_bad_input(result, "6 problems in the input", "line 1 (id 'a1'): missing customer",
+                      "line 6 (id 'a6'): missing customer")
     assert fake_server.log.total == 0
     assert project.run_dirs() == []
 
@@ -67,7 +68,7 @@ def test_record_missing_a_field_is_reported_with_its_line(project, cli, fake_ser
     write_records(project.root / "suites" / "data" / "tickets.jsonl", records)
     project.write_suite(base_suite(fake_server.base_url))
     result = cli("run", str(project.suite_path))
-    _assert_bad_input(result, "1 record(s) lack fields", "line 4 (id 'a4'): missing text")
+    _assert_bad_input(result, "tickets.jsonl: line 4 (id 'a4'): missing text, which the prompt route@v1 uses")
     assert fake_server.log.total == 0
 
 
@@ -81,7 +82,7 @@ def test_missing_dataset_file(project, cli):
 def test_duplicate_ids_list_their_lines(project, cli):
     records = TICKETS + [dict(TICKETS[1], text="again")]
     write_records(project.root / "suites" / "data" / "tickets.jsonl", records)
-    _assert_bad_input(cli("run", str(project.suite_path)), "duplicate item ID", "'a2' at line 2, line 7")
+    _assert_bad_input(cli("run", str(project.suite_path)), "duplicate item ID 'a2' (at line 2, line 7)")
 
 
 def test_empty_slice(project, cli):

@@ -33,7 +33,7 @@ def test_a_first_record_without_text_does_not_fail_the_valid_ones(project, cli, 
     result = cli("run", str(project.suite_path))
     assert result.exit_code == 2, result.output
     # Only the record that really lacks `text` is named, with its line.
-    assert "1 record(s) lack fields" in result.output and "line 1 (id 'a0')" in result.output
+    assert "line 1 (id 'a0'): missing text" in result.output and "problems" not in result.output
     assert fake_server.log.total == 0
 
 
@@ -43,7 +43,7 @@ def test_a_missing_expected_answer_is_bad_input_before_anything_is_sent(project,
     project.write_suite(base_suite(fake_server.base_url))
     result = cli("run", str(project.suite_path))
     assert result.exit_code == 2, result.output
-    assert "2 record(s) lack the expected answer a scorer needs" in result.output
+    assert "2 problems in the input" in result.output
     assert "line 1 (id 'a0'): no 'label' for scorer accuracy" in result.output
     assert "line 8 (id 'a9')" in result.output
     assert fake_server.log.total == 0
