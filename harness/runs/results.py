@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from harness.engine.states import RequestState
 from harness.engine.store import RunStore, StoredItem
@@ -20,7 +20,15 @@ RESULTS_VERSION: Final = 1
 RESULTS_FILE = "results.jsonl"
 
 
+class ChatMessageLine(BaseModel):
+    role: str
+    content: str
+
+
 class ResultLine(BaseModel):
+    """One request and its outcome. Lines written before `item`, `prompt` and `messages` existed
+    read with them empty (the format only grew, so its version is unchanged)."""
+
     version: Literal[1] = RESULTS_VERSION
     request_id: str
     item_id: str
@@ -28,7 +36,11 @@ class ResultLine(BaseModel):
     sample_index: int
     slices: list[str]
     cluster: str | None
-    fields: dict[str, str] = {}
+    fields: dict[str, str] = Field(default={}, description="The item's short scalar fields as text (labels, "
+                                   "languages, categories), for per-category views; `item` has every field whole.")
+    item: dict[str, Any] = Field(default={}, description="The whole record, every field as its JSON value.")
+    prompt: str | None = Field(default=None, description="The rendered completion prompt that was sent.")
+    messages: list[ChatMessageLine] | None = Field(default=None, description="The rendered chat messages that were sent.")
     state: RequestState
     attempts: int
     output: str | None
@@ -49,6 +61,8 @@ def result_lines(store: RunStore) -> list[ResultLine]:
             request_id=request.request_id, item_id=request.item_id, target=request.target,
             sample_index=request.sample_index, slices=list(item.slices) if item else [],
             cluster=item.cluster if item else None, fields=short_fields(item) if item else {},
+            item=item.fields if item else {}, prompt=request.payload.get("prompt"),
+            messages=request.payload.get("messages"),
             state=request.state, attempts=request.attempts,
             output=request.output, scores=scores.get(request.request_id, {}),
             input_tokens=request.input_tokens, output_tokens=request.output_tokens,
