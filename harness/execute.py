@@ -90,9 +90,10 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
                                                "look_schedule": staged.schedule})
     write_manifest(folder, manifest)
     looks = list(staged.looks)
-    if staged.looks:
-        console.print(f"Continuing the sequential sample at look {len(staged.looks) + 1}/{len(staged.stage_looks)}"
-                      f" (looks 1-{len(staged.looks)} were decided before and are kept)")
+    if staged.looks and staged.schedule is not None:
+        decided = "look 1" if len(staged.looks) == 1 else f"looks 1-{len(staged.looks)}"
+        console.print(f"Continuing the sequential sample at look {len(staged.looks) + 1}/{staged.schedule.looks} "
+                      f"({decided} decided before, kept as decided)")
 
     def after_stage(position: int) -> bool:
         """Scores and writes what is done so far, then lets the monitor decide; True stops the run."""
