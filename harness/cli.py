@@ -173,12 +173,26 @@ def _sequential_monitor(plan):
 
 @main.command()
 @click.argument("suite", type=click.Path(dir_okay=False))
+@click.option("--prompt-version", metavar="VERSION", help="Check this version of the suite's prompt instead.")
+@click.option("--show", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Print the first N rendered requests (long prompts shortened; results.jsonl keeps them whole).")
+@click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the suite's earlier runs are, if not the default (for the changed-prompt warning).")
 @reports_user_errors
-def validate(suite: str) -> None:
-    """Check SUITE, its prompt, data and slices, and render every request, without sending anything."""
-    from harness.plan import plan_run
+def validate(suite: str, prompt_version: str | None, show: int, reports_dir: Path | None) -> None:
+    """Check SUITE, its prompt, data and slices, and render every request, without sending anything.
+    Every bad record is listed at once; a prompt whose text changed under an unchanged version
+    label (against the suite's earlier runs) is warned about, as `run` does."""
+    from harness.plan import PlanOptions, plan_run
+    from harness.report.request_preview import preview
+    from harness.runs.claim import warn_on_relabelled_prompt
+    from harness.runs.locate import previous_runs, suite_runs_dir
 
-    plan = plan_run(suite)
+    plan = plan_run(suite, PlanOptions(prompt_version=prompt_version))
+    first_target = plan.suite.spec.targets[0]
+    for request in [r for r in plan.requests if r.target is first_target and r.sample_index == 0][:show]:
+        click.echo("\n".join(preview(request)))
+    warn_on_relabelled_prompt(plan, previous_runs(suite_runs_dir(plan.suite, reports_dir)), _console())
     click.echo(f"ok: {plan.suite.spec.name}: {len(plan.items)} items in slices {plan.evaluated}, "
                f"{len(plan.requests)} requests, prompt {plan.prompt.label} ({plan.prompt.fingerprint[:12]})")
 

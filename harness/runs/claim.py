@@ -207,6 +207,11 @@ def _new_manifest(plan: RunPlan, choice: RunChoice, run_id: str) -> Manifest:
         gate_policy=GatePolicyRecord(fingerprint=spec.gate.fingerprint, policy=spec.gate.model_dump(mode="json")))
 
 
+def warn_on_relabelled_prompt(plan: RunPlan, previous: list[tuple[Path, Manifest]], console: Console) -> None:
+    """Warns when the plan's prompt text differs from an earlier run's under the same version label."""
+    _warn_on_relabelled_prompt(plan, previous, console)
+
+
 def _warn_on_relabelled_prompt(plan: RunPlan, previous: list[tuple[Path, Manifest]], console: Console) -> None:
     for _, manifest in previous:
         old = manifest.prompt
