@@ -70,7 +70,7 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
     score the outputs, and write reports/<suite>/<run_id>/ (run store, manifest.json, results.jsonl)."""
     from harness.execute import RunInterrupted, RunOptions, execute
     from harness.plan import PlanOptions, plan_run
-    from harness.report.summary import print_summary
+    from harness.report.summary import SummaryOptions, print_summary
 
     if resume_id and force_new:
         raise click.UsageError("--resume and --new contradict each other")
@@ -86,7 +86,10 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
         outcome = execute(plan, RunOptions(resume_id, force_new, retry_failed, reports_dir, monitor), console)
     except RunInterrupted as stop:
         _exit_interrupted(suite, stop)
-    print_summary(console, outcome.lines, outcome.manifest.wall_time_s)
+    spec = plan.suite.spec
+    print_summary(console, outcome.lines, outcome.manifest.wall_time_s,
+                  SummaryOptions([s.label for s in spec.scorers], plan.evaluated,
+                                 failed_as_zero=spec.scoring.failed_requests == "zero"))
     for look in outcome.manifest.looks:
         console.print(f"look {look['look']}/{look['of']} at {look['items']} items: {look['decision']} ("
                       + "; ".join(_look_metric(m) for m in look["metrics"]) + ")")
@@ -96,7 +99,7 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
     if outcome.manifest.status == "stopped_early":
         console.print(f"Stopped early by the sequential design; judge it with: evalbatch gate {outcome.manifest.run_id}")
     elif outcome.manifest.status != "complete":
-        _print_what_is_left(suite, outcome, console)
+        _print_what_is_left(suite, outcome, spec.engine.max_retries, console)
         sys.exit(EXIT_FAILED_REQUESTS)
 
 
@@ -108,19 +111,23 @@ def _exit_interrupted(suite: str, stop) -> NoReturn:
     sys.exit(EXIT_INTERRUPTED)
 
 
-def _print_what_is_left(suite: str, outcome, console: Console) -> None:
+def _print_what_is_left(suite: str, outcome, max_retries: int, console: Console) -> None:
     """The commands repeat the run's options, so following them continues this very run."""
-    from harness.engine.states import UNFINISHED_STATES, RequestState
-    from harness.runs.commands import resume_command
+    from harness.engine.states import UNFINISHED_STATES
+    from harness.engine.store import RunStore
+    from harness.runs.commands import failure_advice, resume_command
 
     unfinished = sum(line.state in UNFINISHED_STATES for line in outcome.lines)
-    failed = sum(line.state == RequestState.FAILED_TERMINAL for line in outcome.lines)
     if unfinished:
         console.print(f"{unfinished} request(s) did not finish. Resume with: "
                       f"{resume_command(suite, outcome.manifest)}", soft_wrap=True)
-    if failed:
-        console.print(f"Some requests failed. Retry them with: "
-                      f"{resume_command(suite, outcome.manifest, retry_failed=True)}", soft_wrap=True)
+    store = RunStore.read_only(outcome.folder / RunStore.FILENAME)
+    try:
+        failures = store.terminal_failures()
+    finally:
+        store.close()
+    for advice in failure_advice(suite, outcome.manifest, failures, max_retries):
+        console.print(advice, soft_wrap=True, markup=False)
 
 
 def _sort_full_run(suite: str, outcome, console: Console) -> None:

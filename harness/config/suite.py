@@ -198,6 +198,19 @@ class GateSpec(StrictModel):
         return list(self.primary) or [GateMetric(metric=name) for name in scored]
 
 
+FailedRequestRule = Literal["zero", "exclude"]
+
+
+class ScoringSpec(StrictModel):
+    """How scores are aggregated into a run's means and a comparison's pairs."""
+
+    failed_requests: FailedRequestRule = Field(
+        default="zero", description="A request that ended failed_terminal (e.g. HTTP 400, context length, "
+        "retries spent): `zero` counts it as a score of 0 for every scorer, in the run's means and in "
+        "comparisons; `exclude` leaves it out (the summary says how many). Unfinished requests are "
+        "never scored either way.")
+
+
 class OutputSpec(StrictModel):
     dir: str | None = Field(default=None, description="Runs go to <dir>/<suite>/<run_id>/ (default: <project>/reports).")
 
@@ -216,6 +229,7 @@ class SuiteSpec(StrictModel):
     epochs: int = Field(default=1, ge=1, le=100, description="Samples per item.")
     engine: EngineSpec = Field(default_factory=EngineSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
+    scoring: ScoringSpec = Field(default_factory=ScoringSpec)
     gate: GateSpec = Field(default_factory=GateSpec)
 
     @field_validator("slices")

@@ -165,6 +165,17 @@ class Attempt:
     retry_round: int
 
 
+@dataclass(frozen=True)
+class TerminalFailure:
+    """A failed_terminal request's last attempt: its HTTP status (None: no HTTP reply) and error,
+    and how many attempts its last retry round made."""
+
+    request_id: str
+    status: int | None
+    error: str | None
+    round_attempts: int
+
+
 ScoreRow = tuple[str, str, float, "bool | None", dict[str, Any]]
 
 
@@ -344,6 +355,13 @@ class RunStore:
         for state, count in self.db.execute("SELECT state, COUNT(*) FROM requests GROUP BY state"):
             counts[RequestState(state)] = count
         return counts
+
+    def terminal_failures(self) -> list[TerminalFailure]:
+        rows = self.db.execute(
+            "SELECT r.request_id, a.status, r.error, r.round_attempts FROM requests r LEFT JOIN attempts a"
+            " ON a.request_id = r.request_id AND a.attempt = r.attempts WHERE r.state = ? ORDER BY r.rowid",
+            (FAILED_TERMINAL,))
+        return [TerminalFailure(row[0], row[1], row[2], row[3]) for row in rows]
 
     def token_totals(self) -> tuple[int, int]:
         row = self.db.execute("SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0)"

@@ -1,15 +1,17 @@
-"""The end-of-run summary: per target and scorer the mean with a 95% CI, states, tokens, time."""
+"""The end-of-run summary: per target, evaluated slice and scorer the mean with a 95% CI, the
+failed requests, states, tokens, time."""
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rich.console import Console
 from rich.table import Table
 from scipy import stats
 
+from harness.engine.states import RequestState
 from harness.runs.results import ResultLine
 
 
@@ -21,6 +23,22 @@ class ScoreSummary:
     mean: float
     ci_low: float | None
     ci_high: float | None
+    slice: str = ""
+    """The evaluated slices joined with '+' for the union row, else one evaluated slice."""
+    failed: int = 0
+    """Items with a failed_terminal request: scored 0 in the mean, or left out (failed_as_zero=False)."""
+
+
+@dataclass(frozen=True)
+class SummaryOptions:
+    """What the summary cannot read from the result lines: the run's scorers and evaluated slices,
+    and the suite's rule for failed requests (`scoring.failed_requests`)."""
+
+    scorers: list[str] = field(default_factory=list)
+    """Every scorer of the run, so a target whose requests all failed still gets its rows."""
+    evaluated: list[str] = field(default_factory=list)
+    """The evaluated slices; with more than one, each gets its own rows besides the union."""
+    failed_as_zero: bool = True
 
 
 def mean_with_ci(values: list[float], level: float = 0.95) -> tuple[float, float | None, float | None]:
@@ -40,29 +58,78 @@ def mean_with_ci(values: list[float], level: float = 0.95) -> tuple[float, float
     return mean, low, high
 
 
-def summarize_scores(lines: list[ResultLine]) -> list[ScoreSummary]:
-    """Epochs are averaged within the item first: items, not samples, are the unit of analysis."""
-    per_item: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for line in lines:
-        for scorer, score in line.scores.items():
-            if score.get("value") is not None:
-                per_item[(line.target, scorer)][line.item_id].append(score["value"])
+@dataclass
+class _ItemScores:
+    """One item's samples for one target and scorer."""
+
+    slices: list[str]
+    values: list[float] = field(default_factory=list)
+    failed: bool = False
+
+
+def summarize_scores(lines: list[ResultLine], options: SummaryOptions | None = None) -> list[ScoreSummary]:
+    """Per target and scorer, the union of the evaluated slices first, then each evaluated slice
+    when there are several. Epochs are averaged within the item first: items, not samples, are
+    the unit of analysis. A failed_terminal request scores 0 for every scorer (or is left out
+    under failed_as_zero=False); requests that never finished are not scored."""
+    options = options or SummaryOptions()
+    per_item = _item_scores(lines, options)
+    evaluated = list(options.evaluated)
+    union = "+".join(evaluated) or "all evaluated"
+    groups = [(union, None)] + ([(name, name) for name in evaluated] if len(evaluated) > 1 else [])
     summaries = []
     for (target, scorer), by_item in per_item.items():
-        item_means = [sum(v) / len(v) for v in by_item.values()]
-        mean, low, high = mean_with_ci(item_means)
-        summaries.append(ScoreSummary(target, scorer, len(item_means), mean, low, high))
+        for label, slice_name in groups:
+            members = [item for item in by_item.values() if slice_name is None or slice_name in item.slices]
+            item_means = [sum(item.values) / len(item.values) for item in members if item.values]
+            mean, low, high = mean_with_ci(item_means)
+            summaries.append(ScoreSummary(target, scorer, len(item_means), mean, low, high, label,
+                                          sum(item.failed for item in members)))
     return summaries
 
 
-def print_summary(console: Console, lines: list[ResultLine], wall_time_s: float) -> None:
+def _item_scores(lines: list[ResultLine], options: SummaryOptions) -> dict[tuple[str, str], dict[str, _ItemScores]]:
+    scorers = list(dict.fromkeys([*options.scorers, *(name for line in lines for name in line.scores)]))
+    per_item: dict[tuple[str, str], dict[str, _ItemScores]] = {}
+    for target in dict.fromkeys(line.target for line in lines):
+        for scorer in scorers:
+            per_item[(target, scorer)] = {}
+    for line in lines:
+        failed = line.state == RequestState.FAILED_TERMINAL
+        for scorer in scorers:
+            value = (line.scores.get(scorer) or {}).get("value")
+            if value is None and not failed:
+                continue  # unfinished, or not scored: missing, not a failure
+            item = per_item[(line.target, scorer)].setdefault(line.item_id, _ItemScores(line.slices))
+            if failed:
+                item.failed = True
+                value = 0.0 if options.failed_as_zero else None
+            if value is not None:
+                item.values.append(value)
+    # A scorer no line of a target ever scored (e.g. a target whose every request is unfinished).
+    return {key: items for key, items in per_item.items() if items}
+
+
+def print_summary(console: Console, lines: list[ResultLine], wall_time_s: float,
+                  options: SummaryOptions | None = None) -> None:
+    options = options or SummaryOptions()
     table = Table(title="Scores (mean over items, 95% CI)")
-    for column in ("target", "scorer", "items", "mean", "95% CI"):
-        table.add_column(column, justify="right" if column in ("items", "mean") else "left")
-    for summary in summarize_scores(lines):
+    for column in ("target", "slice", "scorer", "items", "failed", "mean", "95% CI"):
+        table.add_column(column, justify="right" if column in ("items", "failed", "mean") else "left")
+    summaries = summarize_scores(lines, options)
+    for summary in summaries:
         ci = f"[{summary.ci_low:.3f}, {summary.ci_high:.3f}]" if summary.ci_low is not None else "n/a (n < 2)"
-        table.add_row(summary.target, summary.scorer, str(summary.n_items), f"{summary.mean:.3f}", ci)
+        mean = f"{summary.mean:.3f}" if not math.isnan(summary.mean) else "n/a"
+        table.add_row(summary.target, summary.slice, summary.scorer, str(summary.n_items), str(summary.failed),
+                      mean, ci)
     console.print(table)
+    failed_items = _failed_items(lines)
+    if failed_items and options.failed_as_zero:
+        console.print(f"failed: {failed_items} item(s) with a failed request count as 0 for every scorer "
+                      "(scoring.failed_requests: zero)")
+    elif failed_items:
+        console.print(f"excluded: {failed_items} failed item(s) are left out of the means "
+                      "(scoring.failed_requests: exclude)")
     states: dict[str, int] = defaultdict(int)
     for line in lines:
         states[line.state] += 1
@@ -71,3 +138,8 @@ def print_summary(console: Console, lines: list[ResultLine], wall_time_s: float)
     state_text = ", ".join(f"{state} {count}" for state, count in sorted(states.items()))
     console.print(f"requests: {len(lines)} ({state_text})")
     console.print(f"tokens: {tokens_in:,} in, {tokens_out:,} out    wall time: {wall_time_s:.1f} s")
+
+
+def _failed_items(lines: list[ResultLine]) -> int:
+    """Items (per target) with at least one failed_terminal request."""
+    return len({(line.target, line.item_id) for line in lines if line.state == RequestState.FAILED_TERMINAL})
