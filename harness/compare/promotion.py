@@ -5,12 +5,14 @@ and a review queue, so nothing unvalidated goes downstream."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from harness.compare.baseline import baseline_path, current_user
+from harness.compare.baseline import Baseline, baseline_path, current_user
 from harness.compare.verdict import Verdict
 from harness.config.loader import LoadedSuite
 from harness.engine.states import RequestState
@@ -23,6 +25,7 @@ from harness.runs.gate_record import (
     file_sha256,
     read_gate_record,
 )
+from harness.runs.locate import previous_runs, suite_runs_dir
 from harness.runs.manifest import Manifest, now_iso, read_manifest, write_atomically
 from harness.runs.results import ResultLine
 from harness.scoring.registry import ScorerKind, scorer_kinds
@@ -130,8 +133,17 @@ def _baseline_problems(suite: LoadedSuite, ref: BaselineRef) -> list[str]:
     return []
 
 
+def promotion_folder(suite: LoadedSuite) -> Path:
+    return suite.project_dir / "baselines" / suite.spec.name
+
+
 def record_promotion(suite: LoadedSuite, record: Promotion) -> Path:
-    folder = suite.project_dir / "baselines" / suite.spec.name
+    """Writes promoted.json and appends to promotions.jsonl, unless this run already is the
+    promoted one: promoting it again adds no second record."""
+    folder = promotion_folder(suite)
+    current = current_promotion(suite)
+    if current is not None and current.run_id == record.run_id:
+        return folder / "promoted.json"
     folder.mkdir(parents=True, exist_ok=True)
     write_atomically(folder / "promoted.json", record.model_dump_json(indent=2) + "\n")
     with (folder / "promotions.jsonl").open("a", encoding="utf-8") as log:
@@ -139,8 +151,22 @@ def record_promotion(suite: LoadedSuite, record: Promotion) -> Path:
     return folder / "promoted.json"
 
 
+def current_promotion(suite: LoadedSuite) -> Promotion | None:
+    """The suite's promoted.json, or None when nothing was promoted yet."""
+    if not (promotion_folder(suite) / "promoted.json").is_file():
+        return None
+    return load_promotion(suite)
+
+
+def already_promoted(suite: LoadedSuite, run_folder: Path) -> Promotion | None:
+    """The current promotion if it is of this very run (a run promoted, then another, then this
+    one again is a new promotion: a rollback)."""
+    current = current_promotion(suite)
+    return current if current is not None and current.run_id == read_manifest(run_folder).run_id else None
+
+
 def load_promotion(suite: LoadedSuite) -> Promotion:
-    path = suite.project_dir / "baselines" / suite.spec.name / "promoted.json"
+    path = promotion_folder(suite) / "promoted.json"
     if not path.is_file():
         raise UserError("nothing promoted yet", file=str(path), hint="evalbatch promote SUITE --run RUN_ID")
     try:
@@ -150,6 +176,50 @@ def load_promotion(suite: LoadedSuite) -> Promotion:
         return Promotion.model_validate(data)
     except (ValueError, ValidationError) as exc:
         raise UserError(f"not a promotion record of version 1 or {PROMOTION_VERSION}: {exc}", file=str(path)) from None
+
+
+def full_runs(suite: LoadedSuite, record: Promotion) -> list[Manifest]:
+    """Newest first, the complete full runs (`promote --full`) of the promoted configuration
+    started since it was promoted."""
+    since = parse_time(record.promoted_at)
+    return [manifest for _, manifest in previous_runs(suite_runs_dir(suite))
+            if manifest.options.full_promotion and manifest.status == "complete"
+            and manifest.prompt.fingerprint == record.prompt_fingerprint
+            and manifest.prompt.version == record.prompt_version and parse_time(manifest.started_at) >= since]
+
+
+@dataclass(frozen=True)
+class BaselineStatus:
+    """How a baseline stands with the suite's latest promotion."""
+
+    promotion: Promotion
+    outdated: bool
+    """The promotion came after the baseline was set (or in the same second), and from another run."""
+    update_from: str
+    """The run to set the baseline from: the newest full run of the promotion, else the promoted run."""
+
+
+def baseline_status(suite: LoadedSuite, baseline: Baseline) -> BaselineStatus | None:
+    """None when nothing was promoted, or the promotion was gated against another baseline."""
+    record = current_promotion(suite)
+    if record is None:
+        return None
+    gated_against = record.baseline.name if record.baseline and record.baseline.kind == "baseline" else None
+    if (gated_against or suite.spec.gate.baseline) != baseline.name:
+        return None
+    full = full_runs(suite, record)
+    promoted_runs = {record.run_id, *(manifest.run_id for manifest in full)}
+    # Stamps have one-second resolution: a baseline set in the second of the promotion, from
+    # another run, is taken as set before it.
+    outdated = (baseline.snapshot.run_id not in promoted_runs
+                and parse_time(record.promoted_at) >= parse_time(baseline.set_at))
+    return BaselineStatus(record, outdated, full[0].run_id if full else record.run_id)
+
+
+def parse_time(stamp: str) -> datetime:
+    """now_iso() stamps; one without a zone (hand-written) is taken as UTC."""
+    parsed = datetime.fromisoformat(stamp)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def check_full_run_matches(record: Promotion, plan: RunPlan) -> list[str]:
