@@ -1,0 +1,517 @@
+"""The `evalbatch` command line. Commands only parse arguments and call into the package.
+
+Exit codes: 0 success; 1 a run finished with failed requests, a gate FAILed or a promotion was
+refused; 2 bad input (nothing was sent); 3 the gate is INCONCLUSIVE; 130 interrupted (resume
+with the printed command).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from functools import wraps
+from pathlib import Path
+from typing import NoReturn
+
+import click
+from rich.console import Console
+
+from harness import __version__
+from harness.errors import UserError
+
+EXIT_FAILED_REQUESTS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def _console() -> Console:
+    """Wide tables when output goes to a file or CI log (rich would assume 80 columns)."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def reports_user_errors(command):
+    """Turns a UserError anywhere below into its message on stderr and exit code 2."""
+
+    @wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except UserError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="evalbatch")
+def main() -> None:
+    """evalbatch: run LLM evaluation suites, store every result durably, and gate prompt changes."""
+
+
+@main.command()
+@click.argument("suite", type=click.Path(dir_okay=False))
+@click.option("--slice", "slices", multiple=True, metavar="NAME",
+              help="Evaluate this slice instead of the suite's `evaluate` list (repeatable).")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N items of the selection (a quick look).")
+@click.option("--sample", "sample_size", type=click.IntRange(min=2), metavar="N",
+              help="Pre-rollout sample of N items (stratified by gate.sample.stratify_by); with "
+                   "gate.sample.sequential the run stops early at the group-sequential bounds.")
+@click.option("--prompt-version", metavar="VERSION",
+              help="Run this version of the suite's prompt instead of the one the suite names (e.g. a candidate).")
+@click.option("--resume", "resume_id", metavar="RUN_ID", help="Continue this run (by default an unfinished run "
+              "of the same work is resumed automatically).")
+@click.option("--new", "force_new", is_flag=True, help="Start a new run even if an unfinished one matches.")
+@click.option("--retry-failed", is_flag=True, help="Give requests that failed terminally another set of attempts.")
+@click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write runs under DIR/<suite>/ instead of the suite's output.dir (default <project>/reports).")
+@reports_user_errors
+def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int | None, prompt_version: str | None, resume_id: str | None, force_new: bool,
+        retry_failed: bool, reports_dir: Path | None) -> None:
+    """Run SUITE (a suites/*.yaml file): render the prompt over the slices, send every request,
+    score the outputs, and write reports/<suite>/<run_id>/ (run store, manifest.json, results.jsonl)."""
+    from harness.execute import RunInterrupted, RunOptions, execute
+    from harness.plan import PlanOptions, plan_run
+    from harness.report.summary import SummaryOptions, print_summary
+
+    if resume_id and force_new:
+        raise click.UsageError("--resume and --new contradict each other")
+    console = _console()
+    plan = plan_run(suite, PlanOptions(slices=slices, limit=limit, prompt_version=prompt_version, sample=sample_size))
+    monitor = _sequential_monitor(plan) if sample_size else None
+    console.print(f"{plan.suite.spec.name}: {len(plan.items)} items x {len(plan.suite.spec.targets)} target(s) x "
+                  f"{plan.suite.spec.epochs} epoch(s) = {len(plan.requests)} requests; prompt {plan.prompt.label} "
+                  f"({plan.prompt.fingerprint[:12]})")
+    # A CI job being cancelled sends SIGTERM: stop as cleanly as on Ctrl-C.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        outcome = execute(plan, RunOptions(resume_id, force_new, retry_failed, reports_dir, monitor), console)
+    except RunInterrupted as stop:
+        _exit_interrupted(suite, stop)
+    spec = plan.suite.spec
+    print_summary(console, outcome.lines, outcome.manifest.wall_time_s,
+                  SummaryOptions([s.label for s in spec.scorers], plan.evaluated,
+                                 failed_as_zero=spec.scoring.failed_requests == "zero"))
+    for look in outcome.manifest.looks:
+        console.print(f"look {look['look']}/{look['of']} at {look['items']} items: {look['decision']} ("
+                      + "; ".join(_look_metric(m) for m in look["metrics"]) + ")")
+    console.print(f"run {outcome.manifest.run_id}: {outcome.manifest.status}; results in {outcome.folder}")
+    if outcome.manifest.options.full_promotion:
+        _sort_full_run(suite, outcome, console)
+    if outcome.manifest.status == "stopped_early":
+        console.print(f"Stopped early by the sequential design; judge it with: evalbatch gate {outcome.manifest.run_id}")
+    elif outcome.manifest.status != "complete":
+        _print_what_is_left(suite, outcome, spec.engine.max_retries, console)
+        sys.exit(EXIT_FAILED_REQUESTS)
+
+
+def _exit_interrupted(suite: str, stop) -> NoReturn:
+    from harness.runs.commands import resume_command
+
+    click.echo(f"\nInterrupted. Everything finished so far is stored in {stop.folder}.\n"
+               f"Resume with: {resume_command(suite, stop.manifest)}", err=True)
+    sys.exit(EXIT_INTERRUPTED)
+
+
+def _print_what_is_left(suite: str, outcome, max_retries: int, console: Console) -> None:
+    """The commands repeat the run's options, so following them continues this very run."""
+    from harness.engine.states import UNFINISHED_STATES
+    from harness.engine.store import RunStore
+    from harness.runs.commands import failure_advice, resume_command
+
+    unfinished = sum(line.state in UNFINISHED_STATES for line in outcome.lines)
+    if unfinished:
+        console.print(f"{unfinished} request(s) did not finish. Resume with: "
+                      f"{resume_command(suite, outcome.manifest)}", soft_wrap=True)
+    store = RunStore.read_only(outcome.folder / RunStore.FILENAME)
+    try:
+        failures = store.terminal_failures()
+    finally:
+        store.close()
+    for advice in failure_advice(suite, outcome.manifest, failures, max_retries):
+        console.print(advice, soft_wrap=True, markup=False)
+
+
+def _sort_full_run(suite: str, outcome, console: Console) -> None:
+    """A promotion's full run sorts its outputs however it was finished (promote, or a resume)."""
+    from harness.compare.promotion import split_validated, validators
+    from harness.config.loader import load_suite
+
+    checks = validators(load_suite(suite))
+    valid, review = split_validated(outcome.folder, outcome.lines, checks)
+    console.print(f"full run {outcome.manifest.run_id}: {valid} validated, {review} need review "
+                  f"(validators: {', '.join(checks) or 'none: only succeeded requests pass'}); "
+                  f"{outcome.folder / 'validated.jsonl'}, {outcome.folder / 'needs_review.jsonl'}")
+
+
+def _look_metric(metric: dict) -> str:
+    """The statistic against the bound it crossed, or against both when it crossed none."""
+    if metric["z"] is None:
+        return f"{metric['metric']} n/a"
+    success = metric.get("success_bound", metric["boundary"])
+    failure = metric.get("failure_bound", -metric["boundary"])
+    z = metric["z"]
+    if z >= success:
+        return f"{metric['metric']} z={z:.2f} >= success bound {success:.3f}"
+    if z <= failure:
+        return f"{metric['metric']} z={z:.2f} <= failure bound {failure:.3f}"
+    return f"{metric['metric']} z={z:.2f} between the bounds {failure:.3f} and {success:.3f}"
+
+
+def _raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _sequential_monitor(plan):
+    """With gate.sample.sequential, a --sample run is watched against the suite's baseline."""
+    spec = plan.suite.spec
+    if not spec.gate.sample.sequential:
+        return None
+    from harness.compare.baseline import baseline_path, load_baseline
+    from harness.compare.sequential import SequentialMonitor
+
+    baseline = load_baseline(baseline_path(plan.suite.project_dir, spec.name, spec.gate.baseline)).snapshot
+    # Checked before anything is sent: a look that cannot be compared would waste the stage.
+    if baseline.fingerprints.dataset != plan.dataset.fingerprint or set(baseline.fingerprints.evaluated) != set(plan.evaluated):
+        raise UserError(f"the baseline (slices {baseline.fingerprints.evaluated}, data "
+                        f"{baseline.fingerprints.dataset[:12]}) does not match this run (slices {plan.evaluated}, "
+                        f"data {plan.dataset.fingerprint[:12]}); a sequential sample needs a comparable baseline",
+                        file=str(plan.suite.path), hint="set the baseline from a run of the same slices and data")
+    return SequentialMonitor(baseline, spec)
+
+
+@main.command()
+@click.argument("suite", type=click.Path(dir_okay=False))
+@click.option("--prompt-version", metavar="VERSION", help="Check this version of the suite's prompt instead.")
+@click.option("--show", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Print the first N rendered requests (long prompts shortened; results.jsonl keeps them whole).")
+@click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the suite's earlier runs are, if not the default (for the changed-prompt warning).")
+@reports_user_errors
+def validate(suite: str, prompt_version: str | None, show: int, reports_dir: Path | None) -> None:
+    """Check SUITE, its prompt, data and slices, and render every request, without sending anything.
+    Every bad record is listed at once; a prompt whose text changed under an unchanged version
+    label (against the suite's earlier runs) is warned about, as `run` does."""
+    from harness.plan import PlanOptions, plan_run
+    from harness.report.request_preview import preview
+    from harness.runs.claim import warn_on_relabelled_prompt
+    from harness.runs.locate import previous_runs, suite_runs_dir
+
+    plan = plan_run(suite, PlanOptions(prompt_version=prompt_version))
+    first_target = plan.suite.spec.targets[0]
+    for request in [r for r in plan.requests if r.target is first_target and r.sample_index == 0][:show]:
+        click.echo("\n".join(preview(request)))
+    warn_on_relabelled_prompt(plan, previous_runs(suite_runs_dir(plan.suite, reports_dir)), _console())
+    click.echo(f"ok: {plan.suite.spec.name}: {len(plan.items)} items in slices {plan.evaluated}, "
+               f"{len(plan.requests)} requests, prompt {plan.prompt.label} ({plan.prompt.fingerprint[:12]})")
+
+
+@main.command()
+@click.argument("suite", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+@reports_user_errors
+def runs(suite: str, as_json: bool) -> None:
+    """List the runs of SUITE, newest first: status, prompt, requests planned and sent, the first
+    gate metric's mean, and which run is promoted, a baseline or a promotion's full run."""
+    import json
+
+    from harness.compare.run_list import list_runs, run_line
+    from harness.config.loader import load_suite
+
+    listing = list_runs(load_suite(suite))
+    if as_json:
+        click.echo(json.dumps(listing.as_json(), indent=2))
+        return
+    if not listing.runs and not listing.damaged:
+        click.echo(f"no runs yet under {listing.folder}")
+    for listed in listing.runs:
+        click.echo(run_line(listed))
+    for damaged in listing.damaged:
+        click.echo(f"damaged: {damaged['folder']}: {damaged['problem']}")
+
+
+def _gate_exit_code(verdict) -> int:
+    from harness.compare.verdict import Verdict
+
+    return {Verdict.PASS: 0, Verdict.WARN: 0, Verdict.FAIL: 1, Verdict.INCONCLUSIVE: 3}[verdict]
+
+
+@main.group()
+def baseline() -> None:
+    """Set and show the baselines a suite's candidates are compared with (baselines/<suite>/)."""
+
+
+@baseline.command("set")
+@click.argument("suite", type=click.Path(dir_okay=False))
+@click.option("--from", "run_id", required=True, metavar="RUN_ID", help="The run whose results become the baseline.")
+@click.option("--name", default=None, help="Baseline name (default: the suite's gate.baseline, 'production').")
+@click.option("--target", default=None, help="The target to take, for runs of several targets.")
+@click.option("--note", default="", help="Why, for the history.")
+@reports_user_errors
+def baseline_set(suite: str, run_id: str, name: str | None, target: str | None, note: str) -> None:
+    """Make run RUN_ID of SUITE a baseline (committed to git; earlier ones stay in its history)."""
+    from harness.compare.baseline import set_baseline
+    from harness.compare.snapshot import snapshot_run
+    from harness.config.loader import load_suite
+    from harness.runs.locate import find_run, search_dirs
+
+    loaded = load_suite(suite)
+    folder = find_run(run_id, search_dirs(suite=loaded), loaded.spec.name)
+    snapshot = snapshot_run(folder, target)
+    if snapshot.fingerprints.suite != loaded.spec.name:
+        raise UserError(f"run {run_id} is of suite {snapshot.fingerprints.suite!r}, not {loaded.spec.name!r}")
+    path = set_baseline(loaded.project_dir, snapshot, name or loaded.spec.gate.baseline, note)
+    click.echo(f"baseline {path.stem} of {loaded.spec.name} set from run {snapshot.run_id} "
+               f"({snapshot.fingerprints.prompt}, {len(snapshot.items)} items): {path}")
+
+
+@baseline.command("show")
+@click.argument("suite", type=click.Path(dir_okay=False))
+@click.option("--name", default=None, help="Baseline name (default: the suite's gate.baseline).")
+@reports_user_errors
+def baseline_show(suite: str, name: str | None) -> None:
+    """Show a baseline of SUITE: where it came from, its metrics and its history."""
+    from harness.compare.baseline import baseline_path, load_baseline
+    from harness.compare.snapshot import metric_item_means
+    from harness.config.loader import load_suite
+    from harness.report.summary import mean_with_ci
+
+    loaded = load_suite(suite)
+    found = load_baseline(baseline_path(loaded.project_dir, loaded.spec.name, name or loaded.spec.gate.baseline))
+    snap = found.snapshot
+    click.echo(f"baseline {found.name} of {loaded.spec.name}: run {snap.run_id}, {snap.fingerprints.prompt} "
+               f"({snap.fingerprints.prompt_fingerprint[:12]}), model {snap.fingerprints.model}, "
+               f"{len(snap.items)} items, slices {snap.fingerprints.evaluated}")
+    for metric in snap.metrics:
+        mean, low, high = mean_with_ci(list(metric_item_means(snap, metric).values()))
+        interval = f"[{low:.3f}, {high:.3f}]" if low is not None else "n/a"
+        click.echo(f"  {metric}: {mean:.3f} 95% CI {interval}")
+    _print_promotion_status(suite, loaded, found)
+    click.echo("history:")
+    for event in found.history:
+        click.echo(f"  {event.set_at} {event.set_by}: {event.name} <- run {event.from_run} ({event.prompt}, "
+                   f"{event.model}){' - ' + event.note if event.note else ''}")
+
+
+def _print_promotion_status(suite: str, loaded, found) -> None:
+    """Whether the baseline predates the latest promotion, and how to bring it up to date."""
+    from harness.compare.promotion import baseline_status
+
+    status = baseline_status(loaded, found)
+    if status is None:
+        return
+    promoted = status.promotion
+    what = f"run {promoted.run_id} ({promoted.prompt}@{promoted.prompt_version})"
+    if status.outdated:
+        click.echo(f"still the pre-promotion baseline: {what} was promoted at {promoted.promoted_at}, after this "
+                   f"baseline was set at {found.set_at}. Update it with: evalbatch baseline set {suite} --from "
+                   f"{status.update_from}" + ("" if found.name == loaded.spec.gate.baseline else f" --name {found.name}"))
+    else:
+        click.echo(f"up to date with the latest promotion: {what}, promoted at {promoted.promoted_at}")
+
+
+def _comparison_options(function):
+    for option in reversed([
+        click.option("--baseline", "baseline_name", metavar="NAME|RUN_ID",
+                     help="Baseline name or a run ID (default: the suite's gate.baseline)."),
+        click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="Where runs are found (default: the suite's output.dir or <project>/reports, "
+                          "found from the current directory; a run can also be given as its folder's path)."),
+        click.option("--target", default=None, help="For runs of several targets."),
+        click.option("--suite", "suite_path", type=click.Path(dir_okay=False, path_type=Path),
+                     help="The suite (default: the one the run was made from)."),
+        click.option("--json", "as_json", is_flag=True, help="Print JSON for machines."),
+    ]):
+        function = option(function)
+    return function
+
+
+def _decide(candidate_run: str, baseline_name, reports_dir, target, suite_path):
+    """The comparison and the gate's record of it (not yet written)."""
+    from harness.compare.comparison import compare
+    from harness.compare.gate_decision import decide_gate
+    from harness.compare.sources import SourceOptions, load_inputs
+
+    inputs = load_inputs(candidate_run, SourceOptions(baseline_name, reports_dir, target, suite_path))
+    report = compare(inputs.baseline, inputs.candidate, inputs.gate, inputs.baseline_label)
+    return inputs, report, decide_gate(inputs, report)
+
+
+@main.command("compare")
+@click.argument("candidate_run")
+@_comparison_options
+@reports_user_errors
+def compare_command(candidate_run: str, baseline_name, reports_dir, target, suite_path, as_json: bool) -> None:
+    """Compare CANDIDATE_RUN with a baseline: paired deltas with CIs and tests per metric, slices,
+    categories, flaky items and drift signals."""
+    import json
+
+    from harness.report.comparison_view import print_comparison, print_gate
+
+    _, report, record = _decide(candidate_run, baseline_name, reports_dir, target, suite_path)
+    if as_json:
+        click.echo(json.dumps(record.comparison, indent=2))
+        return
+    console = _console()
+    print_comparison(console, report)
+    print_gate(console, record)
+
+
+@main.command()
+@click.argument("candidate_run")
+@_comparison_options
+@reports_user_errors
+def gate(candidate_run: str, baseline_name, reports_dir, target, suite_path, as_json: bool) -> None:
+    """Decide whether CANDIDATE_RUN may replace the baseline (non-inferiority per the suite's gate),
+    and record the decision in the run folder's gate.json.
+
+    Exit codes: 0 PASS or WARN, 1 FAIL, 3 INCONCLUSIVE, 2 bad input."""
+    from harness.report.comparison_view import print_gate
+    from harness.runs.gate_record import write_gate_record
+
+    inputs, _, record = _decide(candidate_run, baseline_name, reports_dir, target, suite_path)
+    write_gate_record(inputs.candidate_folder, record)
+    if as_json:
+        click.echo(record.model_dump_json(indent=2))
+    else:
+        print_gate(_console(), record)
+    sys.exit(_gate_exit_code(record.verdict))
+
+
+@main.command()
+@click.argument("suite", type=click.Path(dir_okay=False))
+@click.option("--mde", type=click.FloatRange(min=0.0, min_open=True, max=1.0), required=True,
+              help="Smallest difference worth detecting, absolute (0.03 = 3 pts).")
+@click.option("--power", type=click.FloatRange(0.5, 0.999), default=0.8, show_default=True)
+@click.option("--alpha", type=click.FloatRange(0.001, 0.2), default=0.05, show_default=True,
+              help="Two-sided alpha for superiority.")
+@click.option("--baseline", "baseline_name", default=None, help="Baseline name (default: the suite's gate.baseline).")
+@click.option("--against", "second_run", metavar="RUN_ID",
+              help="A second run of the suite to observe the flip rate / var(d) between runs.")
+@click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@reports_user_errors
+def plan(suite: str, mde: float, power: float, alpha: float, baseline_name: str | None, second_run: str | None,
+         reports_dir: Path | None) -> None:
+    """How many items SUITE needs: to detect a change of --mde (superiority) and to show
+    non-inferiority at the gate's margin, estimated from the baseline, with the sample's cost."""
+    from harness.compare.baseline import baseline_path, load_baseline
+    from harness.compare.planning import PlanRequest, plan_metric, sample_cost
+    from harness.compare.snapshot import snapshot_run
+    from harness.config.loader import load_suite
+    from harness.runs.locate import find_run, search_dirs
+
+    loaded = load_suite(suite)
+    spec = loaded.spec
+    base = load_baseline(baseline_path(loaded.project_dir, spec.name, baseline_name or spec.gate.baseline)).snapshot
+    second = (snapshot_run(find_run(second_run, search_dirs(reports_dir, loaded), spec.name))
+              if second_run else None)
+    target = next((t for t in spec.targets if t.label == base.fingerprints.target), spec.targets[0])
+    click.echo(f"{spec.name}: planning from baseline run {base.run_id} ({len(base.items)} items, "
+               f"{base.fingerprints.prompt}); power {power:g}, two-sided alpha {alpha:g}, "
+               f"non-inferiority one-sided alpha {spec.gate.alpha:g}")
+    for gate_metric in spec.gate_metrics:
+        if gate_metric.metric not in base.metrics:
+            raise UserError(f"the baseline has no scores for metric {gate_metric.metric!r}")
+        looks = spec.gate.sample.looks if spec.gate.sample.sequential else None
+        result = plan_metric(base, second, gate_metric, PlanRequest(mde, power, alpha), spec.gate.alpha, looks)
+        label = "flip rate psi" if result.binary else "var(d)"
+        click.echo(f"\n{result.metric}: {label} = {result.spread:.4f} ({result.spread_source})")
+        rows = [(f"detect a {mde * 100:g} pt change (superiority)", result.superiority_items),
+                (f"show non-inferiority at the {result.margin * 100:g} pt margin", result.non_inferiority_items)]
+        if looks is not None:
+            # Earlier looks spend alpha, so the same power needs a larger maximum sample.
+            rows.append((f"sequential design ({looks} looks), at most", result.sequential_items))
+        for what, items in rows:
+            if items is None:
+                click.echo(f"  {what}: not computable")
+                continue
+            cost = sample_cost(base, items, target.pricing)
+            usd = f", ~${cost.usd:,.2f}" if cost.usd is not None else " (set targets[].pricing for a USD figure)"
+            click.echo(f"  {what}: {items:,} items = {cost.requests:,} requests, ~{cost.input_tokens:,.0f} input "
+                       f"+ {cost.output_tokens:,.0f} output tokens{usd}, ~{cost.serial_seconds / 60:,.1f} min "
+                       f"at one request at a time")
+
+
+@main.command()
+@click.argument("suite", type=click.Path(dir_okay=False))
+@click.option("--run", "run_id", required=True, metavar="RUN_ID", help="The run whose gate passed.")
+@click.option("--full", is_flag=True, help="Then run the promoted configuration on the full evaluated slices, "
+              "sorting outputs into validated.jsonl and needs_review.jsonl.")
+@reports_user_errors
+def promote(suite: str, run_id: str, full: bool) -> None:
+    """Promote RUN_ID's prompt version and model to production for SUITE. Refused (exit 1) unless
+    RUN_ID's gate.json is PASS or WARN against the suite's own baseline, that baseline file and the
+    gate policy are unchanged since, and the run still is what was gated; with --full also unless the
+    suite's prompt and targets still are the promoted ones. Recorded in baselines/<suite>/promoted.json."""
+    from harness.compare.promotion import (
+        GateRefused,
+        already_promoted,
+        approve,
+        check_full_run_matches,
+        record_promotion,
+    )
+    from harness.config.loader import load_suite
+    from harness.plan import PlanOptions, plan_run
+    from harness.runs.locate import find_run, search_dirs
+
+    loaded = load_suite(suite)
+    folder = find_run(run_id, search_dirs(suite=loaded), loaded.spec.name)
+    # The promotion record is the evidence: promoting the same run again records nothing new, and
+    # its gate need not hold still (setting the baseline from it changes the file the gate read).
+    repeated = already_promoted(loaded, folder)
+    if repeated is not None:
+        record = repeated
+        click.echo(f"run {record.run_id} already promoted at {record.promoted_at} by {record.promoted_by} "
+                   f"({record.prompt}@{record.prompt_version}, gate {record.verdict}); not recorded again")
+    else:
+        try:
+            record = approve(loaded, folder)
+        except GateRefused as refused:
+            _refuse(str(refused))
+    # Checked before anything is recorded or sent: a full run must be of what passed the gate.
+    plan = plan_run(suite, PlanOptions(prompt_version=record.prompt_version)) if full else None
+    differences = check_full_run_matches(record, plan) if plan else []
+    if differences:
+        _refuse("the suite no longer matches the configuration that passed the gate, so a full run would "
+                "not be of it (nothing promoted, nothing sent):\n  " + "\n  ".join(differences))
+    if repeated is None:
+        record_promotion(loaded, record)
+        click.echo(f"promoted {record.prompt}@{record.prompt_version} ({record.prompt_fingerprint[:12]}) with "
+                   f"{', '.join(t.model for t in record.targets)} to production for {record.suite} "
+                   f"(gate {record.verdict}, run {record.run_id})")
+    if plan is None:
+        click.echo(f"Next: run it on the full evaluated slices with: evalbatch promote {suite} --run {record.run_id} "
+                   f"--full; or make it the baseline with: evalbatch baseline set {suite} --from {record.run_id}")
+        return
+    _run_full_promotion(suite, plan)
+
+
+def _run_full_promotion(suite: str, plan) -> None:
+    """The promoted configuration on the full slices: its scores, its validated / needs-review
+    split, and how to make it the baseline (or finish it)."""
+    from harness.execute import RunInterrupted, RunOptions, execute
+    from harness.report.summary import print_summary
+    from harness.runs.commands import resume_command
+
+    console = _console()
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # a cancelled CI job stops cleanly too
+    try:
+        outcome = execute(plan, RunOptions(force_new=True, full_promotion=True), console)
+    except RunInterrupted as stop:
+        _exit_interrupted(suite, stop)  # the printed `evalbatch run` command finishes and sorts it
+    print_summary(console, outcome.lines, outcome.manifest.wall_time_s)
+    console.print(f"run {outcome.manifest.run_id}: {outcome.manifest.status}; results in {outcome.folder}")
+    _sort_full_run(suite, outcome, console)
+    if outcome.manifest.status != "complete":
+        console.print(f"The full run did not complete. Finish it with: {resume_command(suite, outcome.manifest)} "
+                      f"(add --retry-failed to retry failed requests)", soft_wrap=True)
+        sys.exit(EXIT_FAILED_REQUESTS)
+    console.print(f"Make it the baseline with: evalbatch baseline set {suite} --from {outcome.manifest.run_id}",
+                  soft_wrap=True)
+
+
+def _refuse(message: str) -> NoReturn:
+    click.echo(f"refused: {message}", err=True)
+    sys.exit(EXIT_FAILED_REQUESTS)
+
+
+if __name__ == "__main__":
+    main()
