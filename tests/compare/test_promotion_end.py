@@ -78,7 +78,7 @@ def test_promotion_to_the_end(project, cli, server):
     assert listed[candidate]["metric_means"] == {"fake": pytest.approx(0.9)}  # every tenth ticket misrouted
     assert listed[full_id]["planned"] == listed[full_id]["sent"] == 40
     text = cli("runs", suite_arg).output
-    line = next(line for line in text.splitlines() if line.split()[0] == candidate)
+    line = next(line for line in text.splitlines() if line.split()[:1] == [candidate])
     assert "accuracy 0.900" in line and "[promoted]" in line and "40 requests" in line
 
     assert cli("baseline", "set", suite_arg, "--from", full_id).exit_code == 0
@@ -100,7 +100,7 @@ def test_runs_counts_the_requests_a_stopped_sample_sent(project, cli):
         sample = _run_id(cli("run", str(project.suite_path), "--sample", "150", "--prompt-version", "v2").output)
     result = cli("runs", str(project.suite_path))
     assert result.exit_code == 0, result.output
-    line = next(line for line in result.output.splitlines() if line.split()[0] == sample)
+    line = next(line for line in result.output.splitlines() if line.split()[:1] == [sample])
     assert "stopped_early" in line and "150 planned, 50 sent" in line, line
     listed = _listed(cli, project)[sample]
     assert (listed["planned"], listed["sent"], listed["status"]) == (150, 50, "stopped_early")
