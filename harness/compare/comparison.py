@@ -133,10 +133,28 @@ def compare(baseline: RunSnapshot, candidate: RunSnapshot, gate: GateSpec, basel
     if candidate.unfinished_items:
         report.notes.append(f"{candidate.unfinished_items} item(s) of the candidate were never finished "
                             "(stopped early or interrupted) and are not compared")
+    report.notes.extend(_failed_notes(baseline, candidate, ids))
     if pairing.only_baseline or pairing.only_candidate:
         report.notes.append(f"{len(pairing.only_baseline)} item(s) only in the baseline and "
                             f"{len(pairing.only_candidate)} only in the candidate were left out of the pairing")
     return report
+
+
+def _failed_notes(baseline: RunSnapshot, candidate: RunSnapshot, ids: list[str]) -> list[str]:
+    """How the paired items whose requests failed were counted on each side."""
+    notes = []
+    for side, snapshot in (("baseline", baseline), ("candidate", candidate)):
+        failed = sum(snapshot.items[i].failed > 0 for i in ids)
+        if not failed:
+            continue
+        if snapshot.failed_as_zero:
+            how = "score 0 for every metric (a loss, not a dropped pair)"
+        elif snapshot.failed_as_zero is False:
+            how = "are left out (scoring.failed_requests: exclude)"
+        else:
+            how = "are left out (a snapshot taken before failed requests were scored 0; set it again to count them)"
+        notes.append(f"{failed} item(s) of the {side} have failed requests: those requests {how}")
+    return notes
 
 
 def _critical_z(candidate: RunSnapshot, gate: GateSpec) -> float | None:

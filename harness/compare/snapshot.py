@@ -32,7 +32,9 @@ class ItemRecord(BaseModel):
     slices: list[str]
     cluster: str | None = None
     fields: dict[str, str] = Field(default_factory=dict, description="Scalar item fields, for per-category views.")
-    scores: dict[str, list[float | None]] = Field(description="Per metric, one score per epoch (None: no output).")
+    scores: dict[str, list[float | None]] = Field(description="Per metric, one score per epoch (None: no score, "
+                                                  "e.g. unfinished; a failed request scores 0.0 unless the "
+                                                  "snapshot was taken with failed_as_zero=False).")
     output_sha256: list[str | None]
     outputs: list[str | None] = Field(description=f"The first {_COMPACT_CHARS} characters of each output.")
     output_lengths: list[int | None]
@@ -74,9 +76,14 @@ class RunSnapshot(BaseModel):
                                   "sequential sample that stopped early); they are not in `items`.")
     sequential_looks: int | None = Field(default=None, description="Looks of the group-sequential design "
                                          "the run was a sample of; None for a fixed-size run.")
+    failed_as_zero: bool | None = Field(default=None, description="Whether failed requests score 0.0 (True) or "
+                                        "None (False); None: a snapshot from before failed requests were scored.")
 
 
-def snapshot_run(folder: Path, target: str | None = None) -> RunSnapshot:
+def snapshot_run(folder: Path, target: str | None = None, failed_as_zero: bool = True) -> RunSnapshot:
+    """failed_as_zero: a failed_terminal request scores 0.0 for every metric (a loss in a paired
+    comparison, as the suite's default `scoring.failed_requests: zero`); False leaves it None,
+    so the pair is dropped (`exclude`). Unfinished requests are None either way."""
     manifest = read_manifest(folder)
     chosen = _choose_target(manifest, target)
     # The run store, not results.jsonl: a run killed before it wrote its results still compares
@@ -84,7 +91,8 @@ def snapshot_run(folder: Path, target: str | None = None) -> RunSnapshot:
     lines = [line for line in read_run_lines(folder) if line.target == chosen.label]
     metrics = [scorer.get("name") or scorer["type"] for scorer in manifest.scorers]
     finished = {line.item_id for line in lines if line.state.is_final}
-    items = _items([line for line in lines if line.item_id in finished], metrics, label_metrics(manifest.scorers))
+    items = _items([line for line in lines if line.item_id in finished], metrics, label_metrics(manifest.scorers),
+                   failed_as_zero)
     return RunSnapshot(
         run_id=manifest.run_id,
         fingerprints=Fingerprints(
@@ -95,7 +103,7 @@ def snapshot_run(folder: Path, target: str | None = None) -> RunSnapshot:
             harness_version=manifest.harness_version),
         usage=_usage(lines, manifest.epochs), metrics=metrics, binary_metrics=_binary_metrics(items, metrics),
         items=items, unfinished_items=len({line.item_id for line in lines} - finished),
-        sequential_looks=int(manifest.looks[0]["of"]) if manifest.looks else None)
+        sequential_looks=int(manifest.looks[0]["of"]) if manifest.looks else None, failed_as_zero=failed_as_zero)
 
 
 def _usage(lines: list[ResultLine], epochs: int) -> UsagePerRequest:
@@ -119,7 +127,8 @@ def _choose_target(manifest: Manifest, target: str | None):
     raise UserError(f"run {manifest.run_id} has no target {target!r}; it has {labels}")
 
 
-def _items(lines: list[ResultLine], metrics: list[str], labelled: list[str]) -> dict[str, ItemRecord]:
+def _items(lines: list[ResultLine], metrics: list[str], labelled: list[str],
+           failed_as_zero: bool) -> dict[str, ItemRecord]:
     by_item: dict[str, list[ResultLine]] = defaultdict(list)
     for line in lines:
         by_item[line.item_id].append(line)
@@ -129,13 +138,19 @@ def _items(lines: list[ResultLine], metrics: list[str], labelled: list[str]) -> 
         outputs = [line.output if line.state == RequestState.SUCCEEDED else None for line in samples]
         items[item_id] = ItemRecord(
             slices=samples[0].slices, cluster=samples[0].cluster, fields=samples[0].fields,
-            scores={m: [(line.scores.get(m) or {}).get("value") for line in samples] for m in metrics},
+            scores={m: [_score(line, m, failed_as_zero) for line in samples] for m in metrics},
             output_sha256=[hashlib.sha256(o.encode()).hexdigest() if o is not None else None for o in outputs],
             outputs=[o[:_COMPACT_CHARS] if o is not None else None for o in outputs],
             output_lengths=[len(o) if o is not None else None for o in outputs],
             labels=[_predicted_label(line, labelled) for line in samples],
             failed=sum(line.state == RequestState.FAILED_TERMINAL for line in samples))
     return items
+
+
+def _score(line: ResultLine, metric: str, failed_as_zero: bool) -> float | None:
+    if line.state == RequestState.FAILED_TERMINAL:
+        return 0.0 if failed_as_zero else None
+    return (line.scores.get(metric) or {}).get("value")
 
 
 def _predicted_label(line: ResultLine, label_metrics: list[str]) -> str | None:
