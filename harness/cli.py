@@ -380,15 +380,13 @@ def gate(candidate_run: str, baseline_name, reports_dir, target, suite_path, as_
 @click.argument("suite", type=click.Path(dir_okay=False))
 @click.option("--mde", type=click.FloatRange(min=0.0, min_open=True, max=1.0), required=True,
               help="Smallest difference worth detecting, absolute (0.03 = 3 pts).")
-@click.option("--power", type=click.FloatRange(0.5, 0.999), default=0.8, show_default=True,
-              help="Chance of detecting a change of --mde (and of passing at the margin when nothing changed).")
+@click.option("--power", type=click.FloatRange(0.5, 0.999), default=0.8, show_default=True)
 @click.option("--alpha", type=click.FloatRange(0.001, 0.2), default=0.05, show_default=True,
               help="Two-sided alpha for superiority.")
 @click.option("--baseline", "baseline_name", default=None, help="Baseline name (default: the suite's gate.baseline).")
 @click.option("--against", "second_run", metavar="RUN_ID",
               help="A second run of the suite to observe the flip rate / var(d) between runs.")
-@click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where the --against run is found (default: the suite's output.dir or <project>/reports).")
+@click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 @reports_user_errors
 def plan(suite: str, mde: float, power: float, alpha: float, baseline_name: str | None, second_run: str | None,
          reports_dir: Path | None) -> None:
@@ -398,6 +396,7 @@ def plan(suite: str, mde: float, power: float, alpha: float, baseline_name: str 
     from harness.compare.planning import PlanRequest, plan_metric, sample_cost
     from harness.compare.snapshot import snapshot_run
     from harness.config.loader import load_suite
+    from harness.runs.gate_record import render_small_data
     from harness.runs.locate import find_run, search_dirs
 
     loaded = load_suite(suite)
@@ -430,6 +429,10 @@ def plan(suite: str, mde: float, power: float, alpha: float, baseline_name: str 
             click.echo(f"  {what}: {items:,} items = {cost.requests:,} requests, ~{cost.input_tokens:,.0f} input "
                        f"+ {cost.output_tokens:,.0f} output tokens{usd}, ~{cost.serial_seconds / 60:,.1f} min "
                        f"at one request at a time")
+        needed = result.non_inferiority_items
+        if needed is not None and needed > result.items_available:
+            click.echo(f"  about {needed:,} items would settle it, but "
+                       + render_small_data(result.items_available, result.within_reach))
 
 
 @main.command()

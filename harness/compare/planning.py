@@ -23,7 +23,9 @@ from harness.compare.power import (
     max_items_inflation,
 )
 from harness.compare.snapshot import RunSnapshot, metric_item_means
+from harness.compare.verdict import smallest_margin
 from harness.config.suite import GateMetric, PricingSpec
+from harness.runs.gate_record import MarginInReach
 
 # A rerun of an identical configuration can flip no item at all; planning with psi = 0 would
 # promise a sample of one. A floor keeps the estimate honest when history shows no flips.
@@ -50,6 +52,10 @@ class MetricPlan:
     sequential_items: int | None = None
     """Maximum items of the sequential design with `looks` equal looks (same power), if one is used."""
     looks: int | None = None
+    items_available: int = 0
+    """Items the evaluated slices hold: the baseline's."""
+    within_reach: MarginInReach | None = None
+    """When non_inferiority_items exceed items_available: the smallest margin they would settle."""
 
 
 @dataclass(frozen=True)
@@ -87,17 +93,22 @@ def plan_metric(baseline: RunSnapshot, second: RunSnapshot | None, gate: GateMet
     superiority = (items_for_paired_binary(min(spread, 1.0), request.mde, rates) if binary
                    else items_for_continuous(spread, request.mde, rates) if spread > 0 else None)
     ni_rates = ErrorRates(alpha=non_inferiority_alpha, power=request.power, two_sided=False)
-    non_inferiority = None
-    if binary and 0 < gate.margin < 1:
-        non_inferiority = items_for_paired_binary_non_inferiority(min(spread, 1.0), gate.margin, ni_rates)
-    elif not binary and gate.margin > 0:
-        non_inferiority = items_for_non_inferiority(spread, gate.margin, ni_rates)
+    def non_inferiority_at(margin: float) -> int | None:
+        if binary:
+            return items_for_paired_binary_non_inferiority(min(spread, 1.0), margin, ni_rates) if margin < 1 else None
+        return items_for_non_inferiority(spread, margin, ni_rates)
+
+    non_inferiority = non_inferiority_at(gate.margin) if gate.margin > 0 else None
+    available = len(baseline.items)
+    within_reach = None
+    if non_inferiority is not None and non_inferiority > available:
+        within_reach = smallest_margin(non_inferiority_at, gate.margin, available)
     sequential = None
     if looks is not None and non_inferiority is not None:
         inflation = max_items_inflation(equal_looks(looks, non_inferiority_alpha), request.power)
         sequential = math.ceil(non_inferiority * inflation)
     return MetricPlan(gate.metric, binary, spread, source, superiority, non_inferiority, gate.margin,
-                      sequential, looks)
+                      sequential, looks, available, within_reach)
 
 
 def sample_cost(baseline: RunSnapshot, items: int, pricing: PricingSpec | None) -> SampleCost:

@@ -44,9 +44,9 @@ Combining (`combine`):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
+from typing import Literal
 
 import numpy as np
 from scipy import stats
@@ -59,6 +59,15 @@ from harness.compare.power import (
     items_for_non_inferiority,
     items_for_paired_binary_non_inferiority,
 )
+from harness.compare.verdict_kind import NoInterval, SettlePremise, Verdict
+from harness.runs.gate_record import (
+    GuardrailReason,
+    MarginInReach,
+    MetricReason,
+    render_metric,
+    render_primary,
+    render_slice_warning,
+)
 
 __all__ = [
     "GatePolicy",
@@ -67,31 +76,18 @@ __all__ = [
     "GuardrailOutcome",
     "MetricPolicy",
     "MetricVerdict",
+    "SettlePlan",
     "Verdict",
     "classify",
     "clt_interval",
     "combine",
     "decide",
     "guardrail_check",
+    "guardrail_reason",
+    "margin_within_reach",
+    "metric_reason",
     "worst",
 ]
-
-
-class Verdict(StrEnum):
-    """Outcome of the gate for one metric or overall."""
-
-    PASS = "PASS"
-    WARN = "WARN"
-    INCONCLUSIVE = "INCONCLUSIVE"
-    FAIL = "FAIL"
-
-    @property
-    def severity(self) -> int:
-        """0 (PASS) to 3 (FAIL); the overall verdict is the most severe."""
-        return _SEVERITY[self]
-
-
-_SEVERITY = {Verdict.PASS: 0, Verdict.WARN: 1, Verdict.INCONCLUSIVE: 2, Verdict.FAIL: 3}
 
 
 def worst(verdicts: Iterable[Verdict]) -> Verdict:
@@ -111,11 +107,6 @@ class MetricPolicy:
     """One-sided type I error; the decision uses the two-sided (1 - 2*alpha) CI."""
     power: float = 0.8
     """Power assumed when estimating how many items an INCONCLUSIVE result needs."""
-    unit: str = "pts"
-    """Unit for reasons, after multiplying by `display_scale`."""
-    display_scale: float = 100.0
-    """Multiplier for reasons: 100 turns a [0, 1] rate into percentage points."""
-    decimals: int = 1
     critical_z: float | None = None
     """Critical value of the decision; None = the fixed-sample z_{1-alpha}.  Set it to
     `power.final_bound(looks, alpha)` for a sequential sample's last look."""
@@ -140,13 +131,49 @@ class MetricPolicy:
 
 
 @dataclass(frozen=True)
+class SettlePlan:
+    """How an INCONCLUSIVE verdict's items are planned, so they can be planned at another margin."""
+
+    premise: SettlePremise
+    formula: Literal["score", "clt", "wilson"]
+    """Nam's score-test size (binary), the CLT formula, or the smallest n whose Wilson bound clears."""
+    oriented_mean: float
+    """The observed difference, positive = better: taken as the truth."""
+    spread: float
+    """The flip rate (score), var(d) per item (clt); unused for wilson."""
+    z: float
+    power: float
+
+    def items_at(self, margin: float) -> int | None:
+        """Total items that would most likely settle the verdict at `margin`; None when none would."""
+        rates = ErrorRates(alpha=float(stats.norm.sf(self.z)), power=self.power, two_sided=False)
+        if self.formula == "wilson":
+            # Smallest n whose bound z^2/(n+z^2) clears the margin; none exists when every
+            # item already got worse by the margin or more.
+            if self.oriented_mean <= -margin:
+                return None
+            allowed_share = (self.oriented_mean + margin) / (1.0 + self.oriented_mean)
+            return math.floor(self.z**2 * (1.0 - allowed_share) / allowed_share) + 1
+        if self.formula == "score":
+            if margin >= 1.0:
+                return None
+            return items_for_paired_binary_non_inferiority(self.spread, margin, rates, self.oriented_mean)
+        # With the margin argument set to the distance from -M, the non-inferiority
+        # formula is (z_a + z_b)^2 var / distance^2 in either direction.
+        distance = abs(self.oriented_mean + margin)
+        return items_for_non_inferiority(self.spread, distance, rates) if distance > 0 else None
+
+
+@dataclass(frozen=True)
 class MetricVerdict:
     """Gate outcome for one primary metric.  Numbers are in the metric's own
-    orientation (a rise in a lower-is-better metric is positive)."""
+    orientation (a rise in a lower-is-better metric is positive).  The English is rendered
+    from these fields by `harness.runs.gate_record.render_metric` (`reason`)."""
 
     metric: str
     verdict: Verdict
-    reason: str
+    n: int
+    """Paired items."""
     mean_delta: float | None
     ci: tuple[float, float] | None
     """The interval the decision used, named by `ci_method`."""
@@ -164,6 +191,77 @@ class MetricVerdict:
     """The secondary test behind `p_value` (e.g. exact McNemar), not the interval's method."""
     ci_method: str = ""
     """How `ci` was formed: "Tango score", "CLT t", "CLT normal", "Wilson bound" or ""."""
+    settle: SettlePlan | None = None
+    """For INCONCLUSIVE: how `items_needed` was planned."""
+    no_interval: NoInterval | None = None
+    """Why `ci` is None, when it is."""
+
+    @property
+    def reason(self) -> str:
+        """`VERDICT: name effect, interval, outcome...`, from the single renderer."""
+        return render_metric(metric_reason(self))
+
+
+def metric_reason(verdict: MetricVerdict, metric: str | None = None, slice: str = "",
+                  items_available: int | None = None) -> MetricReason:
+    """The record of `verdict`.  `items_available`: items the evaluated slices hold, when known."""
+    return MetricReason(
+        metric=verdict.metric if metric is None else metric, slice=slice, verdict=verdict.verdict, n=verdict.n,
+        mean_delta=_number(verdict.mean_delta), ci=verdict.ci, ci_level=verdict.ci_level, margin=verdict.margin,
+        higher_is_better=verdict.higher_is_better, ci_method=verdict.ci_method, test=verdict.test_name,
+        p=_number(verdict.p_value), items_needed=verdict.items_needed,
+        premise=None if verdict.settle is None else verdict.settle.premise, no_interval=verdict.no_interval,
+        items_available=items_available,
+        within_reach=None if items_available is None else margin_within_reach(verdict, items_available))
+
+
+def _number(value: float | None) -> float | None:
+    """NaN has no JSON form; it means the same as no value here."""
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def margin_within_reach(verdict: MetricVerdict, available: int) -> MarginInReach | None:
+    """When an INCONCLUSIVE verdict needs more items than `available`: the smallest margin (to
+    0.001) those items would settle at the same premise, with the items it needs.  None when
+    they suffice, or when the estimate lies below the margin (a larger margin would then be
+    chosen after seeing the data)."""
+    plan, needed = verdict.settle, verdict.items_needed
+    if plan is None or needed is None or needed <= available or plan.oriented_mean <= -verdict.margin:
+        return None
+    return smallest_margin(plan.items_at, verdict.margin, available)
+
+
+def smallest_margin(items_at: Callable[[float], int | None], margin: float,
+                    available: int) -> MarginInReach | None:
+    """Smallest M' > `margin`, rounded up to 0.001, with items_at(M') <= `available`, and its items.
+
+    items_at falls as the margin grows; None from it means no number of items (e.g. a margin
+    of 1 or more for binary scores).  The planning formulas are inverted numerically, so every
+    premise is inverted the same way."""
+    def reachable(m: float) -> bool:
+        items = items_at(m)
+        return items is not None and items <= available
+
+    low, high = margin, margin
+    for _ in range(20):
+        high *= 2.0
+        if reachable(high):
+            break
+        if items_at(high) is None and high >= 1.0:
+            high = math.nextafter(1.0, 0.0)
+            if not reachable(high):
+                return None
+            break
+        low = high
+    else:
+        return None
+    for _ in range(60):
+        middle = (low + high) / 2.0
+        low, high = (low, middle) if reachable(middle) else (middle, high)
+    rounded = math.ceil(high * 1000 - 1e-9) / 1000
+    chosen = rounded if reachable(rounded) else high
+    items = items_at(chosen)
+    return None if items is None else MarginInReach(margin=chosen, items=items)
 
 
 def classify(lower: float | np.ndarray, upper: float | np.ndarray, margin: float) -> Verdict | np.ndarray:
@@ -196,68 +294,68 @@ def clt_interval(
     return mean - quantile * se, mean + quantile * se
 
 
+@dataclass(frozen=True)
+class _Decision:
+    """What one of the three decision paths found."""
+
+    verdict: Verdict
+    ci: tuple[float, float] | None = None
+    ci_method: str = ""
+    settle: SettlePlan | None = None
+    no_interval: NoInterval | None = None
+
+
 def decide(comparison: PairedComparison, policy: MetricPolicy) -> MetricVerdict:
     """Non-inferiority verdict for one metric (see the module docstring)."""
-    sign = 1.0 if policy.higher_is_better else -1.0
-    fmt = _Formatter(policy)
     if comparison.n == 0 or comparison.mean_delta is None:
-        return _verdict(comparison, policy, Verdict.INCONCLUSIVE, f"{policy.name}: no paired items", None)
-    if comparison.discordant is not None and comparison.n_clusters is None:
-        return _decide_binary(comparison, policy)
-    if comparison.se is None or comparison.df is None:
-        reason = f"{policy.name}: {comparison.n} item(s): no standard error"
-        return _verdict(comparison, policy, Verdict.INCONCLUSIVE, reason, None)
-    oriented_mean = sign * comparison.mean_delta
-    if comparison.se_is_zero:
-        return _decide_zero_variance(comparison, policy, oriented_mean)
+        decision = _Decision(Verdict.INCONCLUSIVE, no_interval=NoInterval.NO_ITEMS)
+    elif comparison.discordant is not None and comparison.n_clusters is None:
+        decision = _decide_binary(comparison, policy)
+    elif comparison.se is None or comparison.df is None:
+        decision = _Decision(Verdict.INCONCLUSIVE, no_interval=NoInterval.NO_STANDARD_ERROR)
+    elif comparison.se_is_zero:
+        decision = _decide_zero_variance(comparison, policy)
+    else:
+        decision = _decide_clt(comparison, policy)
+    settle = decision.settle if decision.verdict is Verdict.INCONCLUSIVE else None
+    needed = None if settle is None else settle.items_at(policy.margin)
+    return MetricVerdict(
+        metric=policy.name, verdict=decision.verdict, n=comparison.n, mean_delta=comparison.mean_delta,
+        ci=decision.ci, ci_level=policy.ci_level, margin=policy.margin, higher_is_better=policy.higher_is_better,
+        items_needed=needed, more_items_needed=None if needed is None else max(0, needed - comparison.n),
+        p_value=comparison.p_value, test_name=comparison.test_name, ci_method=decision.ci_method,
+        settle=settle, no_interval=decision.no_interval)
 
+
+def _decide_clt(comparison: PairedComparison, policy: MetricPolicy) -> _Decision:
+    assert comparison.mean_delta is not None and comparison.se is not None and comparison.df is not None
+    sign = 1.0 if policy.higher_is_better else -1.0
     lower, upper = (float(x) for x in clt_interval(comparison.mean_delta, comparison.se, comparison.df, policy))
     oriented = (lower, upper) if sign > 0 else (-upper, -lower)
-    verdict = _classify_one(*oriented, policy.margin)
-    reason = f"{fmt.effect(comparison.mean_delta)}, {fmt.interval((lower, upper))}, {fmt.outcome(verdict)}"
-    needed = None
-    if verdict is Verdict.INCONCLUSIVE:
-        variance = comparison.variance_per_item or 0.0
-        distance = abs(oriented_mean + policy.margin)
-        # With the margin argument set to the distance from -M, the non-inferiority
-        # formula is (z_a + z_b)^2 var / distance^2 in either direction.
-        needed = items_for_non_inferiority(variance, distance, _planning_rates(policy)) if distance > 0 else None
-        reason += "; " + fmt.settle(needed, comparison, oriented_mean)
-    reason += fmt.secondary(comparison)
+    settle = SettlePlan(SettlePremise.OBSERVED, "clt", sign * comparison.mean_delta,
+                        comparison.variance_per_item or 0.0, policy.z, policy.power)
     method = "CLT t" if policy.critical_z is None else "CLT normal"
-    return _verdict(comparison, policy, verdict, reason, needed, (lower, upper), method)
+    return _Decision(_classify_one(*oriented, policy.margin), (lower, upper), method, settle)
 
 
-def _planning_rates(policy: MetricPolicy) -> ErrorRates:
-    return ErrorRates(alpha=float(stats.norm.sf(policy.z)), power=policy.power, two_sided=False)
-
-
-def _decide_binary(comparison: PairedComparison, policy: MetricPolicy) -> MetricVerdict:
+def _decide_binary(comparison: PairedComparison, policy: MetricPolicy) -> _Decision:
     """Score test and Tango interval on the discordant counts (`paired_binary`).
 
     The counts are oriented first: for a lower-is-better metric the items
     that rose are the ones that got worse.
     """
-    assert comparison.discordant is not None and comparison.mean_delta is not None
-    fmt = _Formatter(policy)
+    assert comparison.discordant is not None
     counts = comparison.discordant
     worse, better = (counts.b, counts.c) if policy.higher_is_better else (counts.c, counts.b)
     verdict = Verdict(str(score_verdicts(worse, better, counts.n, policy.margin, policy.z)))
     lower, upper = score_interval(worse, better, counts.n, policy.z)
     natural = (lower, upper) if policy.higher_is_better else (-upper, -lower)
-    reason = f"{fmt.effect(comparison.mean_delta)}, {fmt.interval(natural)}, {fmt.outcome(verdict)}"
-    needed = None
-    if verdict is Verdict.INCONCLUSIVE:
-        oriented_mean = (better - worse) / counts.n
-        if policy.margin < 1.0:
-            needed = items_for_paired_binary_non_inferiority(
-                counts.flip_rate, policy.margin, _planning_rates(policy), oriented_mean)
-        reason += "; " + fmt.settle(needed, comparison, oriented_mean)
-    reason += fmt.secondary(comparison)
-    return _verdict(comparison, policy, verdict, reason, needed, natural, "Tango score")
+    premise = SettlePremise.NO_CHANGE if counts.flip_rate == 0.0 else SettlePremise.OBSERVED
+    settle = SettlePlan(premise, "score", (better - worse) / counts.n, counts.flip_rate, policy.z, policy.power)
+    return _Decision(verdict, natural, "Tango score", settle)
 
 
-def _decide_zero_variance(comparison: PairedComparison, policy: MetricPolicy, oriented_mean: float) -> MetricVerdict:
+def _decide_zero_variance(comparison: PairedComparison, policy: MetricPolicy) -> _Decision:
     """All items moved by the same amount c, so the CLT interval is a point.
 
     For scores in [0, 1] (d in [-1, 1]) the true mean lies in
@@ -267,15 +365,9 @@ def _decide_zero_variance(comparison: PairedComparison, policy: MetricPolicy, or
     (Binary scores never get here: the score method covers them, and with no
     flips its interval is this same bound.)
     """
-    fmt = _Formatter(policy)
-    shift = comparison.mean_delta or 0.0
-    if shift == 0:
-        prefix = f"{policy.name}: no difference on any of the {comparison.n} paired items"
-    else:
-        prefix = f"{policy.name}: every one of the {comparison.n} items changed by {fmt.number(shift)} {policy.unit}"
     if not comparison.scores_in_unit_interval:
-        reason = f"{prefix}, so the SE is 0 and, for scores outside [0, 1], no interval can be formed"
-        return _verdict(comparison, policy, Verdict.INCONCLUSIVE, reason, None)
+        return _Decision(Verdict.INCONCLUSIVE, no_interval=NoInterval.UNBOUNDED_SHIFT)
+    oriented_mean = (comparison.mean_delta or 0.0) * (1.0 if policy.higher_is_better else -1.0)
     z = policy.z
     share_bound = z**2 / (comparison.n + z**2)
     oriented = (
@@ -283,107 +375,8 @@ def _decide_zero_variance(comparison: PairedComparison, policy: MetricPolicy, or
         oriented_mean + share_bound * (1.0 - oriented_mean),
     )
     natural = oriented if policy.higher_is_better else (-oriented[1], -oriented[0])
-    verdict = _classify_one(*oriented, policy.margin)
-    reason = f"{prefix}; Wilson bound on items that could differ gives {fmt.interval(natural)}, {fmt.outcome(verdict)}"
-    needed = None
-    if verdict is Verdict.INCONCLUSIVE:
-        # Smallest n whose bound z^2/(n+z^2) clears the margin; none exists
-        # when every item already got worse by the margin or more.
-        if oriented_mean > -policy.margin:
-            allowed_share = (oriented_mean + policy.margin) / (1.0 + oriented_mean)
-            needed = math.floor(z**2 * (1.0 - allowed_share) / allowed_share) + 1
-        reason += "; " + fmt.more_items(needed, comparison.n, "if further items change the same way")
-    return _verdict(comparison, policy, verdict, reason, needed, natural, "Wilson bound")
-
-
-def _verdict(
-    comparison: PairedComparison,
-    policy: MetricPolicy,
-    verdict: Verdict,
-    reason: str,
-    needed: int | None,
-    ci: tuple[float, float] | None = None,
-    ci_method: str = "",
-) -> MetricVerdict:
-    return MetricVerdict(
-        metric=policy.name,
-        verdict=verdict,
-        reason=reason,
-        mean_delta=comparison.mean_delta,
-        ci=ci,
-        ci_level=policy.ci_level,
-        margin=policy.margin,
-        higher_is_better=policy.higher_is_better,
-        items_needed=needed,
-        more_items_needed=None if needed is None else max(0, needed - comparison.n),
-        p_value=comparison.p_value,
-        test_name=comparison.test_name,
-        ci_method=ci_method,
-    )
-
-
-@dataclass(frozen=True)
-class _Formatter:
-    """Human-readable pieces of a reason, in the metric's own orientation."""
-
-    policy: MetricPolicy
-
-    def number(self, value: float) -> str:
-        return f"{value * self.policy.display_scale:+.{self.policy.decimals}f}"
-
-    def effect(self, mean_delta: float) -> str:
-        return f"{self.policy.name} {self.number(mean_delta)} {self.policy.unit}"
-
-    def interval(self, bounds: tuple[float, float]) -> str:
-        level = f"{self.policy.ci_level * 100:g}%"
-        return f"{level} CI [{self.number(bounds[0])}, {self.number(bounds[1])}]"
-
-    def margin(self) -> str:
-        signed = -self.policy.margin if self.policy.higher_is_better else self.policy.margin
-        return f"the {signed * self.policy.display_scale:+g} {self.policy.unit} margin"
-
-    def outcome(self, verdict: Verdict) -> str:
-        worse_side = "below" if self.policy.higher_is_better else "above"
-        better_side = "above" if self.policy.higher_is_better else "below"
-        return {
-            Verdict.FAIL: f"{worse_side} {self.margin()}",
-            Verdict.WARN: f"significantly worse, but within {self.margin()}",
-            Verdict.PASS: f"entirely {better_side} {self.margin()} (non-inferior)",
-            Verdict.INCONCLUSIVE: f"straddles {self.margin()}",
-        }[verdict]
-
-    def more_items(self, needed: int | None, n: int, premise: str) -> str:
-        if needed is None:
-            return "no number of items can show non-inferiority at this estimate"
-        if needed <= n:
-            return f"{n} items already exceed the {needed} planned {premise}: the estimate is close to the margin"
-        return f"about {needed} items ({needed - n} more) would settle it {premise}"
-
-    def settle(self, needed: int | None, comparison: PairedComparison, oriented_mean: float) -> str:
-        """What more items would most likely show, taking the observed difference as the truth.
-
-        Assuming a true difference of 0 instead would promise a PASS to an
-        estimate far below the margin, where more items would confirm a FAIL.
-        """
-        n = comparison.n
-        worse_side = "below" if self.policy.higher_is_better else "above"
-        if comparison.discordant is not None and comparison.discordant.flip_rate == 0.0:
-            return self.more_items(needed, n, "if further items do not change either")
-        if oriented_mean < -self.policy.margin:
-            head = f"the estimate is {worse_side} {self.margin()}: more items would most likely show a FAIL"
-            if needed is None or needed <= n:
-                return head
-            return f"{head} (about {needed} items, {needed - n} more, to confirm it at the observed effect)"
-        if needed is None:
-            return f"the estimate sits on {self.margin()}: no number of items is likely to settle it"
-        premise = f"if the true difference is the observed {self.number(comparison.mean_delta or 0.0)} {self.policy.unit}"
-        return self.more_items(needed, n, premise)
-
-    @staticmethod
-    def secondary(comparison: PairedComparison) -> str:
-        if comparison.p_value is None:
-            return ""
-        return f" ({comparison.test_name} p={comparison.p_value:.3g})"
+    settle = SettlePlan(SettlePremise.SAME_SHIFT, "wilson", oriented_mean, 0.0, z, policy.power)
+    return _Decision(_classify_one(*oriented, policy.margin), natural, "Wilson bound", settle)
 
 
 # --- combining metrics, guardrails and slices ---------------------------------
@@ -395,12 +388,15 @@ class GuardrailCheck:
 
     name: str
     p_value: float
-    """Two-sided p of the paired test for this signal."""
+    """Two-sided p of the paired test for this signal (1 when there is nothing to test)."""
     worsened: bool
     """The change goes the bad way (e.g. the refusal rate rose)."""
     blocking: bool = False
     """An alarm makes the gate FAIL instead of WARN (e.g. safety)."""
-    summary: str = ""
+    mean_delta: float | None = None
+    """Candidate minus baseline, for the reason."""
+    test_name: str = ""
+    """The paired test behind `p_value`; "" when none was run."""
 
 
 def guardrail_check(comparison: PairedComparison, policy: MetricPolicy, blocking: bool = False) -> GuardrailCheck:
@@ -408,13 +404,11 @@ def guardrail_check(comparison: PairedComparison, policy: MetricPolicy, blocking
 
     With no items the check carries p = 1: there is nothing to alarm on.
     """
-    fmt = _Formatter(policy)
     if comparison.mean_delta is None or comparison.p_value is None:
-        return GuardrailCheck(policy.name, 1.0, False, blocking, f"{policy.name}: no paired items")
+        return GuardrailCheck(policy.name, 1.0, False, blocking)
     delta = comparison.mean_delta
     worsened = delta < 0.0 if policy.higher_is_better else delta > 0.0
-    summary = f"{fmt.effect(delta)}{fmt.secondary(comparison)}"
-    return GuardrailCheck(policy.name, comparison.p_value, worsened, blocking, summary)
+    return GuardrailCheck(policy.name, comparison.p_value, worsened, blocking, delta, comparison.test_name)
 
 
 @dataclass(frozen=True)
@@ -424,6 +418,16 @@ class GuardrailOutcome:
     check: GuardrailCheck
     adjusted_p: float
     alarmed: bool
+
+
+def guardrail_reason(outcome: GuardrailOutcome, name: str | None = None, metric: str | None = None) -> GuardrailReason:
+    """The record of a corrected check; `name` and `metric` default to the check's name."""
+    check = outcome.check
+    return GuardrailReason(
+        name=check.name if name is None else name, metric=check.name if metric is None else metric,
+        mean_delta=_number(check.mean_delta), test=check.test_name,
+        p=_number(check.p_value) if check.test_name else None, adjusted_p=outcome.adjusted_p,
+        worsened=check.worsened, alarmed=outcome.alarmed, blocking=check.blocking)
 
 
 @dataclass(frozen=True)
@@ -444,10 +448,16 @@ class GateVerdict:
     metrics: tuple[MetricVerdict, ...]
     guardrails: tuple[GuardrailOutcome, ...]
     slices: tuple[GuardrailOutcome, ...]
-    reasons: tuple[str, ...]
-    """One line per primary metric and per alarmed guardrail."""
-    warnings: tuple[str, ...]
-    """Flagged exploratory slices: worth a look, not a reason to block."""
+
+    @property
+    def reasons(self) -> list[str]:
+        """One line per primary metric and per alarmed guardrail, from the single renderer."""
+        return render_primary([metric_reason(m) for m in self.metrics], [guardrail_reason(g) for g in self.guardrails])
+
+    @property
+    def warnings(self) -> list[str]:
+        """Flagged exploratory slices: worth a look, not a reason to block."""
+        return [render_slice_warning(guardrail_reason(s)) for s in self.slices if s.alarmed]
 
 
 def combine(
@@ -457,29 +467,13 @@ def combine(
     policy: GatePolicy = GatePolicy(),
 ) -> GateVerdict:
     """Overall verdict: worst primary, lowered by Holm-significant guardrail alarms."""
-    reasons = [f"{m.verdict.value}: {m.reason}" for m in primary_verdicts]
-    overall = worst(m.verdict for m in primary_verdicts)
-    if not primary_verdicts:
-        overall = Verdict.INCONCLUSIVE
-        reasons.append("INCONCLUSIVE: no primary metrics to gate on")
-
+    overall = worst(m.verdict for m in primary_verdicts) if primary_verdicts else Verdict.INCONCLUSIVE
     guardrails = _holm(guardrail_results, policy.guardrail_fwer)
     for outcome in guardrails:
         if outcome.alarmed:
-            effect = Verdict.FAIL if outcome.check.blocking else Verdict.WARN
-            overall = worst([overall, effect])
-            reasons.append(
-                f"{effect.value}: guardrail {outcome.check.name} worsened "
-                f"(Holm-adjusted p={outcome.adjusted_p:.3g}) {outcome.check.summary}".rstrip()
-            )
-
+            overall = worst([overall, Verdict.FAIL if outcome.check.blocking else Verdict.WARN])
     slices = _benjamini_hochberg(slice_results, policy.slice_fdr)
-    warnings = tuple(
-        f"slice {s.check.name} worsened (BH-adjusted p={s.adjusted_p:.3g}) {s.check.summary}".rstrip()
-        for s in slices
-        if s.alarmed
-    )
-    return GateVerdict(overall, tuple(primary_verdicts), guardrails, slices, tuple(reasons), warnings)
+    return GateVerdict(overall, tuple(primary_verdicts), guardrails, slices)
 
 
 def _holm(checks: Sequence[GuardrailCheck], fwer: float) -> tuple[GuardrailOutcome, ...]:

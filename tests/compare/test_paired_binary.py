@@ -128,7 +128,7 @@ def test_lower_is_better_swaps_the_counts() -> None:
     assert verdict.verdict == score_verdicts(12, 2, 300, 0.02, Z_975)
     mirrored = decide(compare_paired(PairedScores(*counts_to_scores(12, 2, 300))), MetricPolicy("accuracy"))
     assert mirrored.verdict is verdict.verdict
-    assert verdict.reason.startswith("refusal rate +3.3 pts")
+    assert verdict.reason.startswith("INCONCLUSIVE: refusal rate +3.3 pts")
 
 
 def test_clustered_binary_scores_keep_the_clt_interval() -> None:

@@ -83,3 +83,25 @@ def test_plan_inflates_the_sample_for_a_sequential_design(project, cli):
     # O'Brien-Fleming with 3 equal looks needs 1.3% more items for the same power.
     assert maximum == math.ceil(fixed * max_items_inflation(plan_group_sequential((1 / 3, 2 / 3, 1.0), 0.025)))
     assert 1.01 * fixed < maximum < 1.02 * fixed
+
+
+def test_plan_says_what_to_do_when_the_baseline_holds_too_few_items(project, cli):
+    """6 items cannot show non-inferiority at 2 pts: plan says so, and which margin they would settle."""
+    with FakeLLMServer(keyword_replier(TICKET_REPLIES)) as server:
+        project.write_suite(base_suite(server.base_url))
+        first = re.search(r"run (\S+): complete", cli("run", str(project.suite_path)).output).group(1)
+    assert cli("baseline", "set", str(project.suite_path), "--from", first).exit_code == 0
+
+    result = cli("plan", str(project.suite_path), "--mde", "0.05")
+    assert result.exit_code == 0, result.output
+    psi = 2 * (5 / 6) * (1 / 6)
+    needed = _items(result.output, "show non-inferiority at the 2 pt margin")
+    assert needed == _nam(psi, 0.02) > 6
+    found = re.search(r"about ([\d,]+) items would settle it, but the evaluated slices hold only 6: decide a larger "
+                      r"margin in advance \(e\.g\. M = ([\d.]+) needs about (\d+)\), add data, or run epochs for "
+                      r"noisy outputs", " ".join(result.output.split()))
+    assert found, result.output
+    margin, items = float(found.group(2)), int(found.group(3))
+    assert int(found.group(1).replace(",", "")) == needed
+    # The smallest margin, to 0.001, at which Nam's sample size fits in the 6 items.
+    assert items == _nam(psi, margin) <= 6 < _nam(psi, margin - 0.001)

@@ -22,8 +22,10 @@ from harness.compare.verdict import (
     combine,
     decide,
     guardrail_check,
+    guardrail_reason,
     worst,
 )
+from harness.runs.gate_record import render_guardrail
 
 ACCURACY = MetricPolicy("accuracy")
 BIG_DF = 10**9  # makes the t quantile the normal one, so the expected CIs are easy to write
@@ -61,7 +63,7 @@ def test_classify_is_vectorised() -> None:
 def test_fail_reason_reads_like_a_sentence() -> None:
     verdict = decide(comparison_with(-0.041, 0.0097), ACCURACY)
     assert verdict.verdict is Verdict.FAIL
-    assert verdict.reason.startswith("accuracy -4.1 pts, 95% CI [-6.0, -2.2], below the -2 pts margin")
+    assert verdict.reason.startswith("FAIL: accuracy -4.1 pts, 95% CI [-6.0, -2.2], below the -2 pts margin")
     assert verdict.ci == pytest.approx((-0.041 - 1.959964 * 0.0097, -0.041 + 1.959964 * 0.0097))
     assert verdict.items_needed is None
 
@@ -84,7 +86,7 @@ def test_lower_is_better_flips_the_signs() -> None:
     policy = MetricPolicy("refusal rate", higher_is_better=False)
     worse = decide(comparison_with(+0.041, 0.0097), policy)
     assert worse.verdict is Verdict.FAIL
-    assert worse.reason.startswith("refusal rate +4.1 pts, 95% CI [+2.2, +6.0], above the +2 pts margin")
+    assert worse.reason.startswith("FAIL: refusal rate +4.1 pts, 95% CI [+2.2, +6.0], above the +2 pts margin")
     assert decide(comparison_with(-0.041, 0.0097), policy).verdict is Verdict.PASS
     assert decide(comparison_with(+0.01, 0.004), policy).verdict is Verdict.WARN
 
@@ -110,7 +112,7 @@ def test_inconclusive_says_how_many_items_at_the_observed_difference_for_binary_
     assert verdict.items_needed == expected
     assert expected > items_for_non_inferiority(0.1, 0.02)  # more than if the truth were 0
     assert verdict.more_items_needed == verdict.items_needed - n
-    assert f"about {expected} items ({expected - n} more) would settle it" in verdict.reason
+    assert f"about {expected:,} items ({expected - n:,} more) would settle it" in verdict.reason
     assert "if the true difference is the observed -1.0 pts" in verdict.reason
 
 
@@ -124,7 +126,7 @@ def test_inconclusive_far_below_the_margin_says_more_items_would_show_a_fail() -
     assert "the estimate is below the -2 pts margin: more items would most likely show a FAIL" in verdict.reason
     needed = items_for_non_inferiority(300 * 0.0276**2, 0.074 - 0.02)  # distance from the margin: 5.4 pts
     assert verdict.items_needed == needed
-    assert f"about {needed} items, {needed - 300} more, to confirm it at the observed effect" in verdict.reason
+    assert f"about {needed:,} items, {needed - 300:,} more, to confirm it at the observed effect" in verdict.reason
 
     refusals = decide(comparison_with(0.074, 0.0276, n=300), MetricPolicy("refusal rate", higher_is_better=False))
     assert "the estimate is above the +2 pts margin: more items would most likely show a FAIL" in refusals.reason
@@ -169,7 +171,7 @@ def test_edge_cases_are_inconclusive_with_a_reason() -> None:
     empty = decide(compare_paired(PairedScores([], [])), ACCURACY)
     assert empty.verdict is Verdict.INCONCLUSIVE and "no paired items" in empty.reason
     single = decide(compare_paired(PairedScores([0.5], [0.7])), ACCURACY)
-    assert single.verdict is Verdict.INCONCLUSIVE and "no standard error" in single.reason
+    assert single.verdict is Verdict.INCONCLUSIVE and "1 item(s): no standard error" in single.reason
     # A single 0/1 item still has a score interval; it cannot settle anything.
     for baseline, candidate in (([1], [1]), ([1], [0]), ([0], [1])):
         one = decide(compare_paired(PairedScores(baseline, candidate)), ACCURACY)
@@ -269,7 +271,7 @@ def test_slices_are_bh_corrected_warnings_only() -> None:
     by_hand = np.minimum.accumulate((np.array([0.004, 0.02, 0.03, 0.2, 0.6]) * 5 / np.arange(1, 6))[::-1])[::-1]
     np.testing.assert_allclose(adjusted, by_hand)
     assert [s.alarmed for s in gate.slices] == [True, True, True, False, False]
-    assert len(gate.warnings) == 3 and gate.warnings[0].startswith("slice slice-0 worsened")
+    assert len(gate.warnings) == 3 and gate.warnings[0].startswith("slice-0 worsened (BH-adjusted p=")
     assert gate.verdict is Verdict.PASS
 
 
@@ -282,6 +284,7 @@ def test_guardrail_check_from_a_comparison() -> None:
     )
     assert check.worsened
     assert check.p_value == pytest.approx(stats.binomtest(30, 30).pvalue)
-    assert "refusals +6.0 pts" in check.summary
+    [outcome] = combine([metric(Verdict.PASS)], [check]).guardrails
+    assert f"refusals +6.0 pts ({check.test_name} p=" in render_guardrail(guardrail_reason(outcome))
     empty = guardrail_check(compare_paired(PairedScores([], [])), MetricPolicy("refusals"), blocking=True)
     assert empty.p_value == 1.0 and not empty.worsened and empty.blocking
