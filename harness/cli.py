@@ -380,13 +380,15 @@ def gate(candidate_run: str, baseline_name, reports_dir, target, suite_path, as_
 @click.argument("suite", type=click.Path(dir_okay=False))
 @click.option("--mde", type=click.FloatRange(min=0.0, min_open=True, max=1.0), required=True,
               help="Smallest difference worth detecting, absolute (0.03 = 3 pts).")
-@click.option("--power", type=click.FloatRange(0.5, 0.999), default=0.8, show_default=True)
+@click.option("--power", type=click.FloatRange(0.5, 0.999), default=0.8, show_default=True,
+              help="Chance of detecting a change of --mde (and of passing at the margin when nothing changed).")
 @click.option("--alpha", type=click.FloatRange(0.001, 0.2), default=0.05, show_default=True,
               help="Two-sided alpha for superiority.")
 @click.option("--baseline", "baseline_name", default=None, help="Baseline name (default: the suite's gate.baseline).")
 @click.option("--against", "second_run", metavar="RUN_ID",
               help="A second run of the suite to observe the flip rate / var(d) between runs.")
-@click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the --against run is found (default: the suite's output.dir or <project>/reports).")
 @reports_user_errors
 def plan(suite: str, mde: float, power: float, alpha: float, baseline_name: str | None, second_run: str | None,
          reports_dir: Path | None) -> None:
