@@ -358,16 +358,24 @@ def compare_command(candidate_run: str, baseline_name, reports_dir, target, suit
 @main.command()
 @click.argument("candidate_run")
 @_comparison_options
+@click.option("--policy-changed", "policy_changed", metavar="REASON",
+              help="Decide although the suite's gate policy changed since the run started; the reason is "
+                   "kept in the gate record.")
 @reports_user_errors
-def gate(candidate_run: str, baseline_name, reports_dir, target, suite_path, as_json: bool) -> None:
+def gate(candidate_run: str, baseline_name, reports_dir, target, suite_path, as_json: bool,
+         policy_changed: str | None) -> None:
     """Decide whether CANDIDATE_RUN may replace the baseline (non-inferiority per the suite's gate),
-    and record the decision in the run folder's gate.json.
+    and record the decision in the run folder: gate.json (the latest) and gates/ (every decision).
+    Refused (exit 2) when the suite's gate policy differs from the one the run started with,
+    unless --policy-changed says why.
 
     Exit codes: 0 PASS or WARN, 1 FAIL, 3 INCONCLUSIVE, 2 bad input."""
+    from harness.compare.gate_decision import hold_to_run_policy
     from harness.report.comparison_view import print_gate
     from harness.runs.gate_record import write_gate_record
 
     inputs, _, record = _decide(candidate_run, baseline_name, reports_dir, target, suite_path)
+    record = hold_to_run_policy(inputs, record, policy_changed)
     write_gate_record(inputs.candidate_folder, record)
     if as_json:
         click.echo(record.model_dump_json(indent=2))
@@ -398,7 +406,6 @@ def plan(suite: str, mde: float, power: float, alpha: float, baseline_name: str 
     from harness.compare.planning import PlanRequest, plan_metric, sample_cost
     from harness.compare.snapshot import snapshot_run
     from harness.config.loader import load_suite
-    from harness.runs.gate_record import render_small_data
     from harness.runs.locate import find_run, search_dirs
 
     loaded = load_suite(suite)
@@ -431,10 +438,6 @@ def plan(suite: str, mde: float, power: float, alpha: float, baseline_name: str 
             click.echo(f"  {what}: {items:,} items = {cost.requests:,} requests, ~{cost.input_tokens:,.0f} input "
                        f"+ {cost.output_tokens:,.0f} output tokens{usd}, ~{cost.serial_seconds / 60:,.1f} min "
                        f"at one request at a time")
-        needed = result.non_inferiority_items
-        if needed is not None and needed > result.items_available:
-            click.echo(f"  about {needed:,} items would settle it, but "
-                       + render_small_data(result.items_available, result.within_reach))
 
 
 @main.command()

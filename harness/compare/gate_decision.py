@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
+from typing import Any
 
 from harness.compare.baseline import current_user
 from harness.compare.comparison import ComparisonReport, report_json
 from harness.compare.sources import ComparisonInputs
-from harness.compare.verdict import metric_reason
+from harness.errors import UserError
 from harness.runs.gate_record import (
     ConfigFingerprints,
     DriftAlarm,
@@ -18,19 +20,69 @@ from harness.runs.gate_record import (
 )
 from harness.runs.manifest import Manifest, now_iso, read_manifest
 
+NO_RECORDED_POLICY = ("the run did not record its policy (it was started before runs recorded their gate policy), "
+                      "so it could not be checked against the one in force when the run started")
+
 
 def decide_gate(inputs: ComparisonInputs, report: ComparisonReport) -> GateRecord:
     """The record of `report`'s verdict with what it was decided against; nothing is written."""
     manifest = read_manifest(inputs.candidate_folder)
-    metrics = _metric_reasons(report, _items_available(inputs, manifest))
     record = GateRecord(
         suite=manifest.suite, run_id=manifest.run_id, target=inputs.candidate.fingerprints.target,
         decided_at=now_iso(), decided_by=current_user(), baseline=inputs.baseline_ref,
         policy_fingerprint=inputs.gate.fingerprint, candidate=ConfigFingerprints.of_manifest(manifest),
-        verdict=report.gate.verdict, metrics=metrics, guardrails=_guardrail_reasons(report),
+        verdict=report.gate.verdict, metrics=_metric_reasons(report), guardrails=_guardrail_reasons(report),
         slice_warnings=_slice_warnings(report), drift_alarms=_drift_alarms(report),
         notes=[*report.notes, *_look_notes(manifest)], comparison=report_json(report))
     return record.model_copy(update={"reasons": render_reasons(record)})
+
+
+def hold_to_run_policy(inputs: ComparisonInputs, record: GateRecord, policy_changed: str | None) -> GateRecord:
+    """`record`, checked against the gate policy the run recorded when it started: the policy is
+    fixed before the data is seen, so a gate under another policy (a margin loosened after an
+    INCONCLUSIVE) is refused unless `policy_changed` says why, which the record then keeps."""
+    if policy_changed is not None and not policy_changed.strip():
+        raise UserError("--policy-changed needs a reason", hint="--policy-changed \"the margin was agreed with ...\"")
+    recorded = read_manifest(inputs.candidate_folder).gate_policy
+    if recorded is None:
+        return record.model_copy(update={"notes": [*record.notes, NO_RECORDED_POLICY]})
+    update: dict[str, Any] = {"run_policy_fingerprint": recorded.fingerprint}
+    if recorded.fingerprint == inputs.gate.fingerprint:
+        if policy_changed is not None:
+            update["notes"] = [*record.notes, "--policy-changed was given, but the gate policy is the one the run "
+                               "started with: nothing changed, nothing recorded"]
+        return record.model_copy(update=update)
+    differences = policy_differences(recorded.policy, inputs.gate.model_dump(mode="json")) or [
+        f"gate (fingerprint): {recorded.fingerprint[:12]} when the run started, {inputs.gate.fingerprint[:12]} now"]
+    if policy_changed is None:
+        raise UserError(f"the suite's gate policy changed since run {record.run_id} started: " + "; ".join(differences),
+                        file=str(inputs.suite.path), location="gate",
+                        hint="the policy is fixed before the data is seen: restore it, or decide under the new one "
+                             "with --policy-changed \"why\" (the reason is kept in the gate record)")
+    update["policy_changed"] = policy_changed
+    update["notes"] = [*record.notes, "decided under a gate policy changed since the run started ("
+                       + "; ".join(differences) + f"): {policy_changed}"]
+    return record.model_copy(update=update)
+
+
+def policy_differences(started: Any, now: Any, where: str = "gate") -> list[str]:
+    """One line per changed setting, e.g. `gate.primary.0.margin: 0.02 when the run started, 0.05 now`."""
+    if isinstance(started, dict) and isinstance(now, dict):
+        return [line for key in sorted(started.keys() | now.keys())
+                for line in policy_differences(started.get(key, _ABSENT), now.get(key, _ABSENT), f"{where}.{key}")]
+    if isinstance(started, list) and isinstance(now, list) and len(started) == len(now):
+        return [line for index, (old, new) in enumerate(zip(started, now, strict=True))
+                for line in policy_differences(old, new, f"{where}.{index}")]
+    if started == now:
+        return []
+    return [f"{where}: {_setting(started)} when the run started, {_setting(now)} now"]
+
+
+_ABSENT = object()
+
+
+def _setting(value: Any) -> str:
+    return "not set" if value is _ABSENT else json.dumps(value)
 
 
 def _number(value: float | None) -> float | None:
@@ -38,16 +90,17 @@ def _number(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
 
-def _metric_reasons(report: ComparisonReport, items_available: int) -> list[MetricReason]:
-    return [metric_reason(verdict, metric, report.slice_label, items_available)
-            for metric, verdict in zip(report.primary_metrics, report.gate.metrics, strict=True)]
-
-
-def _items_available(inputs: ComparisonInputs, manifest: Manifest) -> int:
-    """Items the evaluated slices hold.  The manifest counts the items this run evaluated (after
-    --sample or --limit), not the slices' population; the baseline is usually a full run of
-    the same slices, so the larger of the two stands in for it."""
-    return max(manifest.dataset.item_count, len(inputs.baseline.items))
+def _metric_reasons(report: ComparisonReport) -> list[MetricReason]:
+    comparisons = {result.metric: result.comparison for result in report.metrics}
+    reasons = []
+    for metric, verdict in zip(report.primary_metrics, report.gate.metrics, strict=True):
+        comparison = comparisons[metric]
+        reasons.append(MetricReason(
+            metric=metric, slice=report.slice_label, verdict=verdict.verdict, n=comparison.n,
+            mean_delta=_number(verdict.mean_delta), ci=verdict.ci, ci_level=verdict.ci_level, margin=verdict.margin,
+            higher_is_better=verdict.higher_is_better, ci_method=verdict.ci_method,
+            test=verdict.test_name, p=_number(verdict.p_value), items_needed=verdict.items_needed))
+    return reasons
 
 
 def _guardrail_reasons(report: ComparisonReport) -> list[GuardrailReason]:

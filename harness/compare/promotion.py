@@ -68,6 +68,8 @@ class Promotion(BaseModel):
     baseline: BaselineRef | None = Field(default=None, description="What the gate compared with (None: "
                                          "promoted by version 1, which did not record it).")
     policy_fingerprint: str | None = None
+    policy_changed: str | None = Field(default=None, description="The gate was decided under a policy changed "
+                                       "since the run started, for this reason (`gate --policy-changed`).")
     promoted_at: str
     promoted_by: str
 
@@ -86,7 +88,7 @@ def approve(suite: LoadedSuite, run_folder: Path) -> Promotion:
     manifest = read_manifest(run_folder)
     if manifest.suite != suite.spec.name:
         raise UserError(f"run {manifest.run_id} is of suite {manifest.suite!r}, not {suite.spec.name!r}")
-    record = read_gate_record(run_folder)
+    record = read_gate_record(run_folder)  # gate.json: the latest of the run's decisions
     if record is None:
         raise GateRefused(f"run {manifest.run_id} has no gate verdict; run `evalbatch gate {manifest.run_id}` first")
     problems = gate_problems(suite, manifest, record)
@@ -96,7 +98,8 @@ def approve(suite: LoadedSuite, run_folder: Path) -> Promotion:
         suite=manifest.suite, run_id=manifest.run_id, prompt=record.candidate.prompt,
         prompt_version=record.candidate.prompt_version, prompt_fingerprint=record.candidate.prompt_fingerprint,
         targets=record.candidate.targets, verdict=record.verdict, reasons=record.reasons, baseline=record.baseline,
-        policy_fingerprint=record.policy_fingerprint, promoted_at=now_iso(), promoted_by=current_user())
+        policy_fingerprint=record.policy_fingerprint, policy_changed=record.policy_changed, promoted_at=now_iso(),
+        promoted_by=current_user())
 
 
 def gate_problems(suite: LoadedSuite, manifest: Manifest, record: GateRecord) -> list[str]:

@@ -8,18 +8,21 @@ person reads and the numbers a machine checks cannot disagree.
 from __future__ import annotations
 
 import hashlib
+import os
+import uuid
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from harness.compare.verdict_kind import NoInterval, SettlePremise, Verdict
+from harness.compare.verdict import Verdict
 from harness.errors import UserError
 from harness.runs.files import write_atomically
 from harness.runs.manifest import Manifest
 
 GATE_RECORD_VERSION: Final = 1
 GATE_FILE = "gate.json"
+GATE_HISTORY_DIR = "gates"
 # Reasons show [0, 1] metrics in percentage points, as the gate's policy margins are read.
 _SCALE, _UNIT = 100.0, "pts"
 WILSON = "Wilson bound"
@@ -65,13 +68,6 @@ class ConfigFingerprints(BaseModel):
                    evaluated=list(manifest.dataset.evaluated))
 
 
-class MarginInReach(BaseModel):
-    """A margin the available items would settle, at the same premise as items_needed."""
-
-    margin: float
-    items: int
-
-
 class MetricReason(BaseModel):
     """The verdict on one primary metric, in the metric's own units (0.02 = 2 pts)."""
 
@@ -89,12 +85,6 @@ class MetricReason(BaseModel):
     test: str
     p: float | None
     items_needed: int | None = Field(description="For INCONCLUSIVE: items that would settle it.")
-    premise: SettlePremise | None = Field(default=None, description="What items_needed assume of further items.")
-    no_interval: NoInterval | None = Field(default=None, description="Why `ci` is None, when it is.")
-    items_available: int | None = Field(default=None, description="Items the evaluated slices hold (the larger "
-                                        "of the run's and the baseline's); None when not known.")
-    within_reach: MarginInReach | None = Field(default=None, description="When items_needed exceed "
-                                               "items_available: the smallest margin those items would settle.")
 
 
 class GuardrailReason(BaseModel):
@@ -138,6 +128,10 @@ class GateRecord(BaseModel):
     slice_warnings: list[GuardrailReason] = Field(description="Slices and categories that worsened (BH).")
     drift_alarms: list[DriftAlarm]
     notes: list[str] = Field(default_factory=list)
+    run_policy_fingerprint: str | None = Field(default=None, description="The gate policy the run recorded when it "
+                                               "started (None: a run from before runs recorded it).")
+    policy_changed: str | None = Field(default=None, description="Why the gate was decided under a policy other "
+                                       "than the one the run started with (`gate --policy-changed`); None: it was not.")
     reasons: list[str] = Field(default_factory=list, description="English, rendered by render_reasons.")
     comparison: dict[str, Any] = Field(description="The full comparison, as `compare --json` prints it.")
 
@@ -151,18 +145,75 @@ def file_sha256(path: Path) -> str:
 
 
 def write_gate_record(run_folder: Path, record: GateRecord) -> Path:
+    """Keeps the decision in the run's gate history (`gates/NNNN.json`, never overwritten), then
+    makes it the latest (`gate.json`)."""
+    _keep_unrecorded_latest(run_folder)
+    _append_to_history(run_folder, record.model_dump_json(indent=2) + "\n")
     path = run_folder / GATE_FILE
     write_atomically(path, record.model_dump_json(indent=2) + "\n")
     return path
 
 
+def _append_to_history(run_folder: Path, text: str) -> Path:
+    """Writes `text` as the next `gates/NNNN.json`: written whole to a temporary file, then linked
+    under a name no other decision has (a link never replaces a file), so two gates deciding at
+    once both keep their record and nobody reads half a record."""
+    folder = run_folder / GATE_HISTORY_DIR
+    folder.mkdir(exist_ok=True)
+    temporary = folder / f".{os.getpid()}-{uuid.uuid4().hex}.tmp"
+    with temporary.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    try:
+        number = len(_history_files(run_folder)) + 1
+        while True:
+            target = folder / f"{number:04d}.json"
+            try:
+                os.link(temporary, target)
+                return target
+            except FileExistsError:
+                number += 1
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _keep_unrecorded_latest(run_folder: Path) -> None:
+    """A gate.json written before decisions were kept in a history enters it first, so deciding
+    again does not lose it."""
+    latest = run_folder / GATE_FILE
+    if latest.is_file() and not _history_files(run_folder):
+        _append_to_history(run_folder, latest.read_text(encoding="utf-8"))
+
+
+def _history_files(run_folder: Path) -> list[Path]:
+    folder = run_folder / GATE_HISTORY_DIR
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.glob("*.json") if p.stem.isdigit()), key=lambda p: int(p.stem))
+
+
+def read_gate_history(run_folder: Path) -> list[GateRecord]:
+    """Every gate decision on the run, oldest first (a gate.json from before the history: just it)."""
+    files = _history_files(run_folder)
+    if not files:
+        only = read_gate_record(run_folder)
+        return [only] if only is not None else []
+    return [_parse(path.read_text(encoding="utf-8"), path) for path in files]
+
+
 def read_gate_record(run_folder: Path) -> GateRecord | None:
-    """None when the run was never gated; a file that is not a gate record is bad input."""
+    """The run's latest gate decision (gate.json); None when the run was never gated; a file that
+    is not a gate record is bad input."""
     path = run_folder / GATE_FILE
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
+    return _parse(text, path)
+
+
+def _parse(text: str, path: Path) -> GateRecord:
     try:
         return GateRecord.model_validate_json(text)
     except ValidationError as exc:
@@ -198,12 +249,10 @@ def _test(test: str, p: float | None) -> str:
 
 
 def render_metric(reason: MetricReason) -> str:
-    """`VERDICT: metric (slice s) effect, interval, outcome[; what more items would show] (test p)`.
-
-    An empty `slice` leaves the name as it is (the gate's own names already say the slice)."""
-    name = f"{reason.metric} (slice {reason.slice})" if reason.slice else reason.metric
+    name = f"{reason.metric} (slice {reason.slice})"
     if reason.mean_delta is None or reason.ci is None:
-        return f"{reason.verdict}: {name}: {_no_interval(reason)}"
+        why = "no paired items" if reason.n == 0 else f"{reason.n} item(s), and no interval can be formed"
+        return f"{reason.verdict}: {name}: {why}"
     interval = f"{reason.ci_level * 100:g}% CI [{_points(reason.ci[0])}, {_points(reason.ci[1])}]"
     if reason.ci_method == WILSON:
         text = (f"{name}: all {reason.n} paired items moved by {_points(reason.mean_delta)} {_UNIT}; the Wilson "
@@ -215,57 +264,23 @@ def render_metric(reason: MetricReason) -> str:
     return f"{reason.verdict}: {text}{_test(reason.test, reason.p)}"
 
 
-def _no_interval(reason: MetricReason) -> str:
-    if reason.n == 0 or reason.mean_delta is None or reason.no_interval is NoInterval.NO_ITEMS:
-        return "no paired items"
-    if reason.no_interval is NoInterval.NO_STANDARD_ERROR:
-        return f"{reason.n} item(s): no standard error, so no interval can be formed"
-    if reason.no_interval is NoInterval.UNBOUNDED_SHIFT:
-        return (f"all {reason.n} paired items moved by {_points(reason.mean_delta)} {_UNIT}, so the SE is 0 and, "
-                "for scores outside [0, 1], no interval can be formed")
-    return f"{reason.n} item(s), and no interval can be formed"
-
-
-def _premise(reason: MetricReason) -> str:
-    premise = reason.premise or (SettlePremise.SAME_SHIFT if reason.ci_method == WILSON else SettlePremise.OBSERVED)
-    if premise is SettlePremise.NO_CHANGE:
-        return "if further items do not change either"
-    if premise is SettlePremise.SAME_SHIFT:
-        return "if further items change the same way"
-    return f"if the true difference is the observed {_points(reason.mean_delta or 0.0)} {_UNIT}"
-
-
 def _settle(reason: MetricReason) -> str:
-    """What more items would most likely show, taking the observed difference as the truth.
-
-    Assuming a true difference of 0 instead would promise a PASS to an estimate far below the
-    margin, where more items would confirm a FAIL."""
+    """What more items would most likely show, taking the observed difference as the truth."""
     needed, n = reason.items_needed, reason.n
     oriented = (reason.mean_delta or 0.0) * (1 if reason.higher_is_better else -1)
-    if oriented < -reason.margin:
+    if reason.ci_method != WILSON and oriented < -reason.margin:
         worse = "below" if reason.higher_is_better else "above"
         head = f"the estimate is {worse} {_margin(reason)}: more items would most likely show a FAIL"
         if needed is None or needed <= n:
             return head
-        return (f"{head} (about {needed:,} items, {needed - n:,} more, to confirm it at the observed effect"
-                f"{_beyond(reason, needed)})")
+        return f"{head} (about {needed} items, {needed - n} more, to confirm it at the observed effect)"
     if needed is None:
         return f"the estimate sits on {_margin(reason)}: no number of items is likely to settle it"
+    premise = ("if further items change the same way" if reason.ci_method == WILSON
+               else f"if the true difference is the observed {_points(reason.mean_delta or 0.0)} {_UNIT}")
     if needed <= n:
-        return f"{n:,} items already exceed the {needed:,} planned {_premise(reason)}: the estimate is close to the margin"
-    return f"about {needed:,} items ({needed - n:,} more) would settle it {_premise(reason)}{_beyond(reason, needed)}"
-
-
-def _beyond(reason: MetricReason, needed: int) -> str:
-    available = reason.items_available
-    return "" if available is None or needed <= available else ", but " + render_small_data(available, reason.within_reach)
-
-
-def render_small_data(available: int, within_reach: MarginInReach | None) -> str:
-    """What to do when more items are needed than the evaluated slices hold (the gate and `plan` say it alike)."""
-    margin = ("" if within_reach is None else f"decide a larger margin in advance (e.g. M = {within_reach.margin:g} "
-              f"needs about {within_reach.items:,}), ")
-    return f"the evaluated slices hold only {available:,}: {margin}add data, or run epochs for noisy outputs"
+        return f"{n} items already exceed the {needed} planned {premise}: the estimate is close to the margin"
+    return f"about {needed} items ({needed - n} more) would settle it {premise}"
 
 
 def _change(check: GuardrailReason) -> str:
@@ -273,36 +288,24 @@ def _change(check: GuardrailReason) -> str:
     return f"{check.metric}{delta}{_test(check.test, check.p)}"
 
 
-def render_guardrail(check: GuardrailReason) -> str:
-    """An alarmed guardrail (Holm), as one of the gate's reasons."""
-    effect = Verdict.FAIL if check.blocking else Verdict.WARN
-    return f"{effect}: guardrail {check.name} worsened (Holm-adjusted p={check.adjusted_p:.3g}) {_change(check)}"
-
-
-def render_slice_warning(check: GuardrailReason) -> str:
-    """A worsened slice or category (Benjamini-Hochberg), as a warning.  The subset's name is
-    followed by the metric's unless it already ends with it (`slice=english accuracy`)."""
-    subject = check.name if check.name.endswith(check.metric) else f"{check.name} {check.metric}"
-    return f"{subject} worsened (BH-adjusted p={check.adjusted_p:.3g}) {_change(check)}"
-
-
-def render_primary(metrics: list[MetricReason], guardrails: list[GuardrailReason]) -> list[str]:
-    """One line per primary metric and per alarmed guardrail."""
-    reasons = [render_metric(reason) for reason in metrics]
-    if not metrics:
-        reasons.append(f"{Verdict.INCONCLUSIVE}: no primary metrics to gate on")
-    return reasons + [render_guardrail(check) for check in guardrails if check.alarmed]
-
-
 def render_reasons(record: GateRecord) -> list[str]:
     """One line per primary metric and per alarmed guardrail, e.g. `FAIL: accuracy (slice all)
     -22.5 pts, 95% CI [-38.2, -6.8], below the -2 pts margin (exact McNemar p=0.001)`."""
-    return render_primary(record.metrics, record.guardrails)
+    reasons = [render_metric(reason) for reason in record.metrics]
+    if not record.metrics:
+        reasons.append(f"{Verdict.INCONCLUSIVE}: no primary metrics to gate on")
+    for check in record.guardrails:
+        if check.alarmed:
+            effect = Verdict.FAIL if check.blocking else Verdict.WARN
+            reasons.append(f"{effect}: guardrail {check.name} worsened (Holm-adjusted p={check.adjusted_p:.3g}) "
+                           f"{_change(check)}")
+    return reasons
 
 
 def render_warnings(record: GateRecord) -> list[str]:
     """Worth a look, never a reason to block: worsened slices and drift alarms."""
-    warnings = [render_slice_warning(check) for check in record.slice_warnings]
+    warnings = [f"{check.name} {check.metric} worsened (BH-adjusted p={check.adjusted_p:.3g}) {_change(check)}"
+                for check in record.slice_warnings]
     for alarm in record.drift_alarms:
         p = "n/a" if alarm.adjusted_p is None else f"{alarm.adjusted_p:.3g}"
         warnings.append(f"drift alarm: {alarm.signal} changed ({alarm.test}, BH-adjusted p={p}; {alarm.effect_name} "
