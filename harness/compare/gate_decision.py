@@ -9,6 +9,7 @@ from typing import Any
 from harness.compare.baseline import current_user
 from harness.compare.comparison import ComparisonReport, report_json
 from harness.compare.sources import ComparisonInputs
+from harness.compare.verdict import metric_reason
 from harness.errors import UserError
 from harness.runs.gate_record import (
     ConfigFingerprints,
@@ -27,11 +28,12 @@ NO_RECORDED_POLICY = ("the run did not record its policy (it was started before 
 def decide_gate(inputs: ComparisonInputs, report: ComparisonReport) -> GateRecord:
     """The record of `report`'s verdict with what it was decided against; nothing is written."""
     manifest = read_manifest(inputs.candidate_folder)
+    metrics = _metric_reasons(report, _items_available(inputs, manifest))
     record = GateRecord(
         suite=manifest.suite, run_id=manifest.run_id, target=inputs.candidate.fingerprints.target,
         decided_at=now_iso(), decided_by=current_user(), baseline=inputs.baseline_ref,
         policy_fingerprint=inputs.gate.fingerprint, candidate=ConfigFingerprints.of_manifest(manifest),
-        verdict=report.gate.verdict, metrics=_metric_reasons(report), guardrails=_guardrail_reasons(report),
+        verdict=report.gate.verdict, metrics=metrics, guardrails=_guardrail_reasons(report),
         slice_warnings=_slice_warnings(report), drift_alarms=_drift_alarms(report),
         notes=[*report.notes, *_look_notes(manifest)], comparison=report_json(report))
     return record.model_copy(update={"reasons": render_reasons(record)})
@@ -90,17 +92,16 @@ def _number(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
 
-def _metric_reasons(report: ComparisonReport) -> list[MetricReason]:
-    comparisons = {result.metric: result.comparison for result in report.metrics}
-    reasons = []
-    for metric, verdict in zip(report.primary_metrics, report.gate.metrics, strict=True):
-        comparison = comparisons[metric]
-        reasons.append(MetricReason(
-            metric=metric, slice=report.slice_label, verdict=verdict.verdict, n=comparison.n,
-            mean_delta=_number(verdict.mean_delta), ci=verdict.ci, ci_level=verdict.ci_level, margin=verdict.margin,
-            higher_is_better=verdict.higher_is_better, ci_method=verdict.ci_method,
-            test=verdict.test_name, p=_number(verdict.p_value), items_needed=verdict.items_needed))
-    return reasons
+def _metric_reasons(report: ComparisonReport, items_available: int) -> list[MetricReason]:
+    return [metric_reason(verdict, metric, report.slice_label, items_available)
+            for metric, verdict in zip(report.primary_metrics, report.gate.metrics, strict=True)]
+
+
+def _items_available(inputs: ComparisonInputs, manifest: Manifest) -> int:
+    """Items the evaluated slices hold.  The manifest counts the items this run evaluated (after
+    --sample or --limit), not the slices' population; the baseline is usually a full run of
+    the same slices, so the larger of the two stands in for it."""
+    return max(manifest.dataset.item_count, len(inputs.baseline.items))
 
 
 def _guardrail_reasons(report: ComparisonReport) -> list[GuardrailReason]:

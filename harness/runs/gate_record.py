@@ -15,7 +15,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from harness.compare.verdict import Verdict
+from harness.compare.verdict_kind import NoInterval, SettlePremise, Verdict
 from harness.errors import UserError
 from harness.runs.files import write_atomically
 from harness.runs.manifest import Manifest
@@ -68,6 +68,13 @@ class ConfigFingerprints(BaseModel):
                    evaluated=list(manifest.dataset.evaluated))
 
 
+class MarginInReach(BaseModel):
+    """A margin the available items would settle, at the same premise as items_needed."""
+
+    margin: float
+    items: int
+
+
 class MetricReason(BaseModel):
     """The verdict on one primary metric, in the metric's own units (0.02 = 2 pts)."""
 
@@ -85,6 +92,12 @@ class MetricReason(BaseModel):
     test: str
     p: float | None
     items_needed: int | None = Field(description="For INCONCLUSIVE: items that would settle it.")
+    premise: SettlePremise | None = Field(default=None, description="What items_needed assume of further items.")
+    no_interval: NoInterval | None = Field(default=None, description="Why `ci` is None, when it is.")
+    items_available: int | None = Field(default=None, description="Items the evaluated slices hold (the larger "
+                                        "of the run's and the baseline's); None when not known.")
+    within_reach: MarginInReach | None = Field(default=None, description="When items_needed exceed "
+                                               "items_available: the smallest margin those items would settle.")
 
 
 class GuardrailReason(BaseModel):
@@ -249,10 +262,12 @@ def _test(test: str, p: float | None) -> str:
 
 
 def render_metric(reason: MetricReason) -> str:
-    name = f"{reason.metric} (slice {reason.slice})"
+    """`VERDICT: metric (slice s) effect, interval, outcome[; what more items would show] (test p)`.
+
+    An empty `slice` leaves the name as it is (the gate's own names already say the slice)."""
+    name = f"{reason.metric} (slice {reason.slice})" if reason.slice else reason.metric
     if reason.mean_delta is None or reason.ci is None:
-        why = "no paired items" if reason.n == 0 else f"{reason.n} item(s), and no interval can be formed"
-        return f"{reason.verdict}: {name}: {why}"
+        return f"{reason.verdict}: {name}: {_no_interval(reason)}"
     interval = f"{reason.ci_level * 100:g}% CI [{_points(reason.ci[0])}, {_points(reason.ci[1])}]"
     if reason.ci_method == WILSON:
         text = (f"{name}: all {reason.n} paired items moved by {_points(reason.mean_delta)} {_UNIT}; the Wilson "
@@ -264,23 +279,57 @@ def render_metric(reason: MetricReason) -> str:
     return f"{reason.verdict}: {text}{_test(reason.test, reason.p)}"
 
 
+def _no_interval(reason: MetricReason) -> str:
+    if reason.n == 0 or reason.mean_delta is None or reason.no_interval is NoInterval.NO_ITEMS:
+        return "no paired items"
+    if reason.no_interval is NoInterval.NO_STANDARD_ERROR:
+        return f"{reason.n} item(s): no standard error, so no interval can be formed"
+    if reason.no_interval is NoInterval.UNBOUNDED_SHIFT:
+        return (f"all {reason.n} paired items moved by {_points(reason.mean_delta)} {_UNIT}, so the SE is 0 and, "
+                "for scores outside [0, 1], no interval can be formed")
+    return f"{reason.n} item(s), and no interval can be formed"
+
+
+def _premise(reason: MetricReason) -> str:
+    premise = reason.premise or (SettlePremise.SAME_SHIFT if reason.ci_method == WILSON else SettlePremise.OBSERVED)
+    if premise is SettlePremise.NO_CHANGE:
+        return "if further items do not change either"
+    if premise is SettlePremise.SAME_SHIFT:
+        return "if further items change the same way"
+    return f"if the true difference is the observed {_points(reason.mean_delta or 0.0)} {_UNIT}"
+
+
 def _settle(reason: MetricReason) -> str:
-    """What more items would most likely show, taking the observed difference as the truth."""
+    """What more items would most likely show, taking the observed difference as the truth.
+
+    Assuming a true difference of 0 instead would promise a PASS to an estimate far below the
+    margin, where more items would confirm a FAIL."""
     needed, n = reason.items_needed, reason.n
     oriented = (reason.mean_delta or 0.0) * (1 if reason.higher_is_better else -1)
-    if reason.ci_method != WILSON and oriented < -reason.margin:
+    if oriented < -reason.margin:
         worse = "below" if reason.higher_is_better else "above"
         head = f"the estimate is {worse} {_margin(reason)}: more items would most likely show a FAIL"
         if needed is None or needed <= n:
             return head
-        return f"{head} (about {needed} items, {needed - n} more, to confirm it at the observed effect)"
+        return (f"{head} (about {needed:,} items, {needed - n:,} more, to confirm it at the observed effect"
+                f"{_beyond(reason, needed)})")
     if needed is None:
         return f"the estimate sits on {_margin(reason)}: no number of items is likely to settle it"
-    premise = ("if further items change the same way" if reason.ci_method == WILSON
-               else f"if the true difference is the observed {_points(reason.mean_delta or 0.0)} {_UNIT}")
     if needed <= n:
-        return f"{n} items already exceed the {needed} planned {premise}: the estimate is close to the margin"
-    return f"about {needed} items ({needed - n} more) would settle it {premise}"
+        return f"{n:,} items already exceed the {needed:,} planned {_premise(reason)}: the estimate is close to the margin"
+    return f"about {needed:,} items ({needed - n:,} more) would settle it {_premise(reason)}{_beyond(reason, needed)}"
+
+
+def _beyond(reason: MetricReason, needed: int) -> str:
+    available = reason.items_available
+    return "" if available is None or needed <= available else ", but " + render_small_data(available, reason.within_reach)
+
+
+def render_small_data(available: int, within_reach: MarginInReach | None) -> str:
+    """What to do when more items are needed than the evaluated slices hold (the gate and `plan` say it alike)."""
+    margin = ("" if within_reach is None else f"decide a larger margin in advance (e.g. M = {within_reach.margin:g} "
+              f"needs about {within_reach.items:,}), ")
+    return f"the evaluated slices hold only {available:,}: {margin}add data, or run epochs for noisy outputs"
 
 
 def _change(check: GuardrailReason) -> str:
@@ -288,24 +337,36 @@ def _change(check: GuardrailReason) -> str:
     return f"{check.metric}{delta}{_test(check.test, check.p)}"
 
 
+def render_guardrail(check: GuardrailReason) -> str:
+    """An alarmed guardrail (Holm), as one of the gate's reasons."""
+    effect = Verdict.FAIL if check.blocking else Verdict.WARN
+    return f"{effect}: guardrail {check.name} worsened (Holm-adjusted p={check.adjusted_p:.3g}) {_change(check)}"
+
+
+def render_slice_warning(check: GuardrailReason) -> str:
+    """A worsened slice or category (Benjamini-Hochberg), as a warning.  The subset's name is
+    followed by the metric's unless it already ends with it (`slice=english accuracy`)."""
+    subject = check.name if check.name.endswith(check.metric) else f"{check.name} {check.metric}"
+    return f"{subject} worsened (BH-adjusted p={check.adjusted_p:.3g}) {_change(check)}"
+
+
+def render_primary(metrics: list[MetricReason], guardrails: list[GuardrailReason]) -> list[str]:
+    """One line per primary metric and per alarmed guardrail."""
+    reasons = [render_metric(reason) for reason in metrics]
+    if not metrics:
+        reasons.append(f"{Verdict.INCONCLUSIVE}: no primary metrics to gate on")
+    return reasons + [render_guardrail(check) for check in guardrails if check.alarmed]
+
+
 def render_reasons(record: GateRecord) -> list[str]:
     """One line per primary metric and per alarmed guardrail, e.g. `FAIL: accuracy (slice all)
     -22.5 pts, 95% CI [-38.2, -6.8], below the -2 pts margin (exact McNemar p=0.001)`."""
-    reasons = [render_metric(reason) for reason in record.metrics]
-    if not record.metrics:
-        reasons.append(f"{Verdict.INCONCLUSIVE}: no primary metrics to gate on")
-    for check in record.guardrails:
-        if check.alarmed:
-            effect = Verdict.FAIL if check.blocking else Verdict.WARN
-            reasons.append(f"{effect}: guardrail {check.name} worsened (Holm-adjusted p={check.adjusted_p:.3g}) "
-                           f"{_change(check)}")
-    return reasons
+    return render_primary(record.metrics, record.guardrails)
 
 
 def render_warnings(record: GateRecord) -> list[str]:
     """Worth a look, never a reason to block: worsened slices and drift alarms."""
-    warnings = [f"{check.name} {check.metric} worsened (BH-adjusted p={check.adjusted_p:.3g}) {_change(check)}"
-                for check in record.slice_warnings]
+    warnings = [render_slice_warning(check) for check in record.slice_warnings]
     for alarm in record.drift_alarms:
         p = "n/a" if alarm.adjusted_p is None else f"{alarm.adjusted_p:.3g}"
         warnings.append(f"drift alarm: {alarm.signal} changed ({alarm.test}, BH-adjusted p={p}; {alarm.effect_name} "
