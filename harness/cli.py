@@ -406,7 +406,7 @@ def plan(suite: str, mde: float, power: float, alpha: float, baseline_name: str 
     from harness.compare.planning import PlanRequest, plan_metric, sample_cost
     from harness.compare.snapshot import snapshot_run
     from harness.config.loader import load_suite
-    from harness.runs.gate_record import render_small_data
+    from harness.runs.gate_record import render_plan_shortfall
     from harness.runs.locate import find_run, search_dirs
 
     loaded = load_suite(suite)
@@ -441,8 +441,7 @@ def plan(suite: str, mde: float, power: float, alpha: float, baseline_name: str 
                        f"at one request at a time")
         needed = result.non_inferiority_items
         if needed is not None and needed > result.items_available:
-            click.echo(f"  about {needed:,} items would settle it, but "
-                       + render_small_data(result.items_available, result.within_reach))
+            click.echo("  " + render_plan_shortfall(needed, result.items_available, result.within_reach))
 
 
 @main.command()

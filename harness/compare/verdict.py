@@ -27,7 +27,13 @@ normal quantile, as the sequential boundaries do.
 
 An INCONCLUSIVE verdict says how many items would most likely settle it if
 the observed difference were the truth: a PASS/WARN when the estimate lies
-above -M, a FAIL when it lies below.
+above -M, a FAIL when it lies below (`SettlePlan`, which also finds the margin
+a given number of items would settle: `margin_within_reach`).
+
+The verdicts hold numbers only; their English is rendered by the gate record's
+renderer (`harness.runs.gate_record.render_metric` and friends), the one the
+gate prints, so `MetricVerdict.reason` and `GateVerdict.reasons` say exactly
+what gate.json says.
 
 Combining (`combine`):
 

@@ -332,6 +332,11 @@ def render_small_data(available: int, within_reach: MarginInReach | None) -> str
     return f"the evaluated slices hold only {available:,}: {margin}add data, or run epochs for noisy outputs"
 
 
+def render_plan_shortfall(needed: int, available: int, within_reach: MarginInReach | None) -> str:
+    """`plan`'s line when non-inferiority needs more items than the baseline holds."""
+    return f"about {needed:,} items would settle it, but {render_small_data(available, within_reach)}"
+
+
 def _change(check: GuardrailReason) -> str:
     delta = "" if check.mean_delta is None else f" {_points(check.mean_delta)} {_UNIT}"
     return f"{check.metric}{delta}{_test(check.test, check.p)}"
