@@ -61,4 +61,4 @@ class InputProblems:
             shown += f"\n  and {more} more"
         hints = list(dict.fromkeys(p.hint for p in self.found[:SHOWN_PROBLEMS] if p.hint))
         return UserError(f"{len(self.found)} problems in the input; nothing was sent:{shown}", file=common,
-                         hint="; ".join(hints) or None)
+                         hint="\n  hint: ".join(hints) or None)
