@@ -138,8 +138,9 @@ def _staged_work(plan: RunPlan, monitor: StageMonitor | None, manifest: Manifest
     """The run's stages as planned when it started: a resumed run continues from its next undecided
     look, and what earlier stages left unfinished is sent before that look."""
     todo_all = [request for request in plan.requests if request.request_id in unfinished]
-    if monitor is None:
-        return StagedWork([todo_all], [None], [], manifest.look_schedule)
+    if monitor is None:  # a sample started sequential keeps the looks it had decided
+        return StagedWork([todo_all], [None], list(manifest.looks) if manifest.look_schedule else [],
+                          manifest.look_schedule)
     # Runs from before schedules were stored re-plan from their first look, as they always did.
     schedule, kept = ((manifest.look_schedule, list(manifest.looks)) if manifest.look_schedule is not None
                       else (monitor.schedule(plan.requests), []))
