@@ -86,10 +86,7 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
         outcome = execute(plan, RunOptions(resume_id, force_new, retry_failed, reports_dir, monitor), console)
     except RunInterrupted as stop:
         _exit_interrupted(suite, stop)
-    spec = plan.suite.spec
-    print_summary(console, outcome.lines, outcome.manifest.wall_time_s,
-                  SummaryOptions([s.label for s in spec.scorers], plan.evaluated,
-                                 failed_as_zero=spec.scoring.failed_requests == "zero"))
+    print_summary(console, outcome.lines, outcome.manifest.wall_time_s, SummaryOptions.of_plan(plan))
     for look in outcome.manifest.looks:
         console.print(f"look {look['look']}/{look['of']} at {look['items']} items: {look['decision']} ("
                       + "; ".join(_look_metric(m) for m in look["metrics"]) + ")")
@@ -99,7 +96,7 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
     if outcome.manifest.status == "stopped_early":
         console.print(f"Stopped early by the sequential design; judge it with: evalbatch gate {outcome.manifest.run_id}")
     elif outcome.manifest.status != "complete":
-        _print_what_is_left(suite, outcome, spec.engine.max_retries, console)
+        _print_what_is_left(suite, outcome, plan.suite.spec.engine.max_retries, console)
         sys.exit(EXIT_FAILED_REQUESTS)
 
 
@@ -255,7 +252,7 @@ def baseline_set(suite: str, run_id: str, name: str | None, target: str | None, 
 
     loaded = load_suite(suite)
     folder = find_run(run_id, search_dirs(suite=loaded), loaded.spec.name)
-    snapshot = snapshot_run(folder, target)
+    snapshot = snapshot_run(folder, target, loaded.spec.scoring.failed_as_zero)
     if snapshot.fingerprints.suite != loaded.spec.name:
         raise UserError(f"run {run_id} is of suite {snapshot.fingerprints.suite!r}, not {loaded.spec.name!r}")
     path = set_baseline(loaded.project_dir, snapshot, name or loaded.spec.gate.baseline, note)
@@ -412,7 +409,8 @@ def plan(suite: str, mde: float, power: float, alpha: float, baseline_name: str 
     loaded = load_suite(suite)
     spec = loaded.spec
     base = load_baseline(baseline_path(loaded.project_dir, spec.name, baseline_name or spec.gate.baseline)).snapshot
-    second = (snapshot_run(find_run(second_run, search_dirs(reports_dir, loaded), spec.name))
+    second = (snapshot_run(find_run(second_run, search_dirs(reports_dir, loaded), spec.name),
+                           failed_as_zero=spec.scoring.failed_as_zero)
               if second_run else None)
     target = next((t for t in spec.targets if t.label == base.fingerprints.target), spec.targets[0])
     click.echo(f"{spec.name}: planning from baseline run {base.run_id} ({len(base.items)} items, "
@@ -502,7 +500,7 @@ def _run_full_promotion(suite: str, plan) -> None:
     """The promoted configuration on the full slices: its scores, its validated / needs-review
     split, and how to make it the baseline (or finish it)."""
     from harness.execute import RunInterrupted, RunOptions, execute
-    from harness.report.summary import print_summary
+    from harness.report.summary import SummaryOptions, print_summary
     from harness.runs.commands import resume_command
 
     console = _console()
@@ -511,7 +509,7 @@ def _run_full_promotion(suite: str, plan) -> None:
         outcome = execute(plan, RunOptions(force_new=True, full_promotion=True), console)
     except RunInterrupted as stop:
         _exit_interrupted(suite, stop)  # the printed `evalbatch run` command finishes and sorts it
-    print_summary(console, outcome.lines, outcome.manifest.wall_time_s)
+    print_summary(console, outcome.lines, outcome.manifest.wall_time_s, SummaryOptions.of_plan(plan))
     console.print(f"run {outcome.manifest.run_id}: {outcome.manifest.status}; results in {outcome.folder}")
     _sort_full_run(suite, outcome, console)
     if outcome.manifest.status != "complete":

@@ -97,7 +97,7 @@ class SequentialMonitor:
         return LookSchedule(looks=looks, alpha=self.gate.alpha, bounds=bounds, stages=stages, planned_items=planned)
 
     def decide(self, look: int, folder: Path, schedule: LookSchedule) -> LookDecision:
-        return self.decide_look(snapshot_run(folder), look, schedule)
+        return self.decide_look(snapshot_run(folder, failed_as_zero=self.suite.scoring.failed_as_zero), look, schedule)
 
     def decide_look(self, candidate: RunSnapshot, look: int, schedule: LookSchedule | None = None) -> LookDecision:
         """Look `look` (0-based) at the candidate's items so far; with a schedule, only at the items

@@ -49,7 +49,8 @@ def load_inputs(candidate_run: str, options: SourceOptions) -> ComparisonInputs:
     if suite.spec.name != manifest.suite:
         raise UserError(f"run {manifest.run_id} is of suite {manifest.suite!r}, not {suite.spec.name!r}",
                         file=str(suite_path))
-    candidate = snapshot_run(folder, options.target)
+    failed_as_zero = suite.spec.scoring.failed_as_zero
+    candidate = snapshot_run(folder, options.target, failed_as_zero)
     name = options.baseline or suite.spec.gate.baseline
     path = baseline_path(suite.project_dir, suite.spec.name, name)
     if path.is_file() or options.baseline is None:
@@ -64,7 +65,7 @@ def load_inputs(candidate_run: str, options: SourceOptions) -> ComparisonInputs:
         known = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
         raise UserError(f"no baseline {name!r} of suite {suite.spec.name!r} and no run {name!r}", hint=f"baselines of this suite: {known}" if known else
                         "create one with: evalbatch baseline set SUITE --from RUN_ID") from None
-    snapshot = snapshot_run(base_folder, options.target)
+    snapshot = snapshot_run(base_folder, options.target, failed_as_zero)
     results = base_folder / "results.jsonl"
     ref = BaselineRef(name=None, kind="run", run_id=snapshot.run_id, file=str(results), sha256=file_sha256(results))
     return ComparisonInputs(suite, folder, candidate, snapshot, f"run {snapshot.run_id} ({snapshot.fingerprints.prompt})",

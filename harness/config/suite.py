@@ -24,7 +24,8 @@ class StrictModel(BaseModel):
 
 
 class DatasetSpec(StrictModel):
-    path: str = Field(description="Local JSONL/CSV/Parquet file (relative to the suite file) or a Hugging Face hub name.")
+    path: str = Field(description="Local JSONL/CSV/Parquet file relative to the suite file; with `format: hub`, "
+                      "a Hugging Face hub dataset.")
     format: Literal["jsonl", "csv", "parquet", "hub"] | None = Field(
         default=None, description="Inferred from the file extension when omitted.")
     split: str = Field(default="train", description="Split to read from a hub dataset.")
@@ -209,6 +210,10 @@ class ScoringSpec(StrictModel):
         "retries spent): `zero` counts it as a score of 0 for every scorer, in the run's means and in "
         "comparisons; `exclude` leaves it out (the summary says how many). Unfinished requests are "
         "never scored either way.")
+
+    @property
+    def failed_as_zero(self) -> bool:
+        return self.failed_requests == "zero"
 
 
 class OutputSpec(StrictModel):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -13,6 +14,9 @@ from scipy import stats
 
 from harness.engine.states import RequestState
 from harness.runs.results import ResultLine
+
+if TYPE_CHECKING:  # the summary needs only a finished plan's settings, not the planning code
+    from harness.plan import RunPlan
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,11 @@ class SummaryOptions:
     evaluated: list[str] = field(default_factory=list)
     """The evaluated slices; with more than one, each gets its own rows besides the union."""
     failed_as_zero: bool = True
+
+    @classmethod
+    def of_plan(cls, plan: RunPlan) -> SummaryOptions:
+        spec = plan.suite.spec
+        return cls([s.label for s in spec.scorers], plan.evaluated, spec.scoring.failed_as_zero)
 
 
 def mean_with_ci(values: list[float], level: float = 0.95) -> tuple[float, float | None, float | None]:

@@ -58,3 +58,14 @@ def test_excluding_failed_requests_drops_the_pair(project, cli):
     assert accuracy.comparison.n == 5 and accuracy.comparison.n_dropped_nan == 1
     assert any("1 item(s) of the candidate have failed requests" in note and "left out" in note
                for note in report.notes), report.notes
+
+
+def test_the_suites_exclude_rule_reaches_compare_and_gate(project, cli):
+    _, cand_dir = _baseline_and_failed_candidate(project, cli)
+    suite = base_suite("http://127.0.0.1:9")
+    suite["scoring"] = {"failed_requests": "exclude"}
+    project.write_suite(suite)
+    result = cli("compare", str(cand_dir), "--json")
+    assert result.exit_code == 0, result.output
+    [accuracy] = json.loads(result.stdout)["metrics"]
+    assert accuracy["comparison"]["n"] == 5 and accuracy["comparison"]["n_dropped_nan"] == 1
