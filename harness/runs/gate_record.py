@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, ValidationError
 from harness.compare.verdict_kind import NoInterval, SettlePremise, Verdict
 from harness.errors import UserError
 from harness.runs.files import write_atomically
-from harness.runs.manifest import Manifest
+from harness.runs.manifest import Manifest, TargetRecord
 
 GATE_RECORD_VERSION: Final = 1
 GATE_FILE = "gate.json"
@@ -38,14 +38,8 @@ class BaselineRef(BaseModel):
     sha256: str = Field(description="sha256 of that file's bytes when the gate read it.")
 
 
-class TargetConfig(BaseModel):
-    """One model as it was called."""
-
-    label: str
-    provider: str
-    model: str
-    base_url: str | None = None
-    params: dict[str, Any]
+TargetConfig = TargetRecord
+"""One model as it was called: the manifest's own record of it."""
 
 
 class ConfigFingerprints(BaseModel):
@@ -63,7 +57,7 @@ class ConfigFingerprints(BaseModel):
     def of_manifest(cls, manifest: Manifest) -> ConfigFingerprints:
         return cls(prompt=manifest.prompt.name, prompt_version=manifest.prompt.version,
                    prompt_fingerprint=manifest.prompt.fingerprint,
-                   targets=[TargetConfig.model_validate(t.model_dump()) for t in manifest.targets],
+                   targets=list(manifest.targets),
                    dataset=manifest.dataset.fingerprint, slice_fingerprint=manifest.dataset.slice_fingerprint,
                    evaluated=list(manifest.dataset.evaluated))
 
