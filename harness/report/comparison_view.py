@@ -6,6 +6,7 @@ import math
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from harness.compare.comparison import ComparisonReport
 from harness.compare.verdict import Verdict
@@ -61,10 +62,10 @@ def print_comparison(console: Console, report: ComparisonReport) -> None:
 
 def print_gate(console: Console, record: GateRecord) -> None:
     """The verdict, its reasons, warnings (worsened slices, drift alarms) and notes, from the record."""
-    console.print(f"[bold {_COLOURS[record.verdict]}]gate: {record.verdict}[/]")
+    console.print(f"gate: {record.verdict}", style=f"bold {_COLOURS[record.verdict]}")
     for reason in render_reasons(record):
         console.print(f"  {reason}")
     for warning in render_warnings(record):
-        console.print(f"  [yellow]warning:[/] {warning}")
+        console.print(Text.assemble("  ", ("warning:", "yellow"), f" {warning}"))
     for note in record.notes:
         console.print(f"note: {note}")

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from harness import __version__
 from harness.engine.states import RequestState
@@ -119,7 +120,8 @@ def _refuse_if_it_may_hold_this_work(plan: RunPlan, broken: DamagedRun, console:
     if peeked is not None:
         fingerprint, succeeded = peeked
         if (fingerprint != plan.work_fingerprint) if fingerprint else succeeded == 0:
-            console.print(f"[yellow]warning:[/] ignoring run folder {broken.folder}: {broken.problem}")
+            console.print(Text.assemble(("warning:", "yellow"), f" ignoring run folder {broken.folder}: "
+                                        f"{broken.problem}"))
             return
     held = (f"holds {peeked[1]} succeeded request(s) of this work" if peeked is not None
             else "has a run store that cannot be read, so it may hold results of this work")
@@ -216,9 +218,10 @@ def _warn_on_relabelled_prompt(plan: RunPlan, previous: list[tuple[Path, Manifes
     for _, manifest in previous:
         old = manifest.prompt
         if (old.name, old.version) == (plan.prompt.name, plan.prompt.version) and old.fingerprint != plan.prompt.fingerprint:
-            console.print(f"[yellow]warning:[/] prompt {plan.prompt.label} changed since run {manifest.run_id} "
-                          f"(fingerprint {old.fingerprint[:12]} -> {plan.prompt.fingerprint[:12]}) but kept its "
-                          "version label; give the new text a new version so results stay comparable")
+            console.print(Text.assemble(
+                ("warning:", "yellow"), f" prompt {plan.prompt.label} changed since run {manifest.run_id} "
+                f"(fingerprint {old.fingerprint[:12]} -> {plan.prompt.fingerprint[:12]}) but kept its version "
+                "label; give the new text a new version so results stay comparable"))
             return
 
 
