@@ -325,13 +325,10 @@ def _comparison_options(function):
 
 def _decide(candidate_run: str, baseline_name, reports_dir, target, suite_path):
     """The comparison and the gate's record of it (not yet written)."""
-    from harness.compare.comparison import compare
-    from harness.compare.gate_decision import decide_gate
-    from harness.compare.sources import SourceOptions, load_inputs
+    from harness.compare.gate_decision import judge
+    from harness.compare.sources import SourceOptions
 
-    inputs = load_inputs(candidate_run, SourceOptions(baseline_name, reports_dir, target, suite_path))
-    report = compare(inputs.baseline, inputs.candidate, inputs.gate, inputs.baseline_label)
-    return inputs, report, decide_gate(inputs, report)
+    return judge(candidate_run, SourceOptions(baseline_name, reports_dir, target, suite_path))
 
 
 @main.command("compare")

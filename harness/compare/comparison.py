@@ -92,6 +92,15 @@ def check_comparable(baseline: RunSnapshot, candidate: RunSnapshot) -> None:
     if set(base.evaluated) != set(cand.evaluated):
         raise UserError(f"the baseline evaluated slices {base.evaluated}, the candidate {cand.evaluated}",
                         hint="run the candidate on the baseline's slices (--slice)")
+    # Older snapshots did not record these; where both did, the same names must mean the same.
+    if base.slice_definitions and cand.slice_definitions and base.slice_definitions != cand.slice_definitions:
+        raise UserError(f"the slices {cand.evaluated} were defined differently for the baseline and the candidate "
+                        "(their where/first_n/sample settings changed): they select other items",
+                        hint="run both on the same slice definitions, or set the baseline again")
+    if base.scorers and cand.scorers and base.scorers != cand.scorers:
+        raise UserError("the baseline and the candidate were scored by different scorer definitions (type, "
+                        "parameters, target or extraction changed): their scores do not measure the same thing",
+                        hint="run both with the same scorers, or set the baseline again from a run scored so")
 
 
 def pair_items(baseline: RunSnapshot, candidate: RunSnapshot) -> Pairing:

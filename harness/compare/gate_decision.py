@@ -7,9 +7,9 @@ import math
 from typing import Any
 
 from harness.compare.baseline import current_user
-from harness.compare.comparison import ComparisonReport, report_json
-from harness.compare.sources import ComparisonInputs
-from harness.compare.verdict import metric_reason
+from harness.compare.comparison import ComparisonReport, compare, report_json
+from harness.compare.sources import ComparisonInputs, SourceOptions, load_inputs
+from harness.compare.verdict import Verdict, metric_reason
 from harness.errors import UserError
 from harness.runs.gate_record import (
     ConfigFingerprints,
@@ -25,6 +25,13 @@ NO_RECORDED_POLICY = ("the run did not record its policy (it was started before 
                       "so it could not be checked against the one in force when the run started")
 
 
+def judge(candidate_run: str, options: SourceOptions) -> tuple[ComparisonInputs, ComparisonReport, GateRecord]:
+    """Compare the run with its baseline and decide the gate, as `evalbatch gate` does; nothing is written."""
+    inputs = load_inputs(candidate_run, options)
+    report = compare(inputs.baseline, inputs.candidate, inputs.gate, inputs.baseline_label)
+    return inputs, report, decide_gate(inputs, report)
+
+
 def decide_gate(inputs: ComparisonInputs, report: ComparisonReport) -> GateRecord:
     """The record of `report`'s verdict with what it was decided against; nothing is written."""
     manifest = read_manifest(inputs.candidate_folder)
@@ -36,7 +43,20 @@ def decide_gate(inputs: ComparisonInputs, report: ComparisonReport) -> GateRecor
         verdict=report.gate.verdict, metrics=metrics, guardrails=_guardrail_reasons(report),
         slice_warnings=_slice_warnings(report), drift_alarms=_drift_alarms(report),
         notes=[*report.notes, *_look_notes(manifest)], comparison=report_json(report))
-    return record.model_copy(update={"reasons": render_reasons(record)})
+    record = record.model_copy(update={"reasons": render_reasons(record)})
+    return _hold_to_finished_items(inputs, manifest, record)
+
+
+def _hold_to_finished_items(inputs: ComparisonInputs, manifest: Manifest, record: GateRecord) -> GateRecord:
+    """A gate cannot pass on part of a run: items that never finished could be exactly the ones that
+    got worse. Only a sequential design's own stop may leave items unsent."""
+    unfinished = inputs.candidate.unfinished_items
+    if not unfinished or manifest.status == "stopped_early" or record.verdict not in (Verdict.PASS, Verdict.WARN):
+        return record
+    reason = (f"{Verdict.INCONCLUSIVE}: {unfinished} item(s) of the run never finished (status {manifest.status}); "
+              f"a gate cannot pass on part of a run: finish it (evalbatch run SUITE --resume {manifest.run_id}) "
+              "and gate it again")
+    return record.model_copy(update={"verdict": Verdict.INCONCLUSIVE, "reasons": [reason, *record.reasons]})
 
 
 def hold_to_run_policy(inputs: ComparisonInputs, record: GateRecord, policy_changed: str | None) -> GateRecord:

@@ -26,7 +26,7 @@ from harness.runs.gate_record import (
     read_gate_record,
 )
 from harness.runs.locate import previous_runs, suite_runs_dir
-from harness.runs.manifest import Manifest, now_iso, read_manifest, write_atomically
+from harness.runs.manifest import Manifest, definitions_sha256, now_iso, read_manifest, write_atomically
 from harness.runs.results import ResultLine
 from harness.scoring.registry import ScorerKind, scorer_kinds
 
@@ -68,6 +68,7 @@ class Promotion(BaseModel):
     baseline: BaselineRef | None = Field(default=None, description="What the gate compared with (None: "
                                          "promoted by version 1, which did not record it).")
     policy_fingerprint: str | None = None
+    scorers: str | None = Field(default=None, description="sha256 of the scorer definitions the gate graded with.")
     policy_changed: str | None = Field(default=None, description="The gate was decided under a policy changed "
                                        "since the run started, for this reason (`gate --policy-changed`).")
     promoted_at: str
@@ -91,14 +92,15 @@ def approve(suite: LoadedSuite, run_folder: Path) -> Promotion:
     record = read_gate_record(run_folder)  # gate.json: the latest of the run's decisions
     if record is None:
         raise GateRefused(f"run {manifest.run_id} has no gate verdict; run `evalbatch gate {manifest.run_id}` first")
-    problems = gate_problems(suite, manifest, record)
+    problems = gate_problems(suite, manifest, record) or _decided_again(suite, run_folder, record)
     if problems:
         raise GateRefused(f"run {manifest.run_id} cannot be promoted: " + "; ".join(problems))
     return Promotion(
         suite=manifest.suite, run_id=manifest.run_id, prompt=record.candidate.prompt,
         prompt_version=record.candidate.prompt_version, prompt_fingerprint=record.candidate.prompt_fingerprint,
         targets=record.candidate.targets, verdict=record.verdict, reasons=record.reasons, baseline=record.baseline,
-        policy_fingerprint=record.policy_fingerprint, policy_changed=record.policy_changed, promoted_at=now_iso(),
+        policy_fingerprint=record.policy_fingerprint, policy_changed=record.policy_changed,
+        scorers=record.candidate.scorers, promoted_at=now_iso(),
         promoted_by=current_user())
 
 
@@ -118,7 +120,28 @@ def gate_problems(suite: LoadedSuite, manifest: Manifest, record: GateRecord) ->
     if record.run_id != manifest.run_id or record.candidate != ConfigFingerprints.of_manifest(manifest):
         problems.append(f"the run's manifest no longer matches the configuration the gate judged "
                         f"(gate.json of run {record.run_id}); gate the run again")
+    if manifest.status not in ("complete", "incomplete", "stopped_early"):
+        problems.append(f"the run is {manifest.status}, not finished; finish it and gate it again")
+    if len(manifest.targets) > 1:
+        problems.append(f"the run has targets {[t.label for t in manifest.targets]} and the gate judged only "
+                        f"{record.target!r}; promote a run of the suite with that one target")
+    if record.candidate.scorers and record.candidate.scorers != scorers_fingerprint_of(suite):
+        problems.append("the suite's scorers changed since the gate (type, parameters, target or extraction); "
+                        "a promotion must be graded the way the gate was")
     return problems
+
+
+def _decided_again(suite: LoadedSuite, run_folder: Path, record: GateRecord) -> list[str]:
+    """gate.json is a file anyone can edit, and a run can change after its gate (resumed, retried):
+    the decision is taken again from the run store and the baseline, and must agree."""
+    from harness.compare.gate_decision import judge  # the gate's own code, not a copy of it
+    from harness.compare.sources import SourceOptions
+
+    _, _, now = judge(str(run_folder), SourceOptions(target=record.target, suite_path=suite.path))
+    if now.verdict != record.verdict:
+        return [f"gate.json says {record.verdict}, but the run and the baseline give {now.verdict} now "
+                f"({'; '.join(now.reasons)}); gate the run again"]
+    return []
 
 
 def _baseline_problems(suite: LoadedSuite, ref: BaselineRef) -> list[str]:
@@ -225,11 +248,22 @@ def parse_time(stamp: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def scorers_fingerprint_of(suite: LoadedSuite) -> str:
+    """The suite's scorer definitions as a run's manifest records them."""
+    return definitions_sha256([s.model_dump() for s in suite.spec.scorers])
+
+
 def check_full_run_matches(record: Promotion, plan: RunPlan) -> list[str]:
     """What a full run of `plan` would do differently from the promoted configuration, one line
     per difference, e.g. `targets[fake].params.temperature: promoted 0.0, suite now 1.5`."""
     prompt = plan.prompt
-    differences = [f"prompt.{field}: promoted {promoted}, suite now {now}" for field, promoted, now in (
+    differences = []
+    if record.policy_fingerprint and record.policy_fingerprint != plan.suite.spec.gate.fingerprint:
+        differences.append(f"gate policy (validators, margins, ...): promoted under {record.policy_fingerprint[:12]}, "
+                           f"suite now {plan.suite.spec.gate.fingerprint[:12]}")
+    if record.scorers and record.scorers != scorers_fingerprint_of(plan.suite):
+        differences.append(f"scorers: promoted {record.scorers[:12]}, suite now {scorers_fingerprint_of(plan.suite)[:12]}")
+    differences += [f"prompt.{field}: promoted {promoted}, suite now {now}" for field, promoted, now in (
         ("name", record.prompt, prompt.name), ("version", record.prompt_version, prompt.version),
         ("fingerprint", record.prompt_fingerprint[:12], prompt.fingerprint[:12])) if promoted != now]
     promoted = {target.label: target for target in record.targets}

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from harness.engine.states import RequestState
 from harness.errors import UserError
-from harness.runs.manifest import Manifest, read_manifest
+from harness.runs.manifest import Manifest, read_manifest, scorers_fingerprint, slices_fingerprint
 from harness.runs.results import ResultLine, read_run_lines
 from harness.scoring.registry import scorer_kinds
 
@@ -53,6 +53,10 @@ class Fingerprints(BaseModel):
     slice_fingerprint: str
     evaluated: list[str]
     harness_version: str
+    scorers: str | None = Field(default=None, description="sha256 of the scorer definitions (None: older "
+                                "snapshots, which did not record it).")
+    slice_definitions: str | None = Field(default=None, description="sha256 of the evaluated slices' "
+                                          "definitions (None: older snapshots).")
 
 
 class UsagePerRequest(BaseModel):
@@ -100,7 +104,8 @@ def snapshot_run(folder: Path, target: str | None = None, failed_as_zero: bool =
             prompt_fingerprint=manifest.prompt.fingerprint, target=chosen.label, model=chosen.model,
             params=chosen.params, dataset=manifest.dataset.fingerprint,
             slice_fingerprint=manifest.dataset.slice_fingerprint, evaluated=manifest.dataset.evaluated,
-            harness_version=manifest.harness_version),
+            harness_version=manifest.harness_version, scorers=scorers_fingerprint(manifest),
+            slice_definitions=slices_fingerprint(manifest)),
         usage=_usage(lines, manifest.epochs), metrics=metrics, binary_metrics=_binary_metrics(items, metrics),
         items=items, unfinished_items=len({line.item_id for line in lines} - finished),
         sequential_looks=int(manifest.looks[0]["of"]) if manifest.looks else None, failed_as_zero=failed_as_zero)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, ValidationError
 from harness.compare.verdict_kind import NoInterval, SettlePremise, Verdict
 from harness.errors import UserError
 from harness.runs.files import write_atomically
-from harness.runs.manifest import Manifest, TargetRecord
+from harness.runs.manifest import Manifest, TargetRecord, scorers_fingerprint
 
 GATE_RECORD_VERSION: Final = 1
 GATE_FILE = "gate.json"
@@ -52,6 +52,8 @@ class ConfigFingerprints(BaseModel):
     dataset: str
     slice_fingerprint: str
     evaluated: list[str]
+    scorers: str | None = None
+    """sha256 of the run's scorer definitions (None in records written before it was kept)."""
 
     @classmethod
     def of_manifest(cls, manifest: Manifest) -> ConfigFingerprints:
@@ -59,7 +61,7 @@ class ConfigFingerprints(BaseModel):
                    prompt_fingerprint=manifest.prompt.fingerprint,
                    targets=list(manifest.targets),
                    dataset=manifest.dataset.fingerprint, slice_fingerprint=manifest.dataset.slice_fingerprint,
-                   evaluated=list(manifest.dataset.evaluated))
+                   evaluated=list(manifest.dataset.evaluated), scorers=scorers_fingerprint(manifest))
 
 
 class MarginInReach(BaseModel):

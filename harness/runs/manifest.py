@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -93,6 +94,23 @@ class Manifest(BaseModel):
                                                  "started (None: a run from before runs recorded it).")
     look_schedule: LookSchedule | None = Field(default=None, description="A sequential sample's stages and bounds, "
                                                "fixed when it started (None: not sequential, or an older run).")
+
+
+def definitions_sha256(value: Any) -> str:
+    """sha256 of a JSON value's canonical form (scorer or slice definitions)."""
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def scorers_fingerprint(manifest: Manifest) -> str:
+    """How the run graded its outputs: every scorer's type, parameters, target and extraction."""
+    return definitions_sha256(manifest.scorers)
+
+
+def slices_fingerprint(manifest: Manifest) -> str:
+    """What the evaluated slice names mean (their definitions), independent of a sample's items."""
+    evaluated = set(manifest.dataset.evaluated)
+    return definitions_sha256([s for s in manifest.dataset.slices if s.get("name") in evaluated])
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:
