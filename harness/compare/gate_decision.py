@@ -56,7 +56,8 @@ def _hold_to_finished_items(inputs: ComparisonInputs, manifest: Manifest, record
     reason = (f"{Verdict.INCONCLUSIVE}: {unfinished} item(s) of the run never finished (status {manifest.status}); "
               f"a gate cannot pass on part of a run: finish it (evalbatch run SUITE --resume {manifest.run_id}) "
               "and gate it again")
-    return record.model_copy(update={"verdict": Verdict.INCONCLUSIVE, "reasons": [reason, *record.reasons]})
+    return record.model_copy(update={"verdict": Verdict.INCONCLUSIVE, "reasons": [reason, *record.reasons],
+                                     "notes": [reason, *record.notes]})
 
 
 def hold_to_run_policy(inputs: ComparisonInputs, record: GateRecord, policy_changed: str | None) -> GateRecord:
