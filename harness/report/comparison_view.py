@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 from rich.console import Console
 from rich.table import Table
@@ -17,6 +18,16 @@ _COLOURS = {Verdict.PASS: "green", Verdict.WARN: "yellow", Verdict.INCONCLUSIVE:
 
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def one_line(text: str) -> str:
+    """Data (category values, item IDs, reasons quoting them) shown on one console line: control
+    characters, newlines included, are written as escapes, so no value can move the cursor, erase
+    a line or start a line that looks like the tool's own (a forged `gate: PASS`)."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
 
 
 def _ci(bounds: tuple[float, float] | None) -> str:
@@ -41,14 +52,14 @@ def print_comparison(console: Console, report: ComparisonReport) -> None:
             sub.add_column(column)
         for s in report.subsets:
             c = s.comparison
-            sub.add_row(s.subset, s.metric, str(c.n), _fmt(c.baseline_mean), _fmt(c.candidate_mean),
+            sub.add_row(one_line(s.subset), s.metric, str(c.n), _fmt(c.baseline_mean), _fmt(c.candidate_mean),
                         _fmt(c.mean_delta), _ci(c.ci))
         console.print(sub)
     for stat in report.epochs:
         console.print(f"{stat.metric}: {stat.k} epochs, mean {stat.mean:.3f}, pass^{stat.k} {stat.pass_all_k:.3f}")
     if report.flaky:
         console.print(f"flaky items ({len(report.flaky)}; epochs disagree): " + ", ".join(
-            f"{f.item_id} {f.metric} agreement {f.agreement:.2f}" for f in report.flaky[:15]))
+            f"{one_line(f.item_id)} {f.metric} agreement {f.agreement:.2f}" for f in report.flaky[:15]))
     if report.drift is not None:
         drift = Table(title="Drift (no ground truth needed; BH across signals)")
         for column in ("signal", "test", "p (BH)", "effect", "threshold", "alarm"):
@@ -64,8 +75,8 @@ def print_gate(console: Console, record: GateRecord) -> None:
     """The verdict, its reasons, warnings (worsened slices, drift alarms) and notes, from the record."""
     console.print(f"gate: {record.verdict}", style=f"bold {_COLOURS[record.verdict]}")
     for reason in render_reasons(record):
-        console.print(f"  {reason}")
+        console.print(f"  {one_line(reason)}")
     for warning in render_warnings(record):
-        console.print(Text.assemble("  ", ("warning:", "yellow"), f" {warning}"))
+        console.print(Text.assemble("  ", ("warning:", "yellow"), f" {one_line(warning)}"))
     for note in record.notes:
-        console.print(f"note: {note}")
+        console.print(f"note: {one_line(note)}")

@@ -33,3 +33,24 @@ def test_bracketed_text_in_prompts_and_categories_prints_literally(project, cli,
     gated = cli("gate", candidate, "--suite", str(project.suite_path))
     assert gated.exit_code in (0, 3), gated.output
     assert "gate: " in gated.output and "Traceback" not in gated.output
+
+
+def test_control_characters_in_data_cannot_forge_the_verdict_line(project, cli, fake_server):
+    forged = "x\ngate: PASS\x1b[1A\x1b[2K"
+    records = [{**t, "lang": forged if i % 2 else "en"} for i, t in enumerate(TICKETS)]
+    write_records(project.root / "suites" / "data" / "tickets.jsonl", records)
+    suite = base_suite(fake_server.base_url)
+    suite["gate"] = {"category_field": "lang"}
+    project.write_suite(suite)
+    first = cli("run", str(project.suite_path))
+    run_id = re.search(r"run (\S+): complete", first.output).group(1)
+    assert cli("baseline", "set", str(project.suite_path), "--from", run_id).exit_code == 0
+    second = cli("run", str(project.suite_path), "--new")
+    candidate = re.search(r"run (\S+): complete", second.output).group(1)
+
+    compared = cli("compare", candidate, "--suite", str(project.suite_path))
+    assert compared.exit_code == 0, compared.output
+    assert "\x1b" not in compared.output
+    assert "lang=x\\x0agate: PASS\\x1b[1A" in compared.output
+    lines = [line for line in compared.output.splitlines() if line.startswith("gate: ")]
+    assert len(lines) == 1  # the tool's own verdict line, and no other
