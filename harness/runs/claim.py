@@ -7,6 +7,7 @@ hold this work's results: the user is told which file is damaged and how to go o
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import subprocess
 from dataclasses import dataclass
@@ -116,30 +117,62 @@ def _unfinished_run(plan: RunPlan, suite_dir: Path, choice: RunChoice,
 def _refuse_if_it_may_hold_this_work(plan: RunPlan, broken: DamagedRun, console: Console) -> None:
     """Skipping such a folder would re-send (and pay again for) what its store holds."""
     store_path = broken.folder / RunStore.FILENAME
-    peeked = _peek_store(store_path) if store_path.is_file() else (None, 0)
+    peeked = _peek_store(store_path) if store_path.is_file() else _Peek(None, 0, 0)
     if peeked is not None:
-        fingerprint, succeeded = peeked
-        if (fingerprint != plan.work_fingerprint) if fingerprint else succeeded == 0:
+        if peeked.requests == 0 and not (broken.folder / "manifest.json").exists() and _remove_unstarted(broken.folder):
+            console.print(Text.assemble(("warning:", "yellow"), f" removed run folder {broken.folder}: the run "
+                                        "was stopped before it started (no manifest, no requests)"))
+            return
+        if (peeked.fingerprint != plan.work_fingerprint) if peeked.fingerprint else peeked.succeeded == 0:
             console.print(Text.assemble(("warning:", "yellow"), f" ignoring run folder {broken.folder}: "
                                         f"{broken.problem}"))
             return
-    held = (f"holds {peeked[1]} succeeded request(s) of this work" if peeked is not None
+    held = (f"holds {peeked.succeeded} succeeded request(s) of this work" if peeked is not None
             else "has a run store that cannot be read, so it may hold results of this work")
     raise UserError(f"run {broken.folder.name} {held}, but its {broken.problem}",
                     file=str(broken.folder / "manifest.json"),
                     hint=f"restore manifest.json from a backup and rerun to resume it, {_START_OVER}")
 
 
-def _peek_store(path: Path) -> tuple[str | None, int] | None:
-    """The store's work fingerprint and succeeded count, read-only; None if it cannot be read."""
+@dataclass(frozen=True)
+class _Peek:
+    fingerprint: str | None
+    succeeded: int
+    requests: int
+
+
+def _peek_store(path: Path) -> _Peek | None:
+    """The store's work fingerprint, succeeded and request counts, read-only; None if it cannot
+    be read. A store a kill left before its tables were made (0 bytes, user_version 0, no meta
+    table) holds nothing."""
     try:
+        if path.stat().st_size == 0:
+            return _Peek(None, 0, 0)
         store = RunStore.read_only(path)
         try:
-            return store.get_meta("work_fingerprint"), store.state_counts()[RequestState.SUCCEEDED]
+            if store.db.execute("PRAGMA user_version").fetchone()[0] == 0 or not store.has_table("meta"):
+                return _Peek(None, 0, 0)
+            counts = store.state_counts()
+            return _Peek(store.get_meta("work_fingerprint"), counts[RequestState.SUCCEEDED], sum(counts.values()))
         finally:
             store.close()
-    except (UserError, sqlite3.DatabaseError):
+    except (OSError, UserError, sqlite3.DatabaseError):
         return None
+
+
+def _remove_unstarted(folder: Path) -> bool:
+    """Removes a folder whose run never started, unless a process holds its run lock."""
+    try:
+        lock = RunLock.acquire(folder, folder.name)
+    except (OSError, UserError):
+        return False
+    try:
+        shutil.rmtree(folder)
+    except OSError:
+        return False
+    finally:
+        lock.release()
+    return True
 
 
 def _open_existing(plan: RunPlan, choice: RunChoice, folder: Path, manifest: Manifest) -> ClaimedRun:

@@ -52,3 +52,34 @@ def test_a_damaged_run_is_reported_and_nothing_is_sent(project, cli, unfinished_
     started_over = cli("run", str(project.suite_path), "--new")  # the way out: a new run
     assert started_over.exit_code in (0, 1), started_over.output  # 1: the injected 400 fails again
     assert len(project.run_dirs()) == 2 and server.log.total == 6
+
+
+@pytest.mark.parametrize("store_bytes", [b"", None], ids=["empty file", "no tables"])
+def test_a_folder_left_by_a_kill_at_start_does_not_block_the_suite(project, cli, store_bytes):
+    """SIGKILL between the folder's mkdir and its manifest leaves a store with nothing in it:
+    a plain rerun removes that folder and sends every request once."""
+    import sqlite3
+
+    from tests.conftest import TICKETS
+
+    stale = project.root / "reports" / "demo" / "20990101T000000Z-deadbeef"
+    stale.mkdir(parents=True)
+    (stale / "run.lock").touch()
+    if store_bytes is None:  # killed after the WAL pragma, before the first migration
+        db = sqlite3.connect(stale / "run.sqlite")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.close()
+    else:
+        (stale / "run.sqlite").write_bytes(store_bytes)
+        (stale / "run.sqlite-journal").write_bytes(b"")
+    with FakeLLMServer(keyword_replier(TICKET_REPLIES)) as server:
+        project.write_suite(base_suite(server.base_url))
+        result = cli("run", str(project.suite_path))
+        assert result.exit_code == 0, result.output
+        assert "removed run folder" in result.output
+        assert not stale.exists()
+        assert len(server.log.attempts) == len(TICKETS)
+        assert set(server.log.attempts.values()) == {1}
+        assert len(project.run_dirs()) == 1
+        server.log.reset()
+        assert cli("run", str(project.suite_path)).exit_code == 0  # and again: nothing left to block it
