@@ -73,8 +73,9 @@ _MIGRATION_1 = """
 """
 
 # Attempt numbers never restart: --retry-failed opens a new round, and the retry budget
-# counts attempts within the round (round_attempts). Stores made before this kept only the
-# last round's count in `attempts`: numbering continues after the highest attempt stored.
+# counts attempts within the round (round_attempts), not the abandoned ones (cut off by a
+# kill). Stores made before this kept only the last round's count in `attempts`: numbering
+# continues after the highest attempt stored.
 _MIGRATION_2_ATTEMPT_HISTORY = """
         ALTER TABLE requests ADD COLUMN retry_round INTEGER NOT NULL DEFAULT 1;
         ALTER TABLE requests ADD COLUMN round_attempts INTEGER NOT NULL DEFAULT 0;
@@ -319,13 +320,18 @@ class RunStore:
 
     def requeue_unfinished(self) -> int:
         """processing rows were in flight when the run stopped: queue them again, and give
-        their attempts the outcome 'abandoned' (with the time they were found)."""
+        their attempts the outcome 'abandoned' (with the time they were found). An abandoned
+        attempt got no answer to judge, so it is given back to the round's retry budget."""
         now = time.time()
         with self._transaction():
+            requeued = self.db.execute(
+                "UPDATE requests SET state = ?, updated_at = ?, round_attempts = MAX(0, round_attempts - ("
+                "SELECT COUNT(*) FROM attempts a WHERE a.request_id = requests.request_id"
+                " AND a.retry_round = requests.retry_round AND a.ended_at IS NULL)) WHERE state = ?",
+                (QUEUED, now, PROCESSING)).rowcount
             self.db.execute("UPDATE attempts SET ended_at = ?, outcome = ? WHERE ended_at IS NULL",
                             (now, AttemptOutcome.ABANDONED))
-            return self.db.execute("UPDATE requests SET state = ?, updated_at = ? WHERE state = ?",
-                                   (QUEUED, now, PROCESSING)).rowcount
+            return requeued
 
     def requeue_failed(self) -> int:
         """For --retry-failed: terminal failures are queued in a new retry round, with a fresh

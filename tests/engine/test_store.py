@@ -6,7 +6,8 @@ import sqlite3
 
 import pytest
 
-from harness.engine.providers.base import Completion
+from harness.engine.providers.base import Completion, ProviderError
+from harness.engine.retry import RetryPolicy
 from harness.engine.states import RequestState
 from harness.engine.store import _MIGRATION_1, MIGRATIONS, NewRequest, RunStore, StoredItem
 from harness.errors import UserError
@@ -138,3 +139,27 @@ def test_a_damaged_store_is_a_user_error_naming_it(tmp_path, damage):
         RunStore.existing(tmp_path)
     assert str(path) in str(raised.value) and "--new" in str(raised.value)
     assert damage == "missing" or path.stat().st_size < 3000  # nothing was written into it
+
+
+def test_an_abandoned_attempt_does_not_use_up_the_retry_budget(tmp_path):
+    """An attempt cut off by a kill got no answer: the request still has all its retries."""
+    max_retries = 2
+    policy = RetryPolicy(max_retries=max_retries, base_s=0.01, max_s=0.05)
+    RunStore(tmp_path / "run.sqlite").add_requests([NewRequest("r0", "i0", "t", 0, {"prompt": "p"})])
+    store = RunStore(tmp_path / "run.sqlite")
+    assert store.start_attempt("r0").in_round == 1
+    store.close()  # killed with the attempt in flight
+    store = RunStore(tmp_path / "run.sqlite")
+    assert store.requeue_unfinished() == 1
+    transient = ProviderError("HTTP 500", kind="transient", status=500)
+    for n in range(1, max_retries + 1):  # the allowed retries fail transiently: each is retried again
+        attempt = store.start_attempt("r0")
+        assert attempt.in_round == n
+        retry = policy.should_retry(transient, attempt.in_round)
+        assert retry
+        assert store.fail("r0", attempt.number, final=not retry, error="HTTP 500", status=500)
+        assert store.state_counts()[RequestState.FAILED_RETRYABLE] == 1
+    last = store.start_attempt("r0")  # the budget's last attempt is still sent
+    assert (last.number, last.in_round) == (max_retries + 2, max_retries + 1)
+    assert not policy.should_retry(transient, last.in_round)
+    assert [a[2] for a in _attempts(store, "r0")] == ["abandoned"] + ["failed_retryable"] * max_retries + [None]
