@@ -19,6 +19,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -239,6 +240,19 @@ class RunStore:
 
     def _transaction(self):
         return _Transaction(self.db)
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Reads inside see one committed state of the store, however many queries they make,
+        while another process goes on writing it (a snapshot of a run in progress)."""
+        if self.db.in_transaction:
+            yield
+            return
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
 
     def has_table(self, name: str) -> bool:
         return self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",

@@ -52,10 +52,14 @@ class ResultLine(BaseModel):
 
 
 def result_lines(store: RunStore) -> list[ResultLine]:
-    scores = store.scores_by_request()
-    items = store.items()
+    """The lines of one state of the store: scores, items and requests are read in one read
+    transaction, so a run another process is writing never shows a success without its scores."""
+    with store.reading():
+        scores = store.scores_by_request()
+        items = store.items()
+        requests = list(store.requests())
     lines = []
-    for request in store.requests():
+    for request in requests:
         item = items.get(request.item_id)
         lines.append(ResultLine(
             request_id=request.request_id, item_id=request.item_id, target=request.target,
