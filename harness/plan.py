@@ -7,6 +7,7 @@ UserError, before a run folder is created or a provider is contacted.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -45,13 +46,21 @@ class RunPlan:
 
     @cached_property
     def work_fingerprint(self) -> str:
-        """Two plans with the same requests are the same work: a rerun resumes instead of starting over."""
-        ids = "\n".join(sorted(r.request_id for r in self.requests))
-        return hashlib.sha256(f"{self.suite.spec.name}\n{ids}".encode()).hexdigest()
+        """Two plans with the same requests are the same work: a rerun resumes instead of starting over.
+        A request ID names its item, not the item's text, so each request's payload (the rendered
+        prompt and the generation settings) counts too: a record edited between an interrupt and
+        a rerun makes new work instead of mixing outputs of two datasets in one run."""
+        requests = "\n".join(sorted(f"{r.request_id} {_payload_hash(r)}" for r in self.requests))
+        return hashlib.sha256(f"{self.suite.spec.name}\n{requests}".encode()).hexdigest()
 
     @cached_property
     def slice_fingerprint(self) -> str:
         return slice_fingerprint(self.dataset, self.suite.spec.slices, self.items)
+
+
+def _payload_hash(request: WorkRequest) -> str:
+    canonical = json.dumps(request.payload(), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def plan_run(suite_path: str | Path, options: PlanOptions = PlanOptions()) -> RunPlan:
