@@ -54,7 +54,17 @@ class RunInterrupted(Exception):
 
 
 class _Terminated(Exception):
-    """SIGTERM arrived while requests were in flight (raised by the loop, never inside a task)."""
+    """Ctrl-C (SIGINT) or SIGTERM arrived while requests were in flight (raised by the loop,
+    never inside a task). Later signals stay ignored until `restore_signals`, so a second
+    Ctrl-C cannot cut off storing what finished."""
+
+    def __init__(self, previous: dict[int, Any]) -> None:
+        super().__init__()
+        self.previous = previous
+
+    def restore_signals(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def execute(plan: RunPlan, options: RunOptions, console: Console) -> RunOutcome:
@@ -112,10 +122,14 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
         with RichProgress(len(plan.requests), len(plan.requests) - remaining, console) as progress:
             engine = Engine(store, run.lanes, plan.suite.spec.engine, progress, _scorer(plan))
             stopped = asyncio.run(_drive(engine, staged.todo, run.lanes, after_stage if options.monitor else None))
-    except (KeyboardInterrupt, _Terminated):
-        store.requeue_unfinished()
-        _write_results(plan, store, folder)
-        manifest = _finish(folder, manifest.model_copy(update={"looks": looks}), "interrupted", store, session)
+    except (KeyboardInterrupt, _Terminated) as stop:
+        try:
+            store.requeue_unfinished()
+            _write_results(plan, store, folder)
+            manifest = _finish(folder, manifest.model_copy(update={"looks": looks}), "interrupted", store, session)
+        finally:
+            if isinstance(stop, _Terminated):
+                stop.restore_signals()
         raise RunInterrupted(manifest, folder) from None
     lines = _write_results(plan, store, folder)
     manifest = _finish(folder, manifest.model_copy(update={"looks": looks}), _status(store, stopped), store, session)
@@ -223,7 +237,7 @@ async def _drive(engine: Engine, stages: list[list[WorkRequest]], lanes: dict[st
                  after_stage: Callable[[int], bool] | None) -> bool:
     """Runs the stages in order; True when the monitor stopped the run early."""
     try:
-        with _sigterm_cancels(asyncio.current_task()) as terminated:
+        with _signals_cancel(asyncio.current_task()) as stop:
             try:
                 for look, todo in enumerate(stages):
                     if todo:
@@ -232,37 +246,52 @@ async def _drive(engine: Engine, stages: list[list[WorkRequest]], lanes: dict[st
                         return True
                 return False
             except asyncio.CancelledError:
-                if terminated:
-                    raise _Terminated from None
+                if stop.received:
+                    raise _Terminated(stop.previous) from None
                 raise
     finally:
         await asyncio.gather(*(lane.provider.close() for lane in lanes.values()), return_exceptions=True)
 
 
-@contextmanager
-def _sigterm_cancels(task: asyncio.Task | None) -> Iterator[list[bool]]:
-    """SIGTERM cancels the run's task the way asyncio handles Ctrl-C: requests in flight are
-    cancelled at their await. Raising KeyboardInterrupt from a plain signal handler instead
-    lands inside whichever task runs, and each such task dies noisily."""
-    terminated: list[bool] = []
-    loop = asyncio.get_running_loop()
-    previous = signal.getsignal(signal.SIGTERM)
+@dataclass
+class _Stop:
+    received: list[int]
+    previous: dict[int, Any]
 
-    def on_sigterm() -> None:
-        terminated.append(True)
-        if task is not None:
+
+@contextmanager
+def _signals_cancel(task: asyncio.Task | None) -> Iterator[_Stop]:
+    """Ctrl-C (SIGINT) and SIGTERM cancel the run's task: requests in flight are cancelled at
+    their await. Raising KeyboardInterrupt from a plain signal handler instead lands inside
+    whichever task (or the loop's own code) runs: each such task dies noisily, and a second
+    Ctrl-C landing in the loop's teardown could leave the process spinning with the run locked.
+    So the first signal cancels, later ones are ignored: after a signal, SIGINT and SIGTERM stay
+    ignored until the stopped run is stored (`_Terminated.restore_signals`)."""
+    loop = asyncio.get_running_loop()
+    stop = _Stop([], {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)})
+
+    def on_signal(sig: int) -> None:
+        stop.received.append(sig)
+        if len(stop.received) == 1 and task is not None:
             task.cancel()
 
+    added = []
     try:
-        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+        for sig in stop.previous:
+            loop.add_signal_handler(sig, on_signal, sig)
+            added.append(sig)
     except (ValueError, RuntimeError, NotImplementedError):  # not the main thread: leave signals alone
-        yield terminated
+        for sig in added:
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, stop.previous[sig])
+        yield stop
         return
     try:
-        yield terminated
+        yield stop
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in stop.previous.items():
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, signal.SIG_IGN if stop.received else handler)
 
 
 def _open_lanes(plan: RunPlan) -> dict[str, TargetLane]:

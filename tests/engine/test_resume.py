@@ -105,3 +105,31 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(big_project, slow_server, s
     assert len(succeeded_ids(run_dir)) == ITEMS
     # Both processes' time counts: the resumed run's wall time adds to the first one's.
     assert json.loads((run_dir / "manifest.json").read_text())["wall_time_s"] >= first_wall_time
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_right_after_the_first_still_stops_the_run(big_project, slow_server, stop_signal):
+    """Impatient Ctrl-C Ctrl-C: the first stops the run, the second is ignored; the process ends
+    (130) with the run stored and resumable instead of hanging with its lock held."""
+    big_project.write_suite(base_suite(slow_server.base_url))
+    process = _start_run(big_project)
+    run_dir = _wait_for_progress(big_project, process, at_least=10)
+    process.send_signal(stop_signal)
+    process.send_signal(stop_signal)
+    try:
+        out, err = process.communicate(timeout=60)  # a hang detector, not a timing check
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        raise AssertionError("the run hung after two signals\n" + err) from None
+    assert process.returncode == 130, out + err
+    assert "Traceback" not in err, err
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"
+    db = sqlite3.connect(run_dir / "run.sqlite")
+    states = dict(db.execute("SELECT state, COUNT(*) FROM requests GROUP BY state").fetchall())
+    db.close()
+    assert "processing" not in states
+    resumed = _start_run(big_project, "--resume", run_dir.name)  # the run lock was released
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, out + err
+    assert len(succeeded_ids(run_dir)) == ITEMS
