@@ -74,7 +74,7 @@ class Manifest(BaseModel):
     run_id: str
     suite: str
     suite_file: str
-    work_fingerprint: str = Field(description="sha256 of the run's request IDs: the same work resumes the same run.")
+    work_fingerprint: str = Field(description="sha256 of the run's request IDs and payloads: the same work resumes the same run.")
     prompt: PromptRecord
     targets: list[TargetRecord]
     scorers: list[dict[str, Any]]
