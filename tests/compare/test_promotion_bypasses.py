@@ -27,28 +27,27 @@ def test_an_edited_gate_record_does_not_promote(project, cli, server):  # noqa: 
     assert not _promoted(project).exists()
 
 
-def test_a_scorer_redefined_while_the_candidate_ran_is_bad_input(project, cli, server):  # noqa: F811
+def _gate_a_candidate_run_under(project, cli, server, change: dict, *run_args: str):  # noqa: F811
+    """The baseline from the suite as written; the candidate run with `change` applied to the suite,
+    which is then restored before the gate (as a user covering their tracks would)."""
     suite, _ = _project_with_baseline(project, cli, server)
     original = json.loads(json.dumps(suite))
-    suite["scorers"] = [{"type": "regex", "name": "accuracy", "pattern": "."}]  # passes anything
-    project.write_suite(suite)
-    candidate = run(cli, project.suite_path, "--prompt-version", "v2")
+    project.write_suite({**suite, **change})
+    candidate = run(cli, project.suite_path, *run_args)
     project.write_suite(original)
+    return _gate(cli, project, candidate)
 
-    gated = _gate(cli, project, candidate)
+
+def test_a_scorer_redefined_while_the_candidate_ran_is_bad_input(project, cli, server):  # noqa: F811
+    passes_anything = {"scorers": [{"type": "regex", "name": "accuracy", "pattern": "."}]}
+    gated = _gate_a_candidate_run_under(project, cli, server, passes_anything, "--prompt-version", "v2")
     assert gated.exit_code == EXIT_BAD_INPUT, gated.output
     assert "scored by different scorer definitions" in flat(gated.stderr)
 
 
 def test_a_slice_redefined_while_the_candidate_ran_is_bad_input(project, cli, server):  # noqa: F811
-    suite, _ = _project_with_baseline(project, cli, server)
-    original = json.loads(json.dumps(suite))
-    suite["slices"] = [{"name": "all", "where": {"label": ["billing", "bug", "feature request"]}}]
-    project.write_suite(suite)
-    candidate = run(cli, project.suite_path, "--new")
-    project.write_suite(original)
-
-    gated = _gate(cli, project, candidate)
+    fewer_items = {"slices": [{"name": "all", "where": {"label": ["billing", "bug", "feature request"]}}]}
+    gated = _gate_a_candidate_run_under(project, cli, server, fewer_items, "--new")
     assert gated.exit_code == EXIT_BAD_INPUT, gated.output
     assert "were defined differently for the baseline and the candidate" in flat(gated.stderr)
 

@@ -8,6 +8,16 @@ import re
 from tests.conftest import TICKETS, base_suite, write_records
 
 
+def _baseline_then_candidate(project, cli) -> str:
+    """A run set as the baseline, then a second run of the same suite; returns the second's ID."""
+    first = cli("run", str(project.suite_path))
+    assert first.exit_code == 0, first.output
+    run_id = re.search(r"run (\S+): complete", first.output).group(1)
+    assert cli("baseline", "set", str(project.suite_path), "--from", run_id).exit_code == 0
+    second = cli("run", str(project.suite_path), "--new")
+    return re.search(r"run (\S+): complete", second.output).group(1)
+
+
 def test_bracketed_text_in_prompts_and_categories_prints_literally(project, cli, fake_server):
     (project.root / "prompts" / "route" / "v1.j2").write_text("[INST] Ticket: {{ text }} [/INST]\nTeam:")
     records = [{**t, "lang": "[/de]" if i % 2 else "[bold]en"} for i, t in enumerate(TICKETS)]
@@ -20,12 +30,7 @@ def test_bracketed_text_in_prompts_and_categories_prints_literally(project, cli,
     assert shown.exit_code == 0, shown.output
     assert "[INST] Ticket: I was billed twice this month [/INST]" in shown.output
 
-    first = cli("run", str(project.suite_path))
-    assert first.exit_code == 0, first.output
-    run_id = re.search(r"run (\S+): complete", first.output).group(1)
-    assert cli("baseline", "set", str(project.suite_path), "--from", run_id).exit_code == 0
-    second = cli("run", str(project.suite_path), "--new")
-    candidate = re.search(r"run (\S+): complete", second.output).group(1)
+    candidate = _baseline_then_candidate(project, cli)
 
     compared = cli("compare", candidate, "--suite", str(project.suite_path))
     assert compared.exit_code == 0, compared.output
@@ -42,11 +47,7 @@ def test_control_characters_in_data_cannot_forge_the_verdict_line(project, cli, 
     suite = base_suite(fake_server.base_url)
     suite["gate"] = {"category_field": "lang"}
     project.write_suite(suite)
-    first = cli("run", str(project.suite_path))
-    run_id = re.search(r"run (\S+): complete", first.output).group(1)
-    assert cli("baseline", "set", str(project.suite_path), "--from", run_id).exit_code == 0
-    second = cli("run", str(project.suite_path), "--new")
-    candidate = re.search(r"run (\S+): complete", second.output).group(1)
+    candidate = _baseline_then_candidate(project, cli)
 
     compared = cli("compare", candidate, "--suite", str(project.suite_path))
     assert compared.exit_code == 0, compared.output
