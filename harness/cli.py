@@ -70,15 +70,17 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
         retry_failed: bool, reports_dir: Path | None) -> None:
     """Run SUITE (a suites/*.yaml file): render the prompt over the slices, send every request,
     score the outputs, and write reports/<suite>/<run_id>/ (run store, manifest.json, results.jsonl)."""
+    from harness.compare.sequential import sequential_monitor
     from harness.execute import RunInterrupted, RunOptions, execute
     from harness.plan import PlanOptions, plan_run
+    from harness.report.run_view import print_full_run_split, print_looks, print_what_is_left
     from harness.report.summary import SummaryOptions, print_summary
 
     if resume_id and force_new:
         raise click.UsageError("--resume and --new contradict each other")
     console = _console()
     plan = plan_run(suite, PlanOptions(slices=slices, limit=limit, prompt_version=prompt_version, sample=sample_size))
-    monitor = _sequential_monitor(plan) if sample_size else None
+    monitor = sequential_monitor(plan) if sample_size else None
     console.print(f"{plan.suite.spec.name}: {len(plan.items)} items x {len(plan.suite.spec.targets)} target(s) x "
                   f"{plan.suite.spec.epochs} epoch(s) = {len(plan.requests)} requests; prompt {plan.prompt.label} "
                   f"({plan.prompt.fingerprint[:12]})")
@@ -89,16 +91,14 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
     except RunInterrupted as stop:
         _exit_interrupted(suite, stop)
     print_summary(console, outcome.lines, outcome.manifest.wall_time_s, SummaryOptions.of_plan(plan))
-    for look in outcome.manifest.looks:
-        console.print(f"look {look['look']}/{look['of']} at {look['items']} items: {look['decision']} ("
-                      + "; ".join(_look_metric(m) for m in look["metrics"]) + ")")
+    print_looks(console, outcome.manifest.looks)
     console.print(f"run {outcome.manifest.run_id}: {outcome.manifest.status}; results in {outcome.folder}")
     if outcome.manifest.options.full_promotion:
-        _sort_full_run(suite, outcome, console)
+        print_full_run_split(console, plan.suite, outcome)
     if outcome.manifest.status == "stopped_early":
         console.print(f"Stopped early by the sequential design; judge it with: evalbatch gate {outcome.manifest.run_id}")
     elif outcome.manifest.status != "complete":
-        _print_what_is_left(suite, outcome, plan.suite.spec.engine.max_retries, console)
+        print_what_is_left(console, suite, outcome, plan.suite.spec.engine.max_retries)
         sys.exit(EXIT_FAILED_REQUESTS)
 
 
@@ -110,71 +110,8 @@ def _exit_interrupted(suite: str, stop) -> NoReturn:
     sys.exit(EXIT_INTERRUPTED)
 
 
-def _print_what_is_left(suite: str, outcome, max_retries: int, console: Console) -> None:
-    """The commands repeat the run's options, so following them continues this very run."""
-    from harness.engine.states import UNFINISHED_STATES
-    from harness.engine.store import RunStore
-    from harness.runs.commands import failure_advice, resume_command
-
-    unfinished = sum(line.state in UNFINISHED_STATES for line in outcome.lines)
-    if unfinished:
-        console.print(f"{unfinished} request(s) did not finish. Resume with: "
-                      f"{resume_command(suite, outcome.manifest)}", soft_wrap=True)
-    store = RunStore.read_only(outcome.folder / RunStore.FILENAME)
-    try:
-        failures = store.terminal_failures()
-    finally:
-        store.close()
-    for advice in failure_advice(suite, outcome.manifest, failures, max_retries):
-        console.print(advice, soft_wrap=True, markup=False)
-
-
-def _sort_full_run(suite: str, outcome, console: Console) -> None:
-    """A promotion's full run sorts its outputs however it was finished (promote, or a resume)."""
-    from harness.compare.promotion import split_validated, validators
-    from harness.config.loader import load_suite
-
-    checks = validators(load_suite(suite))
-    valid, review = split_validated(outcome.folder, outcome.lines, checks)
-    console.print(f"full run {outcome.manifest.run_id}: {valid} validated, {review} need review "
-                  f"(validators: {', '.join(checks) or 'none: only succeeded requests pass'}); "
-                  f"{outcome.folder / 'validated.jsonl'}, {outcome.folder / 'needs_review.jsonl'}")
-
-
-def _look_metric(metric: dict) -> str:
-    """The statistic against the bound it crossed, or against both when it crossed none."""
-    if metric["z"] is None:
-        return f"{metric['metric']} n/a"
-    success = metric.get("success_bound", metric["boundary"])
-    failure = metric.get("failure_bound", -metric["boundary"])
-    z = metric["z"]
-    if z >= success:
-        return f"{metric['metric']} z={z:.2f} >= success bound {success:.3f}"
-    if z <= failure:
-        return f"{metric['metric']} z={z:.2f} <= failure bound {failure:.3f}"
-    return f"{metric['metric']} z={z:.2f} between the bounds {failure:.3f} and {success:.3f}"
-
-
 def _raise_keyboard_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
-
-
-def _sequential_monitor(plan):
-    """With gate.sample.sequential, a --sample run is watched against the suite's baseline."""
-    spec = plan.suite.spec
-    if not spec.gate.sample.sequential:
-        return None
-    from harness.compare.baseline import baseline_path, load_baseline
-    from harness.compare.sequential import SequentialMonitor
-
-    baseline = load_baseline(baseline_path(plan.suite.project_dir, spec.name, spec.gate.baseline)).snapshot
-    # Checked before anything is sent: a look that cannot be compared would waste the stage.
-    if baseline.fingerprints.dataset != plan.dataset.fingerprint or set(baseline.fingerprints.evaluated) != set(plan.evaluated):
-        raise UserError(f"the baseline (slices {baseline.fingerprints.evaluated}, data "
-                        f"{baseline.fingerprints.dataset[:12]}) does not match this run (slices {plan.evaluated}, "
-                        f"data {plan.dataset.fingerprint[:12]}); a sequential sample needs a comparable baseline",
-                        file=str(plan.suite.path), hint="set the baseline from a run of the same slices and data")
-    return SequentialMonitor(baseline, spec)
 
 
 @main.command()
@@ -499,6 +436,7 @@ def _run_full_promotion(suite: str, plan) -> None:
     """The promoted configuration on the full slices: its scores, its validated / needs-review
     split, and how to make it the baseline (or finish it)."""
     from harness.execute import RunInterrupted, RunOptions, execute
+    from harness.report.run_view import print_full_run_split
     from harness.report.summary import SummaryOptions, print_summary
     from harness.runs.commands import resume_command
 
@@ -510,7 +448,7 @@ def _run_full_promotion(suite: str, plan) -> None:
         _exit_interrupted(suite, stop)  # the printed `evalbatch run` command finishes and sorts it
     print_summary(console, outcome.lines, outcome.manifest.wall_time_s, SummaryOptions.of_plan(plan))
     console.print(f"run {outcome.manifest.run_id}: {outcome.manifest.status}; results in {outcome.folder}")
-    _sort_full_run(suite, outcome, console)
+    print_full_run_split(console, plan.suite, outcome)
     if outcome.manifest.status != "complete":
         console.print(f"The full run did not complete. Finish it with: {resume_command(suite, outcome.manifest)} "
                       f"(add --retry-failed to retry failed requests)", soft_wrap=True)

@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.compare.baseline import baseline_path, load_baseline
 from harness.compare.comparison import check_comparable, pair_items
 from harness.compare.paired import PairedComparison, PairedScores, compare_paired
 from harness.compare.paired_binary import score_statistic
@@ -28,6 +29,8 @@ from harness.compare.snapshot import RunSnapshot, snapshot_run
 from harness.config.suite import GateSpec, SuiteSpec
 from harness.engine.requests import WorkRequest
 from harness.engine.stages import LookDecision, LookSchedule
+from harness.errors import UserError
+from harness.plan import RunPlan
 
 __all__ = ["LookStatistic", "SequentialMonitor", "cluster_ids", "look_statistic"]
 
@@ -149,3 +152,18 @@ def _plan(schedule: LookSchedule) -> GroupSequentialPlan:
 
 def _nan(rows: list[list[float | None]]) -> list[list[float]]:
     return [[float("nan") if v is None else v for v in row] for row in rows]
+
+
+def sequential_monitor(plan: RunPlan) -> SequentialMonitor | None:
+    """With gate.sample.sequential, a --sample run is watched against the suite's baseline."""
+    spec = plan.suite.spec
+    if not spec.gate.sample.sequential:
+        return None
+    baseline = load_baseline(baseline_path(plan.suite.project_dir, spec.name, spec.gate.baseline)).snapshot
+    # Checked before anything is sent: a look that cannot be compared would waste the stage.
+    if baseline.fingerprints.dataset != plan.dataset.fingerprint or set(baseline.fingerprints.evaluated) != set(plan.evaluated):
+        raise UserError(f"the baseline (slices {baseline.fingerprints.evaluated}, data "
+                        f"{baseline.fingerprints.dataset[:12]}) does not match this run (slices {plan.evaluated}, "
+                        f"data {plan.dataset.fingerprint[:12]}); a sequential sample needs a comparable baseline",
+                        file=str(plan.suite.path), hint="set the baseline from a run of the same slices and data")
+    return SequentialMonitor(baseline, spec)
