@@ -70,10 +70,26 @@ class GenerationParams(StrictModel):
 
 
 class PricingSpec(StrictModel):
-    """USD per million tokens, for cost estimates (evalbatch ships no price list: prices change)."""
+    """USD per million tokens; overrides the shipped price table (harness/cost) for this target."""
 
     input_per_mtok: float = Field(ge=0)
     output_per_mtok: float = Field(ge=0)
+    cached_input_per_mtok: float | None = Field(default=None, ge=0, description="Default: the input price.")
+    batch_discount: float = Field(default=0.5, gt=0, le=1, description="Batch API price as a share of realtime.")
+
+
+class RateLimits(StrictModel):
+    """A provider's limits for one target (one API key and model): sending is paced to stay under them."""
+
+    rpm: float | None = Field(default=None, gt=0, description="Requests per minute.")
+    tpm: float | None = Field(default=None, gt=0, description="Tokens per minute (prompt estimate + max_tokens).")
+    rpd: float | None = Field(default=None, gt=0, description="Requests per day.")
+    tpd: float | None = Field(default=None, gt=0, description="Tokens per day.")
+
+    def merged_over(self, other: RateLimits) -> RateLimits:
+        """These limits, with `other`'s where these set none."""
+        return RateLimits(**{name: getattr(self, name) if getattr(self, name) is not None else getattr(other, name)
+                             for name in type(self).model_fields})
 
 
 class TargetSpec(StrictModel):
@@ -85,6 +101,7 @@ class TargetSpec(StrictModel):
     base_url: str | None = Field(default=None, description="Overrides OPENAI_BASE_URL / ANTHROPIC_BASE_URL.")
     params: GenerationParams = Field(default_factory=GenerationParams)
     pricing: PricingSpec | None = None
+    limits: RateLimits | None = Field(default=None, description="This target's rate limits (over engine.limits).")
 
     @property
     def label(self) -> str:
@@ -137,6 +154,12 @@ class EngineSpec(StrictModel):
     timeout_s: float = Field(default=60.0, gt=0, description="Per-request timeout.")
     backoff_base_s: float = Field(default=0.5, ge=0)
     backoff_max_s: float = Field(default=30.0, ge=0)
+    deadline_s: float | None = Field(default=None, gt=0,
+                                     description="Give up on a request this long after its first attempt.")
+    limits: RateLimits = Field(default_factory=RateLimits, description="Rate limits for every target's lane.")
+    breaker_failures: int = Field(default=25, ge=1, description="Consecutive failures that stop a target's lane.")
+    cache: bool = Field(default=False, description="Reuse responses from the shared response cache.")
+    cache_sampled: bool = Field(default=False, description="Cache responses of temperature > 0 too.")
 
 
 class GateMetric(StrictModel):

@@ -26,94 +26,13 @@ from typing import Any
 
 from harness.engine.providers.base import Completion
 from harness.engine.states import FINAL_STATES, AttemptOutcome, RequestState
+from harness.engine.store_schema import MIGRATIONS
 from harness.errors import UserError
 
 # Kept for modules that import the names; RequestState is the one definition.
 QUEUED, PROCESSING, SUCCEEDED = RequestState.QUEUED, RequestState.PROCESSING, RequestState.SUCCEEDED
 FAILED_RETRYABLE, FAILED_TERMINAL = RequestState.FAILED_RETRYABLE, RequestState.FAILED_TERMINAL
 STATES = tuple(RequestState)
-
-# Each migration is a SQL script; it runs in one transaction together with the version bump.
-_MIGRATION_1 = """
-        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-        CREATE TABLE requests (
-            request_id TEXT PRIMARY KEY,
-            item_id TEXT NOT NULL,
-            target TEXT NOT NULL,
-            sample_index INTEGER NOT NULL,
-            payload TEXT NOT NULL,
-            state TEXT NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            latency_ms REAL,
-            input_tokens INTEGER,
-            output_tokens INTEGER,
-            output TEXT,
-            finish_reason TEXT,
-            error TEXT,
-            updated_at REAL NOT NULL
-        );
-        CREATE INDEX requests_by_state ON requests(state);
-        CREATE TABLE attempts (
-            request_id TEXT NOT NULL,
-            attempt INTEGER NOT NULL,
-            started_at REAL NOT NULL,
-            ended_at REAL,
-            outcome TEXT,
-            status INTEGER,
-            error TEXT,
-            PRIMARY KEY (request_id, attempt)
-        );
-        CREATE TABLE scores (
-            request_id TEXT NOT NULL,
-            scorer TEXT NOT NULL,
-            value REAL,
-            passed INTEGER,
-            detail TEXT,
-            PRIMARY KEY (request_id, scorer)
-        );
-"""
-
-# Attempt numbers never restart: --retry-failed opens a new round, and the retry budget
-# counts attempts within the round (round_attempts), not the abandoned ones (cut off by a
-# kill). Stores made before this kept only the last round's count in `attempts`: numbering
-# continues after the highest attempt stored.
-_MIGRATION_2_ATTEMPT_HISTORY = """
-        ALTER TABLE requests ADD COLUMN retry_round INTEGER NOT NULL DEFAULT 1;
-        ALTER TABLE requests ADD COLUMN round_attempts INTEGER NOT NULL DEFAULT 0;
-        UPDATE requests SET round_attempts = attempts;
-        UPDATE requests SET attempts = MAX(attempts, COALESCE(
-            (SELECT MAX(attempt) FROM attempts WHERE attempts.request_id = requests.request_id), 0));
-        ALTER TABLE attempts ADD COLUMN retry_round INTEGER NOT NULL DEFAULT 1;
-        CREATE TABLE retry_rounds (
-            retry_round INTEGER PRIMARY KEY,
-            started_at REAL NOT NULL,
-            requeued INTEGER NOT NULL
-        );
-"""
-
-# What a result line needs besides the request, so a run's store alone can be compared.
-_MIGRATION_3_ITEMS = """
-        CREATE TABLE items (
-            item_id TEXT PRIMARY KEY,
-            location TEXT NOT NULL,
-            slices TEXT NOT NULL,
-            cluster TEXT,
-            fields TEXT NOT NULL
-        );
-"""
-
-# One row per process that worked on the run: their active times add up to its wall time.
-_MIGRATION_4_SESSIONS = """
-        CREATE TABLE sessions (
-            session INTEGER PRIMARY KEY AUTOINCREMENT,
-            pid INTEGER NOT NULL,
-            host TEXT NOT NULL,
-            started_at REAL NOT NULL,
-            ended_at REAL
-        );
-"""
-
-MIGRATIONS: list[str] = [_MIGRATION_1, _MIGRATION_2_ATTEMPT_HISTORY, _MIGRATION_3_ITEMS, _MIGRATION_4_SESSIONS]
 
 _STORE_DAMAGED_HINT = ("restore run.sqlite from a backup and rerun, or start over with `--new` "
                        "(a new run re-sends every request)")
@@ -134,6 +53,9 @@ class StoredRequest:
     output_tokens: int | None
     finish_reason: str | None
     error: str | None
+    cost_usd: float | None = None
+    origin: str = "sent"
+    """sent, cache (the shared response cache) or duplicate (another request of the run, same body)."""
 
 
 @dataclass(frozen=True)
@@ -267,6 +189,17 @@ class RunStore:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
+    def request_cancel(self) -> None:
+        """Asks the process running this run (if any) to stop sending: `evalbatch cancel`."""
+        self.set_meta("cancel_requested", time.time())
+
+    def cancel_requested(self) -> bool:
+        return self.get_meta("cancel_requested") is not None
+
+    def clear_cancel(self) -> None:
+        with self._transaction():
+            self.db.execute("DELETE FROM meta WHERE key = 'cancel_requested'")
+
     # -- requests -------------------------------------------------------------------------
     def add_requests(self, requests: Iterable[NewRequest], items: Iterable[StoredItem] = ()) -> int:
         """Inserts requests not stored yet as queued, with their items, in one transaction;
@@ -303,18 +236,32 @@ class RunStore:
         return Attempt(request_id, row[0], row[1], row[2])
 
     def succeed(self, request_id: str, attempt: int, completion: Completion, latency_ms: float,
-                scores: Iterable[ScoreRow] = ()) -> bool:
+                scores: Iterable[ScoreRow] = (), cost_usd: float | None = None) -> bool:
         """Applies only to the attempt in flight; False (and nothing changed) otherwise.
         Scores are committed with the output, so a run killed afterwards can still be compared."""
         now = time.time()
         with self._transaction():
             changed = self.db.execute(
                 "UPDATE requests SET state = ?, output = ?, latency_ms = ?, input_tokens = ?, output_tokens = ?,"
-                " finish_reason = ?, error = NULL, updated_at = ? WHERE request_id = ? AND state = ? AND attempts = ?",
+                " finish_reason = ?, error = NULL, cost_usd = ?, origin = 'sent', updated_at = ?"
+                " WHERE request_id = ? AND state = ? AND attempts = ?",
                 (SUCCEEDED, completion.text, latency_ms, completion.input_tokens, completion.output_tokens,
-                 completion.finish_reason, now, request_id, PROCESSING, attempt)).rowcount
+                 completion.finish_reason, cost_usd, now, request_id, PROCESSING, attempt)).rowcount
             if changed:
                 self._end_attempt(request_id, attempt, AttemptOutcome.SUCCEEDED, None, None, now)
+                self._save_scores(scores)
+        return bool(changed)
+
+    def reuse(self, request_id: str, completion: Completion, origin: str, scores: Iterable[ScoreRow] = ()) -> bool:
+        """A request answered without sending it (origin 'cache' or 'duplicate'): queued ->
+        succeeded, costing nothing. False (nothing changed) when it is not waiting to be sent."""
+        with self._transaction():
+            changed = self.db.execute(
+                "UPDATE requests SET state = ?, output = ?, input_tokens = ?, output_tokens = ?, finish_reason = ?,"
+                " error = NULL, cost_usd = 0, origin = ?, updated_at = ? WHERE request_id = ? AND state IN (?, ?)",
+                (SUCCEEDED, completion.text, completion.input_tokens, completion.output_tokens,
+                 completion.finish_reason, origin, time.time(), request_id, QUEUED, FAILED_RETRYABLE)).rowcount
+            if changed:
                 self._save_scores(scores)
         return bool(changed)
 
@@ -485,4 +432,6 @@ def _stored(row: sqlite3.Row) -> StoredRequest:
         sample_index=row["sample_index"], state=RequestState(row["state"]), attempts=row["attempts"],
         payload=json.loads(row["payload"]), output=row["output"], latency_ms=row["latency_ms"],
         input_tokens=row["input_tokens"], output_tokens=row["output_tokens"],
-        finish_reason=row["finish_reason"], error=row["error"])
+        finish_reason=row["finish_reason"], error=row["error"],
+        cost_usd=row["cost_usd"] if "cost_usd" in row.keys() else None,
+        origin=row["origin"] if "origin" in row.keys() else "sent")

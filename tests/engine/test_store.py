@@ -9,7 +9,8 @@ import pytest
 from harness.engine.providers.base import Completion, ProviderError
 from harness.engine.retry import RetryPolicy
 from harness.engine.states import RequestState
-from harness.engine.store import _MIGRATION_1, MIGRATIONS, NewRequest, RunStore, StoredItem
+from harness.engine.store import NewRequest, RunStore, StoredItem
+from harness.engine.store_schema import _MIGRATION_1, MIGRATIONS
 from harness.errors import UserError
 
 
