@@ -9,38 +9,16 @@ from __future__ import annotations
 
 import signal
 import sys
-from functools import wraps
 from pathlib import Path
 from typing import NoReturn
 
 import click
-from rich.console import Console
 
 from harness import __version__
+from harness.commands.common import EXIT_FAILED_REQUESTS, EXIT_INTERRUPTED, console, reports_user_errors
 from harness.errors import UserError
 
-EXIT_FAILED_REQUESTS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
-
-
-def _console() -> Console:
-    """Wide tables when output goes to a file or CI log (rich would assume 80 columns). No markup:
-    prompts, outputs, labels and slice names are data, and text such as `[/INST]` must print as
-    itself, not be read (or rejected) as a style tag; styled words are passed as styles."""
-    return Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 160)
-
-
-def reports_user_errors(command):
-    """Turns a UserError anywhere below into its message on stderr and exit code 2."""
-
-    @wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except UserError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_BAD_INPUT)
-
-    return wrapper
+_console = console
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -460,6 +438,9 @@ def _run_full_promotion(suite: str, plan) -> None:
 def _refuse(message: str) -> NoReturn:
     click.echo(f"refused: {message}", err=True)
     sys.exit(EXIT_FAILED_REQUESTS)
+
+
+# Commands defined in harness/commands/ (one line each):
 
 
 if __name__ == "__main__":

@@ -1,0 +1,34 @@
+"""What every command shares: the console, exit codes, and turning a UserError into exit code 2."""
+
+from __future__ import annotations
+
+import sys
+from functools import wraps
+
+import click
+from rich.console import Console
+
+from harness.errors import UserError
+
+EXIT_FAILED_REQUESTS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def console() -> Console:
+    """Wide tables when output goes to a file or CI log (rich would assume 80 columns). No markup:
+    prompts, outputs, labels and slice names are data, and text such as `[/INST]` must print as
+    itself, not be read (or rejected) as a style tag; styled words are passed as styles."""
+    return Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 160)
+
+
+def reports_user_errors(command):
+    """Turns a UserError anywhere below into its message on stderr and exit code 2."""
+
+    @wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except UserError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+
+    return wrapper
