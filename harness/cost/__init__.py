@@ -1,0 +1,1 @@
+"""What requests cost before and after they are sent: token estimates, the price table, `estimate`."""
