@@ -12,6 +12,8 @@ from typing import Any
 
 from rich.console import Console
 
+from harness.cost.pricing import price_for
+from harness.engine.metrics import run_metrics
 from harness.engine.progress import RichProgress
 from harness.engine.providers.base import ProviderError
 from harness.engine.providers.registry import create_provider
@@ -91,6 +93,10 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
     if stopped_at is not None:
         return _stays_stopped(plan, run, stopped_at, console)
     session = _begin_session(store, run.manifest)
+    if run.manifest.status == "cancelled" and store.cancel_requested():
+        # Resuming is how a cancelled run goes on; a request made after this is honoured again.
+        store.clear_cancel()
+        console.print(f"Run {run.manifest.run_id} was cancelled; the cancel request is cleared and the run continues")
     _store_plan(plan, store, run.manifest.run_id)
     store.requeue_unfinished()  # what a killed process had in flight is sent again
     if options.retry_failed:
@@ -108,7 +114,7 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
     def after_stage(position: int) -> bool:
         """Scores and writes what is done so far, then lets the monitor decide; True stops the run."""
         look = staged.stage_looks[position]
-        if look is None:
+        if look is None or store.cancel_requested():  # a cancelled stage is partial: no look judges it
             return False
         assert options.monitor is not None and staged.schedule is not None  # looks exist only with a monitor
         _write_results(plan, store, folder)
@@ -196,12 +202,16 @@ def _stays_stopped(plan: RunPlan, run: RunContext, look: dict[str, Any], console
 
 
 def _status(store: RunStore, stopped_by_monitor: bool) -> str:
-    """Only a monitor's decision makes a run stopped_early; requests left for any other reason
-    make it incomplete (resumable), like terminal failures."""
+    """Only a monitor's decision makes a run stopped_early and only a cancel request makes it
+    cancelled; requests left for any other reason make it incomplete (resumable), like terminal
+    failures."""
     if stopped_by_monitor:
         return "stopped_early"
     counts = store.state_counts()
-    if any(counts[state] for state in UNFINISHED_STATES) or counts[RequestState.FAILED_TERMINAL]:
+    unfinished = any(counts[state] for state in UNFINISHED_STATES)
+    if unfinished and store.cancel_requested():
+        return "cancelled"  # the engine stopped sending for `evalbatch cancel`; resuming goes on
+    if unfinished or counts[RequestState.FAILED_TERMINAL]:
         return "incomplete"
     return "complete"
 
@@ -303,7 +313,7 @@ def _open_lanes(plan: RunPlan) -> dict[str, TargetLane]:
         except ProviderError as exc:
             raise UserError(str(exc), file=str(plan.suite.path), location=f"target {target.label!r}") from None
         limit = min(plan.suite.spec.engine.concurrency, getattr(provider, "max_concurrency", 1 << 30))
-        lanes[target.label] = TargetLane(provider, asyncio.Semaphore(limit))
+        lanes[target.label] = TargetLane.open(provider, target, plan.suite.spec.engine, price_for(target), limit)
     return lanes
 
 
@@ -316,7 +326,13 @@ def _begin_session(store: RunStore, manifest: Manifest) -> int:
 
 def _finish(folder: Path, manifest: Manifest, status: str, store: RunStore, session: int) -> Manifest:
     store.end_session(session)
+    if store.cancel_requested():
+        if status == "interrupted":
+            status = "cancelled"  # stopped by hand while cancelling: resuming it clears the request
+        elif status != "cancelled":
+            store.clear_cancel()  # it came when nothing was left to stop: it must not stop the next session
     wall_time = store.get_meta("wall_time_before_sessions", 0.0) + store.active_time_s()
-    manifest = manifest.model_copy(update={"status": status, "ended_at": now_iso(), "wall_time_s": round(wall_time, 3)})
+    manifest = manifest.model_copy(update={"status": status, "ended_at": now_iso(), "wall_time_s": round(wall_time, 3),
+                                           "metrics": run_metrics(store)})
     write_manifest(folder, manifest)
     return manifest

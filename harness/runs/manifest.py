@@ -9,13 +9,14 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.engine.metrics import RunMetrics
 from harness.engine.stages import LookSchedule
 from harness.runs.files import now_iso, write_atomically
 
 __all__ = ["GatePolicyRecord", "LookSchedule", "Manifest", "RunOptionsRecord", "read_manifest", "write_manifest", "now_iso", "write_atomically"]
 
 MANIFEST_VERSION: Final = 1
-RunStatus = Literal["running", "complete", "incomplete", "interrupted", "stopped_early"]
+RunStatus = Literal["running", "complete", "incomplete", "interrupted", "stopped_early", "cancelled"]
 
 
 class PromptRecord(BaseModel):
@@ -94,6 +95,8 @@ class Manifest(BaseModel):
                                                  "started (None: a run from before runs recorded it).")
     look_schedule: LookSchedule | None = Field(default=None, description="A sequential sample's stages and bounds, "
                                                "fixed when it started (None: not sequential, or an older run).")
+    metrics: RunMetrics | None = Field(default=None, description="Run metrics as of the end of the latest session "
+                                       "(None: a run from before metrics were recorded, or still in its first).")
 
 
 def definitions_sha256(value: Any) -> str:
