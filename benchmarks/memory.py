@@ -1,0 +1,155 @@
+"""Peak memory (RSS) and wall time of whole `evalbatch` processes as the work grows.
+
+Each step is its own process (the `evalbatch` CLI, as a user runs it) against the fake server
+(its own process) on 127.0.0.1; its peak RSS is what the kernel reports for it when it ends
+(wait4). Two parts:
+
+- run: `evalbatch run` of a small and a large suite (default 20,000 and 200,000 requests): the
+  large one's peak should be <= 1.2x the small one's and under 300 MB;
+- compare: two runs of the same suite (prompt v1 and v2, default 100,000 items each), then
+  `baseline set`, `compare` and `gate` of v2 against v1, each under 300 MB and 5 s.
+
+    python benchmarks/memory.py [--small 20000] [--large 200000] [--compare-items 100000] [--only run|compare]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import REPO, start_fake_server  # noqa: E402
+
+RSS_LIMIT_MB = 300.0
+GROWTH_LIMIT = 1.2
+COMPARE_TIME_LIMIT_S = 5.0
+LABELS = ["billing", "bug", "feature request", "account access", "cancellation"]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    peak_mb: float
+    wall_s: float
+    output: str
+
+
+def write_suite_project(root: Path, base_url: str, items: int) -> Path:
+    """A suite of `items` tickets of varied length, with clusters and a category field, and two
+    prompt versions (so a second run is different work)."""
+    for version, template in (("v1", "Ticket: {{ text }}\nTeam:"), ("v2", "Route this ticket.\n{{ text }}\nTeam:")):
+        (root / "prompts" / "bench").mkdir(parents=True, exist_ok=True)
+        (root / "prompts" / "bench" / f"{version}.j2").write_text(template, encoding="utf-8")
+    (root / "suites").mkdir(exist_ok=True)
+    with (root / "suites" / "data.jsonl").open("w", encoding="utf-8") as handle:
+        for n in range(items):
+            text = f"benchmark ticket {n}: " + "the invoice shows a charge I do not recognise " * (1 + n % 4)
+            handle.write(json.dumps({"id": f"b{n:07d}", "text": text, "label": LABELS[n % 7 % 5],
+                                     "customer": f"c{n % 997}", "lang": "en" if n % 3 else "de"}) + "\n")
+    suite = {
+        "version": 1, "name": "bench",
+        "dataset": {"path": "data.jsonl", "id_field": "id", "cluster_field": "customer"},
+        "slices": [{"name": "all"}], "prompt": {"name": "bench", "version": "v1"},
+        "targets": [{"name": "fake", "provider": "openai", "model": "fake", "base_url": base_url + "/v1",
+                     "params": {"max_tokens": 5, "temperature": 0}}],
+        "scorers": [{"type": "label_in_set", "name": "accuracy", "target": "label", "labels": LABELS}],
+        "engine": {"concurrency": 64, "timeout_s": 60},
+        "gate": {"baseline": "production", "category_field": "lang",
+                 "guardrails": [{"metric": "empty_output"}, {"metric": "output_length"}]},
+    }
+    path = root / "suites" / "bench.yaml"
+    path.write_text(yaml.safe_dump(suite, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def evalbatch(name: str, *args: str, ok: tuple[int, ...] = (0,)) -> Step:
+    """Runs one CLI command in its own process; its peak RSS comes from wait4's rusage."""
+    command = [sys.executable, "-c", "from harness.cli import main; main()", *args]
+    with tempfile.TemporaryFile("w+") as out:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+                                   env={**os.environ, "COLUMNS": "160"})
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        output = out.read()
+    if process.returncode not in ok:
+        raise RuntimeError(f"{name}: exit {process.returncode}\n{output[-3000:]}")
+    # ru_maxrss is in kilobytes on Linux.
+    return Step(name, usage.ru_maxrss / 1024, wall, output)
+
+
+def latest_run(root: Path) -> str:
+    return sorted(p.name for p in (root / "reports" / "bench").iterdir() if p.is_dir())[-1]
+
+
+def show(step: Step) -> None:
+    print(f"  {step.name:<34} peak RSS {step.peak_mb:7.1f} MB   wall {step.wall_s:7.2f} s", flush=True)
+
+
+def measure_runs(base_url: str, small: int, large: int) -> None:
+    print(f"run: {small:,} vs {large:,} requests (one process each)")
+    steps = []
+    for count in (small, large):
+        with tempfile.TemporaryDirectory() as tmp:
+            suite = write_suite_project(Path(tmp), base_url, count)
+            steps.append(evalbatch(f"run {count:,} requests", "run", str(suite), "--new"))
+            show(steps[-1])
+    ratio = steps[1].peak_mb / steps[0].peak_mb
+    print(f"  ratio large/small peak RSS: {ratio:.2f} (limit {GROWTH_LIMIT}); large peak / {RSS_LIMIT_MB:.0f} MB: "
+          f"{steps[1].peak_mb / RSS_LIMIT_MB:.2f}")
+    print(f"  throughput: {small / steps[0].wall_s:.0f} and {large / steps[1].wall_s:.0f} req/s (whole process)")
+
+
+def measure_compare(base_url: str, items: int) -> None:
+    print(f"compare: two runs of {items:,} items")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        suite = str(write_suite_project(root, base_url, items))
+        show(evalbatch("run v1", "run", suite, "--new"))
+        baseline_run = latest_run(root)
+        show(evalbatch("baseline set", "baseline", "set", suite, "--from", baseline_run))
+        size = (root / "baselines" / "bench" / "production.json").stat().st_size
+        print(f"  baseline file: {size / 1e6:.1f} MB")
+        show(evalbatch("run v2", "run", suite, "--new", "--prompt-version", "v2"))
+        candidate = latest_run(root)
+        checks = [evalbatch("compare", "compare", candidate, "--suite", suite),
+                  evalbatch("gate", "gate", candidate, "--suite", suite, ok=(0, 1, 3))]
+        for step in checks:
+            show(step)
+            print(f"    / limits: RSS {step.peak_mb / RSS_LIMIT_MB:.2f}, time {step.wall_s / COMPARE_TIME_LIMIT_S:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", type=int, default=20_000)
+    parser.add_argument("--large", type=int, default=200_000)
+    parser.add_argument("--compare-items", type=int, default=100_000)
+    parser.add_argument("--only", choices=["run", "compare"])
+    args = parser.parse_args()
+    server, base_url = start_fake_server()
+    try:
+        baseline = evalbatch("imports only (evalbatch --version)", "--version")
+        show(baseline)
+        if args.only in (None, "run"):
+            measure_runs(base_url, args.small, args.large)
+        if args.only in (None, "compare"):
+            measure_compare(base_url, args.compare_items)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
