@@ -93,6 +93,7 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
     if stopped_at is not None:
         return _stays_stopped(plan, run, stopped_at, console)
     session = _begin_session(store, run.manifest)
+    store.set_meta("lanes_stopped", {})  # a new session tries every target again
     if run.manifest.status == "cancelled" and store.cancel_requested():
         # Resuming is how a cancelled run goes on; a request made after this is honoured again.
         store.clear_cancel()
@@ -137,6 +138,9 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
             if isinstance(stop, _Terminated):
                 stop.restore_signals()
         raise RunInterrupted(manifest, folder) from None
+    for label, reason in engine.stopped_lanes().items():
+        console.print(f"Target {label} was stopped early: {reason}. Its requests stay queued: fix the endpoint, "
+                      f"key or model and run the same command again to resume.", soft_wrap=True)
     lines = _write_results(plan, store, folder)
     manifest = _finish(folder, manifest.model_copy(update={"looks": looks}), _status(store, stopped), store, session)
     return RunOutcome(manifest, folder, lines)

@@ -1,4 +1,11 @@
-"""When to try a failed request again, and how long to wait first."""
+"""When to try a failed request again, and how long to wait first: one policy for the engine.
+
+A request has an attempt cap (max_retries after the first), an optional total deadline, and
+exponential backoff with full jitter. A 429 about pace does not spend the retry budget (the
+server only asked us to slow down, and the lane pauses for everyone), but it has a cap of its
+own so a server that answers 429 forever cannot hold a run for ever. Retry-After is honoured,
+never below the backoff floor once 429s repeat.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,24 @@ import random
 from dataclasses import dataclass
 
 from harness.config.suite import EngineSpec
+from harness.engine.breaker import is_rate_limited
 from harness.engine.providers.base import ProviderError
+
+RATE_LIMITED_CAP = 100
+"""429s for pace one request may meet in a row before it fails terminally."""
+
+
+@dataclass
+class RequestTries:
+    """One request's history in this process: when it was first tried and its 429s for pace."""
+
+    started_at: float
+    rate_limited: int = 0
+    rate_limited_in_row: int = 0
+
+    def spent(self, round_attempts: int) -> int:
+        """Attempts of the round that spent the retry budget."""
+        return round_attempts - self.rate_limited
 
 
 @dataclass(frozen=True)
@@ -14,19 +38,37 @@ class RetryPolicy:
     max_retries: int
     base_s: float
     max_s: float
+    deadline_s: float | None = None
 
     @classmethod
     def from_spec(cls, spec: EngineSpec) -> RetryPolicy:
-        return cls(spec.max_retries, spec.backoff_base_s, spec.backoff_max_s)
+        return cls(spec.max_retries, spec.backoff_base_s, spec.backoff_max_s, spec.deadline_s)
 
     def should_retry(self, error: ProviderError, attempt: int) -> bool:
-        """attempt is 1-based: with max_retries=4 a request is tried at most 5 times."""
+        """attempt is 1-based and counts attempts that spent the budget: with max_retries=4 a
+        request is tried at most 5 times (not counting 429s for pace)."""
         return error.kind == "transient" and attempt <= self.max_retries
 
+    def why_not_retry(self, error: ProviderError, tries: RequestTries, round_attempts: int,
+                      now: float) -> str | None:
+        """None: try again (and `tries` has counted this failure). Otherwise why the request ends."""
+        if is_rate_limited(error):
+            tries.rate_limited += 1
+            tries.rate_limited_in_row += 1
+        else:
+            tries.rate_limited_in_row = 0
+        if self.deadline_s is not None and now - tries.started_at >= self.deadline_s:
+            return f"its deadline of {self.deadline_s:g} s passed"
+        if is_rate_limited(error):
+            return None if tries.rate_limited_in_row < RATE_LIMITED_CAP else f"{RATE_LIMITED_CAP} rate-limit replies in a row"
+        return None if self.should_retry(error, tries.spent(round_attempts)) else "no retry"
+
     def delay_s(self, error: ProviderError, attempt: int, rng: random.Random) -> float:
-        """The server's Retry-After when it gave one (plus a little jitter so waiting
-        requests do not return in lockstep), else exponential backoff with full jitter."""
+        """Retry-After when the server gave one (from the second 429 in a row never below the
+        backoff floor; a little jitter so waiting requests do not return in lockstep), else
+        exponential backoff with full jitter. `attempt`: failures in a row of this kind, 1-based."""
+        ceiling = min(self.max_s, self.base_s * 2 ** (max(attempt, 1) - 1))
         if error.retry_after_s is not None:
-            return error.retry_after_s + rng.uniform(0, min(1.0, 0.1 * error.retry_after_s + 0.05))
-        ceiling = min(self.max_s, self.base_s * 2 ** (attempt - 1))
-        return rng.uniform(ceiling / 2, ceiling)
+            wait = max(error.retry_after_s, ceiling / 2 if attempt > 1 else 0.0)
+            return wait + rng.uniform(0, min(1.0, 0.1 * wait + 0.05))
+        return rng.uniform(0, ceiling)

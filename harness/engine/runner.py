@@ -1,4 +1,5 @@
-"""The batch engine: bounded concurrency, timeouts, retries; every transition committed first."""
+"""The batch engine: bounded, adaptive concurrency; pacing under rate limits; retries; a circuit
+breaker per target; every transition committed to the store before anyone is told."""
 
 from __future__ import annotations
 
@@ -6,16 +7,25 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from harness.config.suite import EngineSpec
+from harness.config.suite import EngineSpec, TargetSpec
+from harness.cost.pricing import ModelPrice
+from harness.cost.tokens import prompt_side_tokens
+from harness.engine.breaker import CircuitBreaker, is_rate_limited
+from harness.engine.concurrency import AdaptiveConcurrency
+from harness.engine.pacing import LanePacer, Ticket
 from harness.engine.providers.base import Completion, Provider, ProviderError, ProviderRequest
+from harness.engine.rate_headers import read_rate_limits
 from harness.engine.requests import WorkRequest
-from harness.engine.retry import RetryPolicy
+from harness.engine.retry import RequestTries, RetryPolicy
 from harness.engine.store import RunStore, ScoreRow
 
 Scorer = Callable[[WorkRequest, str], list[ScoreRow]]
+
+_CANCEL_CHECK_S = 0.5
+"""How often workers look for `evalbatch cancel` in the store (a read per request would cost throughput)."""
 
 
 class ProgressSink(Protocol):
@@ -28,12 +38,30 @@ class ProgressSink(Protocol):
     def retry_started(self) -> None: ...
 
 
-@dataclass(frozen=True)
+@dataclass
 class TargetLane:
-    """A target's provider and the most requests it may have in flight."""
+    """One target's way out: its provider, how many requests it may have in flight, its pacing
+    under rate limits, its circuit breaker and its price."""
 
     provider: Provider
-    limit: asyncio.Semaphore
+    target: TargetSpec
+    concurrency: AdaptiveConcurrency
+    pacer: LanePacer
+    breaker: CircuitBreaker
+    price: ModelPrice | None = None
+    paused_recorded_s: float = field(default=0.0)
+
+    @classmethod
+    def open(cls, provider: Provider, target: TargetSpec, spec: EngineSpec, price: ModelPrice | None,
+             max_concurrency: int) -> TargetLane:
+        limits = target.limits.merged_over(spec.limits) if target.limits else spec.limits
+        return cls(provider, target, AdaptiveConcurrency(max_concurrency), LanePacer(limits),
+                   CircuitBreaker(spec.breaker_failures), price)
+
+    def where(self) -> str:
+        """The lane's endpoint for messages (never a secret: identity() holds none)."""
+        identity = self.provider.identity()
+        return str(identity.get("base_url") or identity.get("model_path") or identity.get("provider", "?"))
 
 
 class Engine:
@@ -46,6 +74,8 @@ class Engine:
         self.retry = RetryPolicy.from_spec(spec)
         self.progress = progress
         self._rng = random.Random()
+        self._cancel_checked_at = float("-inf")
+        self.cancelled = False
 
     async def run(self, todo: list[WorkRequest]) -> None:
         queue: asyncio.Queue[WorkRequest] = asyncio.Queue()
@@ -58,22 +88,53 @@ class Engine:
             for worker in workers:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            self._record_lane_state()
+
+    def stopped_lanes(self) -> dict[str, str]:
+        """Targets whose circuit breaker stopped them, and why (with the endpoint)."""
+        return {label: f"{lane.breaker.reason} (endpoint {lane.where()})"
+                for label, lane in self.lanes.items() if lane.breaker.reason}
+
+    def _record_lane_state(self) -> None:
+        """Time paused by rate limits and stopped lanes go into the store for status and metrics."""
+        paused = sum(lane.pacer.paused_s - lane.paused_recorded_s for lane in self.lanes.values())
+        for lane in self.lanes.values():
+            lane.paused_recorded_s = lane.pacer.paused_s
+        if paused:
+            self.store.set_meta("rate_limit_paused_s", self.store.get_meta("rate_limit_paused_s", 0.0) + paused)
+        if self.stopped_lanes():
+            self.store.set_meta("lanes_stopped", self.stopped_lanes())
 
     async def _worker(self, queue: asyncio.Queue[WorkRequest]) -> None:
-        while True:
+        while not self._cancel_requested():
             try:
                 request = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
             await self._process(request)
 
+    def _cancel_requested(self) -> bool:
+        now = time.monotonic()
+        if not self.cancelled and now - self._cancel_checked_at >= _CANCEL_CHECK_S:
+            self._cancel_checked_at = now
+            self.cancelled = self.store.cancel_requested()
+        return self.cancelled
+
+    def _may_send(self, lane: TargetLane) -> bool:
+        return not lane.breaker.open and not self._cancel_requested()
+
     async def _process(self, request: WorkRequest) -> None:
         lane = self.lanes[request.target.label]
         provider_request = ProviderRequest(
             request_id=request.request_id, prompt=request.prompt.text, messages=request.prompt.messages,
             timeout_s=self.spec.timeout_s)
-        while True:
-            async with lane.limit:
+        raw_prompt_tokens = prompt_side_tokens(lane.target, request.prompt)
+        tries = RequestTries(started_at=time.monotonic())
+        while self._may_send(lane):
+            async with lane.concurrency:
+                ticket = await lane.pacer.admit(raw_prompt_tokens, lane.target.params.max_tokens)
+                if not self._may_send(lane):  # stopped while this request waited for its turn
+                    return
                 attempt = self.store.start_attempt(request.request_id)
                 if attempt is None:  # finished or in flight elsewhere: sending it would pay twice
                     return
@@ -81,23 +142,51 @@ class Engine:
                 try:
                     completion = await self._call(lane.provider, provider_request)
                 except ProviderError as error:
-                    completion = None
-                    failure = error
+                    completion, failure = None, error
             if completion is not None:
-                latency_ms = (time.perf_counter() - started) * 1000
-                if self.store.succeed(request.request_id, attempt.number, completion, latency_ms,
-                                      self._scores(request, completion.text)):
-                    self.progress.succeeded(completion)
+                self._succeeded(request, lane, ticket, attempt.number, completion,
+                                (time.perf_counter() - started) * 1000)
                 return
-            retry = self.retry.should_retry(failure, attempt.in_round)
-            if not self.store.fail(request.request_id, attempt.number, final=not retry, error=failure.describe(),
-                                   status=failure.status):
+            if not await self._failed(request, lane, ticket, attempt, failure, tries):
                 return
-            self.progress.failed(final=not retry)
-            if not retry:
-                return
-            await asyncio.sleep(self.retry.delay_s(failure, attempt.in_round, self._rng))
-            self.progress.retry_started()
+
+    def _succeeded(self, request: WorkRequest, lane: TargetLane, ticket: Ticket, attempt: int,
+                   completion: Completion, latency_ms: float) -> None:
+        lane.pacer.observe(ticket, read_rate_limits(completion.rate_limits), completion.input_tokens)
+        lane.concurrency.succeeded()
+        lane.breaker.succeeded()
+        cost = None
+        if lane.price is not None and completion.input_tokens is not None and completion.output_tokens is not None:
+            cost = lane.price.cost(completion.input_tokens, completion.output_tokens)
+        if self.store.succeed(request.request_id, attempt, completion, latency_ms,
+                              self._scores(request, completion.text), cost_usd=cost):
+            self.progress.succeeded(completion)
+
+    async def _failed(self, request: WorkRequest, lane: TargetLane, ticket: Ticket, attempt,
+                      failure: ProviderError, tries: RequestTries) -> bool:
+        """Records the failure; True when the request is to be sent again (after its wait)."""
+        lane.pacer.observe(ticket, read_rate_limits(failure.rate_limits), None)
+        if failure.status in (429, 529) and failure.kind == "transient":
+            lane.concurrency.overloaded()
+        lane.breaker.failed(failure)
+        why_not = self.retry.why_not_retry(failure, tries, attempt.in_round, time.monotonic())
+        error = failure.describe()
+        if why_not is not None and failure.kind == "transient" and why_not != "no retry":
+            error += f" (gave up: {why_not})"
+        if not self.store.fail(request.request_id, attempt.number, final=why_not is not None, error=error,
+                               status=failure.status):
+            return False
+        self.progress.failed(final=why_not is not None)
+        if why_not is not None:
+            return False
+        if is_rate_limited(failure):
+            # The whole lane waits until the reset the server announced; this request then
+            # queues for its turn like every other.
+            lane.pacer.pause(self.retry.delay_s(failure, tries.rate_limited_in_row, self._rng))
+        else:
+            await asyncio.sleep(self.retry.delay_s(failure, tries.spent(attempt.in_round), self._rng))
+        self.progress.retry_started()
+        return True
 
     def _scores(self, request: WorkRequest, output: str) -> list[ScoreRow]:
         """Scored as it arrives so the store alone can be compared; a scorer that fails here

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from harness.config.prompts import ChatMessage
 from harness.config.suite import TargetSpec
@@ -34,11 +34,13 @@ class ProviderError(Exception):
     """A failed call, classified so the engine knows whether trying again can help."""
 
     def __init__(self, message: str, *, kind: ErrorKind, status: int | None = None,
-                 retry_after_s: float | None = None) -> None:
+                 retry_after_s: float | None = None, rate_limits: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.status = status
         self.retry_after_s = retry_after_s
+        self.rate_limits = rate_limits or {}
+        """The reply's rate-limit headers (a 429 carries them too), for the lane's pacer."""
 
     def describe(self) -> str:
         return f"HTTP {self.status}: {self}" if self.status else str(self)
@@ -56,3 +58,12 @@ class Provider(Protocol):
     def identity(self) -> dict[str, Any]:
         """What the manifest records about this model (never secrets)."""
         ...
+
+
+@runtime_checkable
+class RequestBodies(Protocol):
+    """Optional for a provider: the body it would send for a request (never headers or keys).
+    Identical bodies are identical requests: a run sends them once, and the response cache is
+    keyed by them (harness/engine/reuse.py)."""
+
+    def request_body(self, request: ProviderRequest) -> dict[str, Any]: ...

@@ -6,6 +6,7 @@ import email.utils
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from http import HTTPStatus
 from types import ModuleType
 
 from harness.engine.providers.base import ErrorKind, ProviderError
@@ -58,10 +59,19 @@ def rate_limit_headers(headers: Mapping[str, str]) -> dict[str, str]:
             if k.lower().startswith(("x-ratelimit-", "anthropic-ratelimit-"))}
 
 
-def status_error(status: int, body_text: str, headers: Mapping[str, str]) -> ProviderError:
-    """The ProviderError for an HTTP error reply, with its retry class and Retry-After."""
+def status_error(status: int, body_text: str, headers: Mapping[str, str], where: str = "") -> ProviderError:
+    """The ProviderError for an HTTP error reply, with its retry class, Retry-After and rate-limit
+    headers. A reply without a message names the status and where it came from instead (an
+    empty 404 usually means a base_url without /v1)."""
     kind: ErrorKind = "terminal" if is_context_length_error(body_text) else classify_status(status, body_text)
-    return ProviderError(shorten(body_text), kind=kind, status=status, retry_after_s=retry_after_seconds(headers))
+    message = shorten(body_text)
+    if not message:
+        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "error"
+        message = f"{phrase} with an empty reply from {where or 'the server'}"
+        if status == 404:
+            message += " (is base_url right? OpenAI-compatible servers usually want it to end in /v1)"
+    return ProviderError(message, kind=kind, status=status, retry_after_s=retry_after_seconds(headers),
+                         rate_limits=rate_limit_headers(headers))
 
 
 def shorten(text: str, limit: int = 300) -> str:
@@ -78,8 +88,29 @@ def sdk_errors(sdk: ModuleType, timeout_s: float) -> Iterator[None]:
     except sdk.APITimeoutError:
         raise ProviderError(f"timed out after {timeout_s:g} s", kind="transient") from None
     except sdk.APIConnectionError as exc:
-        raise ProviderError(f"connection error: {exc}", kind="transient") from None
+        raise ProviderError(f"connection error: cannot reach {_where(exc)}: {_cause(exc)}", kind="transient") from None
     except sdk.APIStatusError as exc:
-        raise status_error(exc.status_code, exc.response.text, exc.response.headers) from None
+        raise status_error(exc.status_code, exc.response.text, exc.response.headers, _where(exc)) from None
     except (sdk.APIResponseValidationError, ValueError) as exc:
         raise ProviderError(f"malformed response: {exc}", kind="transient") from None
+
+
+def _where(exc: Exception) -> str:
+    """The method and URL of the failed call (the SDK error carries its request)."""
+    request = getattr(exc, "request", None)
+    if request is None:
+        return "the server"
+    return f"{request.method} {request.url}"
+
+
+def _cause(exc: Exception) -> str:
+    """The transport's own words (e.g. [Errno 111] Connection refused) rather than the SDK's
+    generic 'Connection error.'."""
+    causes: list[str] = []
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and len(causes) < 5:
+        text = str(cause).strip()
+        if text and text not in causes:
+            causes.append(text)
+        cause = cause.__cause__ or cause.__context__
+    return causes[-1] if causes else str(exc)
