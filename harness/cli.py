@@ -51,7 +51,7 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
     from harness.compare.sequential import sequential_monitor
     from harness.execute import RunInterrupted, RunOptions, execute
     from harness.plan import PlanOptions, plan_run
-    from harness.report.run_view import print_full_run_split, print_looks, print_what_is_left
+    from harness.report.run_view import print_full_run_split, print_looks, print_run_metrics, print_what_is_left
     from harness.report.summary import SummaryOptions, print_summary
 
     if resume_id and force_new:
@@ -441,6 +441,14 @@ def _refuse(message: str) -> NoReturn:
 
 
 # Commands defined in harness/commands/ (one line each):
+from harness.commands.estimate import estimate  # noqa: E402
+
+main.add_command(estimate)
+from harness.commands.jobs import cancel, retry, status  # noqa: E402
+
+main.add_command(status)
+main.add_command(cancel)
+main.add_command(retry)
 
 
 if __name__ == "__main__":

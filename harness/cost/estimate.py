@@ -1,0 +1,109 @@
+"""What a run would take before anything is sent: per target its requests, tokens, time at the
+declared rate limits, and cost realtime and through the batch API (`evalbatch estimate`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final, Literal
+
+from pydantic import BaseModel, Field, computed_field
+
+from harness.config.suite import RateLimits, SuiteSpec, TargetSpec
+from harness.cost.pricing import ModelPrice, price_for
+from harness.cost.tokens import CHARS_PER_TOKEN, encoding_name, prompt_side_tokens
+
+if TYPE_CHECKING:  # only a finished plan is read, never planned here
+    from harness.plan import RunPlan
+
+ESTIMATE_VERSION: Final = 1
+MINUTES_PER_DAY: Final = 24 * 60
+
+
+class Pace(BaseModel):
+    """How long the work takes at the declared limits, paced evenly."""
+
+    limits: RateLimits
+    minutes: float | None = Field(description="max(requests / rpm, tokens / tpm); None without a per-minute limit.")
+    days: float | None = Field(default=None, description="max(requests / rpd, tokens / tpd) when a daily limit "
+                               "is declared: more than 1 means the work spans days whatever the minute limits.")
+
+
+class TargetEstimate(BaseModel):
+    target: str
+    provider: str
+    model: str
+    requests: int
+    input_tokens: int = Field(description="Prompt tokens plus the chat format's per-message overhead, estimated.")
+    max_output_tokens: int = Field(description="requests x max_tokens: the most the replies can bill.")
+    tokenizer: str = Field(description="The tokenizer counted with, or 'chars/4' where none is known offline.")
+    pace: Pace
+    price: ModelPrice | None
+    input_usd: float | None = None
+    max_output_usd: float | None = None
+    batch_input_usd: float | None = None
+    batch_max_output_usd: float | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def request_tokens(self) -> int:
+        """What a tokens-per-minute limit counts: the prompt estimate plus all of max_tokens."""
+        return self.input_tokens + self.max_output_tokens
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def realtime_usd(self) -> float | None:
+        """At most this, realtime (every reply as long as max_tokens allows)."""
+        return None if self.input_usd is None or self.max_output_usd is None else self.input_usd + self.max_output_usd
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def batch_usd(self) -> float | None:
+        if self.batch_input_usd is None or self.batch_max_output_usd is None:
+            return None
+        return self.batch_input_usd + self.batch_max_output_usd
+
+
+class SuiteEstimate(BaseModel):
+    """`evalbatch estimate --json`."""
+
+    version: Literal[1] = ESTIMATE_VERSION
+    suite: str
+    prompt: str
+    items: int
+    evaluated: list[str]
+    requests: int
+    targets: list[TargetEstimate]
+
+
+def estimate_plan(plan: RunPlan) -> SuiteEstimate:
+    spec = plan.suite.spec
+    targets = [_estimate_target(plan, spec, target) for target in spec.targets]
+    return SuiteEstimate(suite=spec.name, prompt=plan.prompt.label, items=len(plan.items), evaluated=plan.evaluated,
+                         requests=len(plan.requests), targets=targets)
+
+
+def _estimate_target(plan: RunPlan, spec: SuiteSpec, target: TargetSpec) -> TargetEstimate:
+    requests = [r for r in plan.requests if r.target is target]
+    input_tokens = sum(prompt_side_tokens(target, r.prompt) for r in requests)
+    max_output = len(requests) * target.params.max_tokens
+    limits = target.limits.merged_over(spec.engine.limits) if target.limits else spec.engine.limits
+    price = price_for(target)
+    estimate = TargetEstimate(
+        target=target.label, provider=target.provider, model=target.model, requests=len(requests),
+        input_tokens=input_tokens, max_output_tokens=max_output,
+        tokenizer=encoding_name(target.model) or f"chars/{CHARS_PER_TOKEN}",
+        pace=pace(len(requests), input_tokens + max_output, limits), price=price)
+    if price is not None:
+        estimate.input_usd = price.cost(input_tokens, 0)
+        estimate.max_output_usd = price.cost(0, max_output)
+        estimate.batch_input_usd = price.cost(input_tokens, 0, batch=True)
+        estimate.batch_max_output_usd = price.cost(0, max_output, batch=True)
+    return estimate
+
+
+def pace(requests: int, tokens: int, limits: RateLimits) -> Pace:
+    """Time for `requests` needing `tokens` (prompt + max_tokens) under `limits`: the slower of
+    the request and the token limit decides."""
+    per_minute = [count / limit for count, limit in ((requests, limits.rpm), (tokens, limits.tpm)) if limit]
+    per_day = [count / limit for count, limit in ((requests, limits.rpd), (tokens, limits.tpd)) if limit]
+    return Pace(limits=limits, minutes=max(per_minute) if per_minute else None,
+                days=max(per_day) if per_day else None)

@@ -1,0 +1,79 @@
+"""`evalbatch estimate` as a person reads it: one table row per target, then what to know about
+each (tokenizer, prices and their date, limits, missing prices)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.config.suite import RateLimits
+from harness.cost.estimate import SuiteEstimate, TargetEstimate
+
+
+def print_estimate(console: Console, estimate: SuiteEstimate) -> None:
+    console.print(f"{estimate.suite}: {estimate.items} items in slices {estimate.evaluated}, {estimate.requests} "
+                  f"requests, prompt {estimate.prompt}; nothing sent")
+    table = Table(title="Estimate per target (output at most max_tokens per request)")
+    for column in ("target", "requests", "input tokens", "max output tokens", "time at limits", "realtime, up to",
+                   "batch, up to"):
+        table.add_column(column, justify="left" if column in ("target", "time at limits") else "right")
+    for target in estimate.targets:
+        table.add_row(target.target, f"{target.requests:,}", f"{target.input_tokens:,}",
+                      f"{target.max_output_tokens:,}", duration(target), usd(target.realtime_usd),
+                      usd(target.batch_usd))
+    console.print(table)
+    for target in estimate.targets:
+        for note in notes(target):
+            console.print(f"{target.target}: {note}", soft_wrap=True)
+    priced = [t for t in estimate.targets if t.realtime_usd is not None]
+    if len(estimate.targets) > 1 and len(priced) == len(estimate.targets):
+        console.print(f"total: realtime up to {usd(sum(t.realtime_usd or 0 for t in priced))}, batch up to "
+                      f"{usd(sum(t.batch_usd or 0 for t in priced))}")
+
+
+def notes(target: TargetEstimate) -> list[str]:
+    found = [f"input tokens counted with {target.tokenizer}"
+             + (" (no offline tokenizer for this model: a rough figure)" if target.tokenizer.startswith("chars") else "")]
+    price = target.price
+    if price is None:
+        found.append(f"no price known for model {target.model}: add pricing: to the target")
+    elif target.provider == "local":
+        found.append("runs on this machine: no cost")
+    else:
+        found.append(f"prices per million tokens: input ${price.input_per_mtok:g}, output ${price.output_per_mtok:g}, "
+                     f"batch ${price.batch_input_per_mtok:g} / ${price.batch_output_per_mtok:g} "
+                     f"(taken {price.taken}; {price.source})")
+        found.append(f"cost realtime: input {usd(target.input_usd)} + output up to {usd(target.max_output_usd)}")
+    pace = target.pace
+    if pace.minutes is None and pace.days is None:
+        found.append("no limits declared (engine.limits or the target's limits: rpm, tpm); time not estimated")
+    else:
+        found.append(f"limits {limits_text(pace.limits)}: {target.requests:,} requests, {target.request_tokens:,} "
+                     "tokens counted against tpm (prompt + max_tokens)")
+    if pace.days is not None and pace.days > 1:
+        found.append(f"the daily limits allow this work in no less than {pace.days:,.1f} days")
+    return found
+
+
+def limits_text(limits: RateLimits) -> str:
+    return ", ".join(f"{name} {value:,g}" for name, value in limits.model_dump().items() if value is not None)
+
+
+def duration(target: TargetEstimate) -> str:
+    minutes = target.pace.minutes
+    if minutes is None:
+        return "days, see below" if target.pace.days and target.pace.days > 1 else "no limits declared"
+    if minutes < 1:
+        return f"{minutes * 60:.0f} s"
+    if minutes < 120:
+        return f"{minutes:.1f} min"
+    return f"{minutes / 60:.1f} h"
+
+
+def usd(amount: float | None) -> str:
+    if amount is None:
+        return "no price"
+    if amount == 0:
+        return "$0"
+    # Small runs cost fractions of a cent: show enough digits to tell them apart.
+    return f"${amount:,.2f}" if amount >= 1 else f"${amount:.4f}" if amount >= 0.0001 else f"${amount:.2e}"
