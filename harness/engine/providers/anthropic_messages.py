@@ -31,7 +31,8 @@ class AnthropicMessagesProvider:
     def identity(self) -> dict[str, Any]:
         return {"provider": "anthropic", "model": self.target.model, "base_url": str(self.client.base_url)}
 
-    def _body(self, request: ProviderRequest) -> dict[str, Any]:
+    def request_body(self, request: ProviderRequest) -> dict[str, Any]:
+        """The API request body (no headers, no key): also what the response cache is keyed by."""
         params = self.target.params
         system = "\n\n".join(m.content for m in request.messages if m.role == "system")
         messages = [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"]
@@ -53,7 +54,7 @@ class AnthropicMessagesProvider:
     async def complete(self, request: ProviderRequest) -> Completion:
         with sdk_errors(anthropic, request.timeout_s):
             raw = await self._client_for(request.timeout_s).messages.with_raw_response.create(
-                **self._body(request), extra_headers={"X-Evalbatch-Request-Id": request.request_id})
+                **self.request_body(request), extra_headers={"X-Evalbatch-Request-Id": request.request_id})
             message = await raw.parse()  # anthropic 2.x: async raw responses
         blocks = getattr(message, "content", None)
         if blocks is None:

@@ -89,6 +89,12 @@ class LocalLlamaProvider:
     def identity(self) -> dict[str, Any]:
         return {"provider": "local", "model": self.target.model}
 
+    def request_body(self, request: ProviderRequest) -> dict[str, Any]:
+        """What decides the answer (the response cache's key): model, prompt or messages, settings."""
+        prompt: dict[str, Any] = ({"messages": [{"role": m.role, "content": m.content} for m in request.messages]}
+                                  if request.messages else {"prompt": request.prompt or ""})
+        return {"model": self.target.model, **prompt, "params": self.target.params.model_dump(exclude_none=True)}
+
     async def complete(self, request: ProviderRequest) -> Completion:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(_executor, self._generate, request)

@@ -36,7 +36,8 @@ class OpenAIChatProvider:
     def identity(self) -> dict[str, Any]:
         return {"provider": "openai", "model": self.target.model, "base_url": str(self.client.base_url)}
 
-    def _body(self, request: ProviderRequest) -> dict[str, Any]:
+    def request_body(self, request: ProviderRequest) -> dict[str, Any]:
+        """The API request body (no headers, no key): also what the response cache is keyed by."""
         params = self.target.params
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
         if not messages:
@@ -54,7 +55,7 @@ class OpenAIChatProvider:
     async def complete(self, request: ProviderRequest) -> Completion:
         with sdk_errors(openai, request.timeout_s):
             raw = await self._client_for(request.timeout_s).chat.completions.with_raw_response.create(
-                **self._body(request), extra_headers={"X-Evalbatch-Request-Id": request.request_id})
+                **self.request_body(request), extra_headers={"X-Evalbatch-Request-Id": request.request_id})
             response = raw.parse()
         choices = getattr(response, "choices", None)
         if not choices:
