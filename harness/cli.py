@@ -43,12 +43,17 @@ def main() -> None:
 @click.option("--retry-failed", is_flag=True, help="Give requests that failed terminally another set of attempts.")
 @click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write runs under DIR/<suite>/ instead of the suite's output.dir (default <project>/reports).")
+@click.option("--rpm", type=click.FloatRange(min=0, min_open=True), metavar="N",
+              help="Send at most N requests per minute to each target (over the suite's engine.limits).")
+@click.option("--tpm", type=click.FloatRange(min=0, min_open=True), metavar="N",
+              help="Send at most N tokens per minute to each target (prompt estimate + max_tokens).")
 @reports_user_errors
 def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int | None, prompt_version: str | None, resume_id: str | None, force_new: bool,
-        retry_failed: bool, reports_dir: Path | None) -> None:
+        retry_failed: bool, reports_dir: Path | None, rpm: float | None, tpm: float | None) -> None:
     """Run SUITE (a suites/*.yaml file): render the prompt over the slices, send every request,
     score the outputs, and write reports/<suite>/<run_id>/ (run store, manifest.json, results.jsonl)."""
     from harness.compare.sequential import sequential_monitor
+    from harness.config.suite import RateLimits
     from harness.execute import RunInterrupted, RunOptions, execute
     from harness.plan import PlanOptions, plan_run
     from harness.report.run_view import print_full_run_split, print_looks, print_run_metrics, print_what_is_left
@@ -65,7 +70,9 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
     # A CI job being cancelled sends SIGTERM: stop as cleanly as on Ctrl-C.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        outcome = execute(plan, RunOptions(resume_id, force_new, retry_failed, reports_dir, monitor), console)
+        limits = RateLimits(rpm=rpm, tpm=tpm) if rpm or tpm else None
+        outcome = execute(plan, RunOptions(resume_id, force_new, retry_failed, reports_dir, monitor, limits=limits),
+                          console)
     except RunInterrupted as stop:
         _exit_interrupted(suite, stop)
     print_summary(console, outcome.lines, outcome.manifest.wall_time_s, SummaryOptions.of_plan(plan))

@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
+from harness.config.suite import RateLimits
 from harness.cost.pricing import price_for
 from harness.engine.metrics import run_metrics
 from harness.engine.progress import RichProgress
@@ -38,6 +39,8 @@ class RunOptions:
     reports_dir: Path | None = None
     monitor: StageMonitor | None = None
     full_promotion: bool = False
+    limits: RateLimits | None = None
+    """--rpm/--tpm: rate limits for every target, over the suite's."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ class _Terminated(Exception):
 
 
 def execute(plan: RunPlan, options: RunOptions, console: Console) -> RunOutcome:
-    lanes = _open_lanes(plan)
+    lanes = _open_lanes(plan, options.limits)
     choice = RunChoice(options.resume_id, options.force_new, options.reports_dir, options.full_promotion)
     with claim_run(plan, choice, console) as claimed:
         if claimed.resumed:
@@ -308,10 +311,12 @@ def _signals_cancel(task: asyncio.Task | None) -> Iterator[_Stop]:
             signal.signal(sig, signal.SIG_IGN if stop.received else handler)
 
 
-def _open_lanes(plan: RunPlan) -> dict[str, TargetLane]:
+def _open_lanes(plan: RunPlan, limits: RateLimits | None) -> dict[str, TargetLane]:
     """Providers are created before anything is sent: a missing API key stops the run here."""
     lanes = {}
     for target in plan.suite.spec.targets:
+        if limits is not None:
+            target = target.model_copy(update={"limits": limits.merged_over(target.limits or RateLimits())})
         try:
             provider = create_provider(target)
         except ProviderError as exc:
