@@ -77,6 +77,7 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
         _exit_interrupted(suite, stop)
     print_summary(console, outcome.lines, outcome.manifest.wall_time_s, SummaryOptions.of_plan(plan))
     print_looks(console, outcome.manifest.looks)
+    print_run_metrics(console, outcome.manifest.metrics)
     console.print(f"run {outcome.manifest.run_id}: {outcome.manifest.status}; results in {outcome.folder}")
     if outcome.manifest.options.full_promotion:
         print_full_run_split(console, plan.suite, outcome)
