@@ -8,6 +8,7 @@ from rich.table import Table
 
 from harness.config.suite import RateLimits
 from harness.cost.estimate import SuiteEstimate, TargetEstimate
+from harness.cost.money import format_usd as usd
 
 
 def print_estimate(console: Console, estimate: SuiteEstimate) -> None:
@@ -68,12 +69,3 @@ def duration(target: TargetEstimate) -> str:
     if minutes < 120:
         return f"{minutes:.1f} min"
     return f"{minutes / 60:.1f} h"
-
-
-def usd(amount: float | None) -> str:
-    if amount is None:
-        return "no price"
-    if amount == 0:
-        return "$0"
-    # Small runs cost fractions of a cent: show enough digits to tell them apart.
-    return f"${amount:,.2f}" if amount >= 1 else f"${amount:.4f}" if amount >= 0.0001 else f"${amount:.2e}"

@@ -1,5 +1,5 @@
 """The end-of-run summary: per target, evaluated slice and scorer the mean with a 95% CI, the
-failed requests, states, tokens, time."""
+failed requests, states, tokens, time, and per target tokens and cost per item."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
-from scipy import stats
 
+from harness.cost.money import format_usd
+from harness.cost.pricing import ModelPrice
 from harness.engine.states import RequestState
 from harness.runs.results import ResultLine
 
@@ -43,11 +44,17 @@ class SummaryOptions:
     evaluated: list[str] = field(default_factory=list)
     """The evaluated slices; with more than one, each gets its own rows besides the union."""
     failed_as_zero: bool = True
+    prices: dict[str, ModelPrice | None] = field(default_factory=dict)
+    """Each target's price (None: unknown), for requests that succeeded without a recorded cost
+    (runs from before costs were recorded)."""
 
     @classmethod
     def of_plan(cls, plan: RunPlan) -> SummaryOptions:
+        from harness.cost.pricing import price_for
+
         spec = plan.suite.spec
-        return cls([s.label for s in spec.scorers], plan.evaluated, spec.scoring.failed_as_zero)
+        return cls([s.label for s in spec.scorers], plan.evaluated, spec.scoring.failed_as_zero,
+                    {target.label: price_for(target) for target in spec.targets})
 
 
 def mean_with_ci(values: list[float], level: float = 0.95) -> tuple[float, float | None, float | None]:
@@ -59,6 +66,8 @@ def mean_with_ci(values: list[float], level: float = 0.95) -> tuple[float, float
     mean = sum(values) / n
     if n < 2:
         return mean, None, None
+    from scipy import stats  # ~0.3 s to import: only when an interval is computed, not at start-up
+
     variance = sum((v - mean) ** 2 for v in values) / (n - 1)
     half = stats.t.ppf(0.5 + level / 2, n - 1) * math.sqrt(variance / n)
     low, high = mean - half, mean + half
@@ -147,8 +156,76 @@ def print_summary(console: Console, lines: list[ResultLine], wall_time_s: float,
     state_text = ", ".join(f"{state} {count}" for state, count in sorted(states.items()))
     console.print(f"requests: {len(lines)} ({state_text})")
     console.print(f"tokens: {tokens_in:,} in, {tokens_out:,} out    wall time: {wall_time_s:.1f} s")
+    for cost in summarize_costs(lines, options):
+        console.print(cost_line(cost), soft_wrap=True)
 
 
 def _failed_items(lines: list[ResultLine]) -> int:
     """Items (per target) with at least one failed_terminal request."""
     return len({(line.target, line.item_id) for line in lines if line.state == RequestState.FAILED_TERMINAL})
+
+
+@dataclass(frozen=True)
+class TargetCost:
+    """A target's usage and spend over a run's lines."""
+
+    target: str
+    items: int
+    successful_items: int
+    """Items every request of which succeeded."""
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+    """Recorded costs, plus (for requests that recorded none) usage x the target's price; None
+    when no request has a cost and no price is known."""
+    unpriced: int = 0
+    """Succeeded requests whose cost could not be known (no recorded cost, and no price or no usage)."""
+
+    @property
+    def per_item(self) -> float | None:
+        return self.cost_usd / self.items if self.cost_usd is not None and self.items else None
+
+    @property
+    def per_successful_item(self) -> float | None:
+        if self.cost_usd is None or not self.successful_items:
+            return None
+        return self.cost_usd / self.successful_items
+
+
+def summarize_costs(lines: list[ResultLine], options: SummaryOptions | None = None) -> list[TargetCost]:
+    options = options or SummaryOptions()
+    by_target: dict[str, list[ResultLine]] = defaultdict(list)
+    for line in lines:
+        by_target[line.target].append(line)
+    return [_target_cost(target, own, options.prices.get(target)) for target, own in by_target.items()]
+
+
+def _target_cost(target: str, lines: list[ResultLine], price: ModelPrice | None) -> TargetCost:
+    succeeded = [line for line in lines if line.state == RequestState.SUCCEEDED]
+    spent, known, unpriced = 0.0, False, 0
+    for line in succeeded:
+        if line.cost_usd is not None:
+            spent, known = spent + line.cost_usd, True
+        elif price is not None and line.input_tokens is not None and line.output_tokens is not None:
+            spent, known = spent + price.cost(line.input_tokens, line.output_tokens), True
+        else:
+            unpriced += 1
+    items = {line.item_id for line in lines}
+    failing = {line.item_id for line in lines if line.state != RequestState.SUCCEEDED}
+    return TargetCost(target, len(items), len(items - failing), sum(line.input_tokens or 0 for line in lines),
+                      sum(line.output_tokens or 0 for line in lines), spent if known or price is not None else None,
+                      unpriced)
+
+
+def cost_line(cost: TargetCost) -> str:
+    """One target's spend per item and per successful item, and its tokens per item."""
+    per_item = "" if not cost.items else (f"; tokens per item {cost.input_tokens / cost.items:,.0f} in, "
+                                          f"{cost.output_tokens / cost.items:,.0f} out")
+    if cost.cost_usd is None:
+        return f"cost {cost.target}: no price known for its model (add pricing: to the target){per_item}"
+    per_success = format_usd(cost.per_successful_item) if cost.successful_items else "n/a"
+    text = (f"cost {cost.target}: {format_usd(cost.cost_usd)}, {format_usd(cost.per_item)} per item ({cost.items}), "
+            f"{per_success} per successful item ({cost.successful_items}){per_item}")
+    if cost.unpriced:
+        text += f"; {cost.unpriced} succeeded request(s) without usage or price are not counted"
+    return text

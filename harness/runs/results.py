@@ -49,6 +49,8 @@ class ResultLine(BaseModel):
     output_tokens: int | None
     latency_ms: float | None
     error: str | None
+    cost_usd: float | None = Field(default=None, description="What the request cost in USD (0 when answered from "
+                                   "the cache or a duplicate); None when no price was known or it did not succeed.")
 
 
 def result_lines(store: RunStore) -> list[ResultLine]:
@@ -70,7 +72,7 @@ def result_lines(store: RunStore) -> list[ResultLine]:
             state=request.state, attempts=request.attempts,
             output=request.output, scores=scores.get(request.request_id, {}),
             input_tokens=request.input_tokens, output_tokens=request.output_tokens,
-            latency_ms=request.latency_ms, error=request.error))
+            latency_ms=request.latency_ms, error=request.error, cost_usd=request.cost_usd))
     return lines
 
 

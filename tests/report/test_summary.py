@@ -1,10 +1,19 @@
 """The end-of-run summary through `evalbatch run`: a row per evaluated slice besides the union,
-and failed requests counted (or excluded, as the suite says), against the fake server."""
+failed requests counted (or excluded, as the suite says), against the fake server; and each
+target's cost per item and per successful item, read from the run store."""
 
 from __future__ import annotations
 
 import re
 
+import pytest
+
+from harness.cost.money import format_usd
+from harness.cost.pricing import ModelPrice
+from harness.engine.providers.base import Completion
+from harness.engine.store import NewRequest, RunStore, StoredItem
+from harness.report.summary import SummaryOptions, cost_line, summarize_costs
+from harness.runs.results import result_lines
 from harness.testing.fake_server import FakeLLMServer, FaultRule, keyword_replier
 from tests.conftest import TICKET_REPLIES, TICKETS, base_suite, write_records
 
@@ -104,3 +113,73 @@ def test_only_transient_failures_whose_retries_ran_out_are_offered_a_retry(proje
     [transient] = [line for line in lines if "retries ran out" in line]
     assert transient.startswith("1 request(s) failed after their retries ran out (e.g. HTTP 503: ")
     assert re.search(r"Retry them with: evalbatch run \S+ --slice all --resume \S+ --retry-failed$", transient)
+
+
+# -- tokens and cost per item ---------------------------------------------------------------
+
+def _priced_store(tmp_path) -> RunStore:
+    """Four requests of target t over three items: i1 twice (two epochs) and i2 succeeded at a
+    recorded cost, i3 failed; i1's second epoch was answered from the response cache (cost 0)."""
+    store = RunStore(tmp_path / "run.sqlite")
+    requests = [("r1", "i1", 0), ("r1b", "i1", 1), ("r2", "i2", 0), ("r3", "i3", 0)]
+    store.add_requests([NewRequest(rid, item, "t", sample, {"prompt": "p"}) for rid, item, sample in requests],
+                       [StoredItem(item, f"line {n}", ("all",), None, {}) for n, item in enumerate(["i1", "i2", "i3"])])
+    for rid, cost in (("r1", 0.25), ("r2", 0.5)):
+        attempt = store.start_attempt(rid)
+        assert attempt is not None
+        assert store.succeed(rid, attempt.number, Completion("billing", 100, 10), 5.0, cost_usd=cost)
+    assert store.reuse("r1b", Completion("billing", 100, 10), "cache")
+    attempt = store.start_attempt("r3")
+    assert attempt is not None
+    assert store.fail("r3", attempt.number, final=True, error="HTTP 400: too long", status=400)
+    return store
+
+
+def test_cost_per_item_and_per_successful_item_from_the_store(tmp_path):
+    store = _priced_store(tmp_path)
+    lines = result_lines(store)
+    (cost,) = summarize_costs(lines)
+    # 0.25 + 0 (cache) + 0.5 over 3 items; i1 and i2 succeeded, i3 did not.
+    assert (cost.items, cost.successful_items, cost.cost_usd) == (3, 2, pytest.approx(0.75))
+    assert cost.per_item == pytest.approx(0.25) and cost.per_successful_item == pytest.approx(0.375)
+    assert cost_line(cost) == ("cost t: $0.75, $0.25 per item (3), $0.38 per successful item (2); "
+                               "tokens per item 100 in, 10 out")
+
+
+def test_requests_without_a_recorded_cost_are_priced_from_their_usage(tmp_path):
+    store = RunStore(tmp_path / "run.sqlite")
+    store.add_requests([NewRequest("r1", "i1", "t", 0, {"prompt": "p"})])
+    attempt = store.start_attempt("r1")
+    assert attempt is not None
+    store.succeed("r1", attempt.number, Completion("x", 1_000_000, 100_000), 1.0)  # a run from before costs
+    price = ModelPrice(input_per_mtok=2.0, cached_input_per_mtok=1.0, output_per_mtok=10.0, batch_input_per_mtok=1.0,
+                       batch_output_per_mtok=5.0, taken="2026-11-30", source="test")
+    (cost,) = summarize_costs(result_lines(store), SummaryOptions(prices={"t": price}))
+    assert cost.cost_usd == pytest.approx(2.0 + 1.0)
+    (unknown,) = summarize_costs(result_lines(store), SummaryOptions(prices={"t": None}))
+    assert unknown.cost_usd is None
+    assert cost_line(unknown) == ("cost t: no price known for its model (add pricing: to the target); "
+                                  "tokens per item 1,000,000 in, 100,000 out")
+
+
+def test_a_run_prints_its_cost_per_item(project, cli, fake_server):
+    suite = base_suite(fake_server.base_url)
+    suite["targets"][0]["model"] = "gpt-4o-mini-2024-07-18"  # $0.15 in, $0.60 out per million
+    project.write_suite(suite)
+    result = cli("run", str(project.suite_path))
+    assert result.exit_code == 0, result.output
+    (folder,) = project.run_dirs()
+    store = RunStore.read_only(folder / RunStore.FILENAME)
+    tokens_in, tokens_out = store.token_totals()
+    store.close()
+    spent = (tokens_in * 0.15 + tokens_out * 0.60) / 1e6
+    assert tokens_in > 0 and tokens_out > 0
+    assert (f"cost fake: {format_usd(spent)}, {format_usd(spent / 6)} per item (6), {format_usd(spent / 6)} per "
+            f"successful item (6); tokens per item {tokens_in / 6:,.0f} in, {tokens_out / 6:,.0f} out") in result.output
+
+
+def test_a_run_of_an_unpriced_model_says_how_to_price_it(project, cli, fake_server):
+    project.write_suite(base_suite(fake_server.base_url))  # model fake-model
+    result = cli("run", str(project.suite_path))
+    assert result.exit_code == 0, result.output
+    assert "cost fake: no price known for its model (add pricing: to the target)" in result.output
