@@ -47,6 +47,7 @@ TOKENS_REPLY_PRIMING: Final = 3
 CHARS_PER_TOKEN: Final = 4
 
 
+@cache  # a handful of model names, looked up for every request the engine paces
 def encoding_name(model: str) -> str | None:
     """The tokenizer of an OpenAI model, by the longest known name prefix; None for other models."""
     name = model.lower().rsplit("/", 1)[-1]  # "openai/gpt-4o" as some gateways spell it
