@@ -7,7 +7,7 @@ can always be rebuilt from `run.sqlite`, even for a run killed before it wrote r
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 from pydantic import BaseModel, Field
 
@@ -18,6 +18,7 @@ from harness.runs.files import write_atomically
 
 RESULTS_VERSION: Final = 1
 RESULTS_FILE = "results.jsonl"
+Origin = Literal["sent", "cache", "duplicate"]
 
 
 class ChatMessageLine(BaseModel):
@@ -51,6 +52,9 @@ class ResultLine(BaseModel):
     error: str | None
     cost_usd: float | None = Field(default=None, description="What the request cost in USD (0 when answered from "
                                    "the cache or a duplicate); None when no price was known or it did not succeed.")
+    origin: Origin = Field(
+        default="sent", description="Where the output came from: sent to the provider, the shared response cache, "
+        "or an identical request of the run (same provider, endpoint and body) whose answer it shares.")
 
 
 def result_lines(store: RunStore) -> list[ResultLine]:
@@ -72,7 +76,8 @@ def result_lines(store: RunStore) -> list[ResultLine]:
             state=request.state, attempts=request.attempts,
             output=request.output, scores=scores.get(request.request_id, {}),
             input_tokens=request.input_tokens, output_tokens=request.output_tokens,
-            latency_ms=request.latency_ms, error=request.error, cost_usd=request.cost_usd))
+            latency_ms=request.latency_ms, error=request.error, cost_usd=request.cost_usd,
+            origin=cast(Origin, request.origin)))
     return lines
 
 
