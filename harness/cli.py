@@ -47,11 +47,16 @@ def main() -> None:
               help="Send at most N requests per minute to each target (over the suite's engine.limits).")
 @click.option("--tpm", type=click.FloatRange(min=0, min_open=True), metavar="N",
               help="Send at most N tokens per minute to each target (prompt estimate + max_tokens).")
+@click.option("--cache/--no-cache", default=None,
+              help="Answer requests from the shared response cache and add new answers to it, or not "
+                   "(default: the suite's engine.cache).")
 @reports_user_errors
 def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int | None, prompt_version: str | None, resume_id: str | None, force_new: bool,
-        retry_failed: bool, reports_dir: Path | None, rpm: float | None, tpm: float | None) -> None:
+        retry_failed: bool, reports_dir: Path | None, rpm: float | None, tpm: float | None, cache: bool | None) -> None:
     """Run SUITE (a suites/*.yaml file): render the prompt over the slices, send every request,
     score the outputs, and write reports/<suite>/<run_id>/ (run store, manifest.json, results.jsonl)."""
+    from dataclasses import replace
+
     from harness.compare.sequential import sequential_monitor
     from harness.config.suite import RateLimits
     from harness.execute import RunInterrupted, RunOptions, execute
@@ -63,6 +68,10 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
         raise click.UsageError("--resume and --new contradict each other")
     console = _console()
     plan = plan_run(suite, PlanOptions(slices=slices, limit=limit, prompt_version=prompt_version, sample=sample_size))
+    if cache is not None:  # over the suite's engine.cache, for this run only
+        spec = plan.suite.spec
+        plan = replace(plan, suite=replace(plan.suite, spec=spec.model_copy(
+            update={"engine": spec.engine.model_copy(update={"cache": cache})})))
     monitor = sequential_monitor(plan) if sample_size else None
     console.print(f"{plan.suite.spec.name}: {len(plan.items)} items x {len(plan.suite.spec.targets)} target(s) x "
                   f"{plan.suite.spec.epochs} epoch(s) = {len(plan.requests)} requests; prompt {plan.prompt.label} "
