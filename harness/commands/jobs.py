@@ -119,6 +119,8 @@ class JobStatus:
     eta_s: float | None
     spend_usd: float | None
     cancel_requested: bool
+    stopped_lanes: dict[str, str]
+    """Targets the circuit breaker stopped in the latest session, and why."""
     metrics: RunMetrics
 
     def as_json(self) -> dict[str, Any]:
@@ -139,13 +141,14 @@ def job_status(folder: Path, manifest: Manifest, now: float | None = None) -> Jo
             else:  # a store a kill left before its tables existed
                 states, rate = {state.value: 0 for state in RequestState}, None
             cancel = store.has_table("meta") and store.cancel_requested()
+            stopped = (store.get_meta("lanes_stopped", {}) if store.has_table("meta") else {}) or {}
             metrics = run_metrics(store)
     finally:
         store.close()
     remaining = sum(states[state.value] for state in UNFINISHED_STATES)
     eta = 0.0 if remaining == 0 else (remaining / rate if rate else None)
     return JobStatus(manifest.run_id, manifest.suite, str(folder), manifest.status, running, sum(states.values()),
-                     states, remaining, rate, eta, metrics.cost_usd, cancel, metrics)
+                     states, remaining, rate, eta, metrics.cost_usd, cancel, dict(stopped), metrics)
 
 
 def _recent_rate(store: RunStore, now: float) -> float | None:
@@ -181,6 +184,7 @@ def status_lines(job: JobStatus, suite_arg: str, manifest: Manifest) -> list[str
         lines.append(f"{rate}; {eta} for {job.remaining:,} remaining")
     elif job.remaining and job.status not in _FINISHED:
         lines.append(f"{job.remaining:,} request(s) not finished. Resume with: {resume_command(suite_arg, manifest)}")
+    lines += [f"target {label} stopped: {reason}" for label, reason in job.stopped_lanes.items()]
     lines.append("spend so far: " + ("unknown (no prices)" if job.spend_usd is None else f"${job.spend_usd:,.4f}"))
     return lines + run_metrics_lines(job.metrics)
 
