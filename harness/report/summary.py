@@ -66,14 +66,65 @@ def mean_with_ci(values: list[float], level: float = 0.95) -> tuple[float, float
     mean = sum(values) / n
     if n < 2:
         return mean, None, None
-    from scipy import stats  # ~0.3 s to import: only when an interval is computed, not at start-up
-
     variance = sum((v - mean) ** 2 for v in values) / (n - 1)
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * math.sqrt(variance / n)
+    half = t_quantile(0.5 + level / 2, n - 1) * math.sqrt(variance / n)
     low, high = mean - half, mean + half
     if all(0.0 <= v <= 1.0 for v in values):
         low, high = max(0.0, low), min(1.0, high)
     return mean, low, high
+
+
+def t_quantile(p: float, df: int) -> float:
+    """Student's t quantile for 0.5 <= p < 1, to ~1e-12: the root of the t CDF, found by bisection.
+    Computed here rather than with scipy.stats, whose import (about a second) every run would pay
+    just to print its summary."""
+    if not 0.5 <= p < 1 or df < 1:
+        raise ValueError(f"t_quantile needs 0.5 <= p < 1 and df >= 1, got p={p}, df={df}")
+    low, high = 0.0, 1.0
+    while _t_cdf(high, df) < p:
+        low, high = high, high * 2
+    for _ in range(200):
+        middle = (low + high) / 2
+        if middle in (low, high):
+            break
+        low, high = (middle, high) if _t_cdf(middle, df) < p else (low, middle)
+    return (low + high) / 2
+
+
+def _t_cdf(t: float, df: int) -> float:
+    """P(T <= t) for t >= 0: 1 - I_x(df/2, 1/2) / 2 with x = df / (df + t^2)."""
+    return 1 - 0.5 * _incomplete_beta(df / (df + t * t), df / 2, 0.5)
+
+
+def _incomplete_beta(x: float, a: float, b: float) -> float:
+    """The regularized incomplete beta function I_x(a, b), by its continued fraction (modified
+    Lentz), on the side of x where the fraction converges fast."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x > (a + 1) / (a + b + 2):
+        return 1 - front * _beta_fraction(1 - x, b, a) / b
+    return front * _beta_fraction(x, a, b) / a
+
+
+def _beta_fraction(x: float, a: float, b: float) -> float:
+    tiny = 1e-300
+    c, d = 1.0, 1 - (a + b) * x / (a + 1)
+    d = 1 / (d if abs(d) > tiny else tiny)
+    result = d
+    for m in range(1, 500):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1 + numerator * d
+            d = 1 / (d if abs(d) > tiny else tiny)
+            c = 1 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            result *= c * d
+        if abs(c * d - 1) < 1e-15:
+            break
+    return result
 
 
 @dataclass

@@ -4,7 +4,10 @@ target's cost per item and per successful item, read from the run store."""
 
 from __future__ import annotations
 
+import ast
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -12,7 +15,7 @@ from harness.cost.money import format_usd
 from harness.cost.pricing import ModelPrice
 from harness.engine.providers.base import Completion
 from harness.engine.store import NewRequest, RunStore, StoredItem
-from harness.report.summary import SummaryOptions, cost_line, summarize_costs
+from harness.report.summary import SummaryOptions, cost_line, summarize_costs, t_quantile
 from harness.runs.results import result_lines
 from harness.testing.fake_server import FakeLLMServer, FaultRule, keyword_replier
 from tests.conftest import TICKET_REPLIES, TICKETS, base_suite, write_records
@@ -183,3 +186,35 @@ def test_a_run_of_an_unpriced_model_says_how_to_price_it(project, cli, fake_serv
     result = cli("run", str(project.suite_path))
     assert result.exit_code == 0, result.output
     assert "cost fake: no price known for its model (add pricing: to the target)" in result.output
+
+
+# -- the t interval without scipy -------------------------------------------------------------
+
+@pytest.mark.parametrize(("p", "df", "expected"), [
+    # Printed t tables (two-sided 95% and 99% columns).
+    (0.975, 1, 12.706), (0.975, 2, 4.303), (0.975, 5, 2.571), (0.975, 10, 2.228), (0.975, 30, 2.042),
+    (0.975, 100, 1.984), (0.995, 10, 3.169), (0.95, 20, 1.725), (0.975, 10**6, 1.960),
+])
+def test_t_quantile_matches_the_tables(p, df, expected):
+    assert t_quantile(p, df) == pytest.approx(expected, abs=5e-4)
+
+
+def test_t_quantile_matches_scipy():
+    from scipy import stats
+
+    for p in (0.6, 0.9, 0.95, 0.975, 0.995, 0.9995):
+        for df in [*range(1, 60), 250, 1000, 100_000]:
+            assert t_quantile(p, df) == pytest.approx(stats.t.ppf(p, df), rel=1e-9), (p, df)
+
+
+def test_the_summary_interval_needs_no_scipy():
+    # A fresh interpreter: scipy.stats takes about a second to import, which a run's summary
+    # should not cost.
+    code = ("import sys; from harness.report.summary import mean_with_ci; print(mean_with_ci([0, 1, 1, 0.5]));"
+            "print('scipy' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    mean, low, high = ast.literal_eval(result.stdout.splitlines()[0])
+    assert (mean, result.stdout.split()[-1]) == (0.625, "False")
+    # sd of [0, 1, 1, 0.5] = 0.4787; t(0.975, 3) = 3.182446305 (t tables); clipped to [0, 1].
+    half = 3.182446305 * 0.47871355387816905 / 2
+    assert (low, high) == pytest.approx((max(0.0, 0.625 - half), min(1.0, 0.625 + half)))
