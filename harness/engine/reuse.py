@@ -69,7 +69,8 @@ class Reuse:
         self.cache = cache if cache is not None else (ResponseCache() if spec.cache else None)
         self.counts: Counter[str] = Counter()
         """Requests answered without sending, by origin ('cache', 'duplicate')."""
-        self._providers = providers
+        # Looked up once: an isinstance check against a Protocol costs more than building the body.
+        self._bodies = {label: _body_maker(provider) for label, provider in providers.items()}
         self._base_urls = {label: provider.identity().get("base_url") for label, provider in providers.items()}
         self._keys: dict[str, _Key | None] = {}  # requests between `answered` and their end
         self._leaders: dict[bytes, _Leader] = {}
@@ -176,10 +177,10 @@ class Reuse:
         return key
 
     def _key_for(self, label: str, provider_name: str, sample_index: int, prompt: ProviderRequest) -> _Key | None:
-        provider = self._providers.get(label)
-        if provider is None:
+        make_body = self._bodies.get(label)
+        if make_body is None:
             return None
-        body = provider.request_body(prompt) if isinstance(provider, RequestBodies) else _generic_body(provider, prompt)
+        body = make_body(prompt)
         deterministic = _temperature(body) == 0
         cacheable = self.cache is not None and (deterministic or self.spec.cache_sampled)
         if not (deterministic or cacheable):
@@ -219,12 +220,19 @@ class Reuse:
             return []
 
 
-def _generic_body(provider: Provider, prompt: ProviderRequest) -> dict[str, Any]:
-    """For a provider that cannot say what it sends: its identity and the prompt. No temperature:
-    never shared or cached unless cache_sampled asks for it."""
-    rendered: dict[str, Any] = ({"messages": [{"role": m.role, "content": m.content} for m in prompt.messages]}
-                                if prompt.messages else {"prompt": prompt.prompt})
-    return {"identity": provider.identity(), **rendered}
+def _body_maker(provider: Provider) -> Callable[[ProviderRequest], dict[str, Any]]:
+    if isinstance(provider, RequestBodies):
+        return provider.request_body
+    identity = provider.identity()
+
+    def generic_body(prompt: ProviderRequest) -> dict[str, Any]:
+        """For a provider that cannot say what it sends: its identity and the prompt. No
+        temperature: never shared, and cached only when cache_sampled asks for it."""
+        rendered: dict[str, Any] = ({"messages": [{"role": m.role, "content": m.content} for m in prompt.messages]}
+                                    if prompt.messages else {"prompt": prompt.prompt})
+        return {"identity": identity, **rendered}
+
+    return generic_body
 
 
 def _temperature(body: dict[str, Any]) -> float | None:
