@@ -26,10 +26,23 @@ def print_estimate(console: Console, estimate: SuiteEstimate) -> None:
     for target in estimate.targets:
         for note in notes(target):
             console.print(f"{target.target}: {note}", soft_wrap=True)
-    priced = [t for t in estimate.targets if t.realtime_usd is not None]
-    if len(estimate.targets) > 1 and len(priced) == len(estimate.targets):
-        console.print(f"total: realtime up to {usd(sum(t.realtime_usd or 0 for t in priced))}, batch up to "
-                      f"{usd(sum(t.batch_usd or 0 for t in priced))}")
+    if len(estimate.targets) > 1:
+        total = total_line(estimate.targets)
+        if total:
+            console.print(f"total: {total}")
+
+
+def total_line(targets: list[TargetEstimate]) -> str:
+    parts = []
+    if all(t.realtime_usd is not None for t in targets):
+        parts.append(f"realtime up to {usd(sum(t.realtime_usd or 0 for t in targets))}, batch up to "
+                     f"{usd(sum(t.batch_usd or 0 for t in targets))}")
+    paced = [t for t in targets if t.pace.minutes is not None]
+    if paced:
+        # Each target has its own lane, sent side by side: the slowest one sets the run's time.
+        slowest = max(paced, key=lambda t: t.pace.minutes or 0)
+        parts.append(f"time {duration(slowest)} (targets are sent side by side; {slowest.target} is the slowest)")
+    return "; ".join(parts)
 
 
 def notes(target: TargetEstimate) -> list[str]:

@@ -96,6 +96,7 @@ def test_several_targets_get_a_row_each_and_a_total(cli, project, fake_server):
     result = cli("estimate", str(project.suite_path))
     assert result.exit_code == 0, result.output
     assert "total: realtime up to $" in result.output
+    assert "no limits declared" in result.output and "targets are sent side by side" not in result.output
     estimate = _estimate(cli, project)
     assert [t["target"] for t in estimate["targets"]] == ["fake", "haiku"]
     assert estimate["requests"] == 12
@@ -122,3 +123,13 @@ def test_pace_takes_the_slower_limit():
     assert pace(100, 10_000, RateLimits(rpm=50, tpm=1_000)).minutes == pytest.approx(10.0)
     assert pace(100, 10_000, RateLimits(rpm=10, tpm=100_000)).minutes == pytest.approx(10.0)
     assert pace(100, 10_000, RateLimits(tpd=2_000)).days == pytest.approx(5.0)
+
+
+def test_the_slowest_target_sets_the_time_of_several(cli, project, fake_server):
+    suite = _suite(fake_server, model="gpt-4o", limits={"rpm": 1})
+    suite["targets"].append({"name": "quick", "provider": "openai", "model": "gpt-4o-mini",
+                             "base_url": fake_server.base_url + "/v1", "limits": {"rpm": 60}})
+    project.write_suite(suite)
+    result = cli("estimate", str(project.suite_path))
+    assert result.exit_code == 0, result.output
+    assert "time 6.0 min (targets are sent side by side; fake is the slowest)" in result.output
