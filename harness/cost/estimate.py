@@ -87,17 +87,15 @@ def _estimate_target(plan: RunPlan, spec: SuiteSpec, target: TargetSpec) -> Targ
     max_output = len(requests) * target.params.max_tokens
     limits = target.limits.merged_over(spec.engine.limits) if target.limits else spec.engine.limits
     price = price_for(target)
-    estimate = TargetEstimate(
+    costs = {} if price is None else {
+        "input_usd": price.cost(input_tokens, 0), "max_output_usd": price.cost(0, max_output),
+        "batch_input_usd": price.cost(input_tokens, 0, batch=True),
+        "batch_max_output_usd": price.cost(0, max_output, batch=True)}
+    return TargetEstimate(
         target=target.label, provider=target.provider, model=target.model, requests=len(requests),
         input_tokens=input_tokens, max_output_tokens=max_output,
         tokenizer=encoding_name(target.model) or f"chars/{CHARS_PER_TOKEN}",
-        pace=pace(len(requests), input_tokens + max_output, limits), price=price)
-    if price is not None:
-        estimate.input_usd = price.cost(input_tokens, 0)
-        estimate.max_output_usd = price.cost(0, max_output)
-        estimate.batch_input_usd = price.cost(input_tokens, 0, batch=True)
-        estimate.batch_max_output_usd = price.cost(0, max_output, batch=True)
-    return estimate
+        pace=pace(len(requests), input_tokens + max_output, limits), price=price, **costs)
 
 
 def pace(requests: int, tokens: int, limits: RateLimits) -> Pace:
