@@ -93,7 +93,12 @@ class ResponseCache:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > CACHE_FORMAT_VERSION:
                 raise sqlite3.DatabaseError(f"it has format {version}; this evalbatch reads {CACHE_FORMAT_VERSION}")
-            db.execute("PRAGMA journal_mode=WAL")
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as exc:
+                # Two processes creating the cache at once: the one holding the lock sets WAL.
+                if not _is_busy(exc):
+                    raise
             # A cache row lost to an OS crash is only a request sent again: no fsync per put.
             db.execute("PRAGMA synchronous=NORMAL")
             if version < CACHE_FORMAT_VERSION:
