@@ -57,7 +57,6 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
     score the outputs, and write reports/<suite>/<run_id>/ (run store, manifest.json, results.jsonl)."""
     from dataclasses import replace
 
-    from harness.compare.sequential import sequential_monitor
     from harness.config.suite import RateLimits
     from harness.execute import RunInterrupted, RunOptions, execute
     from harness.plan import PlanOptions, plan_run
@@ -72,7 +71,11 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
         spec = plan.suite.spec
         plan = replace(plan, suite=replace(plan.suite, spec=spec.model_copy(
             update={"engine": spec.engine.model_copy(update={"cache": cache})})))
-    monitor = sequential_monitor(plan) if sample_size else None
+    monitor = None
+    if sample_size:  # the statistics (scipy) are imported only for a sequential sample's looks
+        from harness.compare.sequential import sequential_monitor
+
+        monitor = sequential_monitor(plan)
     console.print(f"{plan.suite.spec.name}: {len(plan.items)} items x {len(plan.suite.spec.targets)} target(s) x "
                   f"{plan.suite.spec.epochs} epoch(s) = {len(plan.requests)} requests; prompt {plan.prompt.label} "
                   f"({plan.prompt.fingerprint[:12]})")

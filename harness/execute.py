@@ -7,8 +7,9 @@ import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 
@@ -27,7 +28,7 @@ from harness.errors import UserError
 from harness.plan import RunPlan
 from harness.runs.claim import RunChoice, claim_run
 from harness.runs.manifest import Manifest, now_iso, write_manifest
-from harness.runs.results import ResultLine, result_lines, write_results
+from harness.runs.results import ResultLine, read_run_lines, write_store_results
 from harness.scoring.apply import score_run
 
 
@@ -47,7 +48,12 @@ class RunOptions:
 class RunOutcome:
     manifest: Manifest
     folder: Path
-    lines: list[ResultLine]
+
+    @cached_property
+    def lines(self) -> list[ResultLine]:
+        """The run's result lines, read from its store when first asked for (after the run, whose
+        own work streamed them), not held while the run works."""
+        return read_run_lines(self.folder)
 
 
 class RunInterrupted(Exception):
@@ -144,9 +150,9 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
     for label, reason in engine.stopped_lanes().items():
         console.print(f"Target {label} was stopped early: {reason}. Its requests stay queued: fix the endpoint, "
                       f"key or model and run the same command again to resume.", soft_wrap=True)
-    lines = _write_results(plan, store, folder)
+    _write_results(plan, store, folder)
     manifest = _finish(folder, manifest.model_copy(update={"looks": looks}), _status(store, stopped), store, session)
-    return RunOutcome(manifest, folder, lines)
+    return RunOutcome(manifest, folder)
 
 
 @dataclass(frozen=True)
@@ -205,7 +211,7 @@ def _stays_stopped(plan: RunPlan, run: RunContext, look: dict[str, Any], console
     if manifest.status != "stopped_early":
         manifest = manifest.model_copy(update={"status": "stopped_early", "ended_at": manifest.ended_at or now_iso()})
         write_manifest(run.folder, manifest)
-    return RunOutcome(manifest, run.folder, result_lines(run.store))
+    return RunOutcome(manifest, run.folder)
 
 
 def _status(store: RunStore, stopped_by_monitor: bool) -> str:
@@ -227,9 +233,23 @@ def _store_plan(plan: RunPlan, store: RunStore, run_id: str) -> None:
     """The requests and their items, so the store alone can rebuild every result line."""
     store.set_meta("run_id", run_id)
     store.set_meta("work_fingerprint", plan.work_fingerprint)
-    store.add_requests(
-        (NewRequest(r.request_id, r.item.id, r.target.label, r.sample_index, r.payload()) for r in plan.requests),
-        (StoredItem(i.id, i.location, tuple(i.slices), i.cluster, i.fields) for i in plan.items))
+    # In batches (each its own transaction): the rows of a whole large run at once would cost
+    # far more memory than the plan itself. A process killed between batches stored part of
+    # them; the next one adds the rest (inserts ignore what is there).
+    for items in _batches(plan.items, _STORE_BATCH):
+        store.add_requests((), (StoredItem(i.id, i.location, tuple(i.slices), i.cluster, i.fields) for i in items))
+    for requests in _batches(plan.requests, _STORE_BATCH):
+        store.add_requests(NewRequest(r.request_id, r.item.id, r.target.label, r.sample_index, r.payload())
+                           for r in requests)
+
+
+_STORE_BATCH = 2000
+_T = TypeVar("_T")
+
+
+def _batches(values: list[_T], size: int) -> Iterator[list[_T]]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
 
 
 def _scorer(plan: RunPlan) -> Scorer:
@@ -243,11 +263,10 @@ def _scorer(plan: RunPlan) -> Scorer:
     return score
 
 
-def _write_results(plan: RunPlan, store: RunStore, folder: Path) -> list[ResultLine]:
+def _write_results(plan: RunPlan, store: RunStore, folder: Path) -> None:
+    """Scores and results.jsonl, both streamed through the store in batches."""
     score_run(store, plan.scorers, plan.items_by_id)
-    lines = result_lines(store)
-    write_results(folder, lines)
-    return lines
+    write_store_results(folder, store)
 
 
 async def _drive(engine: Engine, stages: list[list[WorkRequest]], lanes: dict[str, TargetLane],

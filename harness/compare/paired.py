@@ -21,7 +21,6 @@ from enum import StrEnum
 
 import numpy as np
 from scipy import stats
-from statsmodels.stats.contingency_tables import SquareTable
 
 from harness.compare.paired_binary import score_interval
 from harness.compare.power import ErrorRates, minimum_detectable_effect
@@ -435,10 +434,12 @@ def stuart_maxwell(baseline_labels: Sequence[Hashable], candidate_labels: Sequen
     """Test whether the label distribution shifted between two runs on the same items.
 
     Categories that never change label carry no information and make the
-    covariance singular, so they are dropped before calling statsmodels'
-    SquareTable.homogeneity.  If the remaining categories fall into groups
-    that never swap with each other, the statistic is summed over the groups
-    (a generalised inverse of the covariance, df = its rank).
+    covariance singular, so they are dropped.  The statistic is n * shift' C^+ shift with a
+    generalised inverse of the covariance C, df = its rank: when every remaining category can
+    swap with every other (rank k - 1) this is exactly statsmodels' SquareTable.homogeneity
+    (which inverts C without its last row and column; statsmodels is not imported, as it
+    pulls in pandas); when they fall into groups that never swap with each other, it is the
+    statistic summed over the groups.
     """
     if len(baseline_labels) != len(candidate_labels):
         raise ValueError(f"runs not aligned: {len(baseline_labels)} vs {len(candidate_labels)} labels")
@@ -459,9 +460,6 @@ def stuart_maxwell(baseline_labels: Sequence[Hashable], candidate_labels: Sequen
     np.fill_diagonal(swaps, 0.0)
     laplacian = np.diag(swaps.sum(axis=1)) - swaps
     rank = int(np.linalg.matrix_rank(laplacian))
-    if rank == len(reduced) - 1:
-        result = SquareTable(reduced, shift_zeros=False).homogeneity()
-        return LabelShiftTest(float(result.statistic), int(result.df), float(result.pvalue), len(base), categories)
     n_obs = reduced.sum()
     shift = (reduced.sum(axis=0) - reduced.sum(axis=1)) / n_obs
     covariance = laplacian / n_obs

@@ -56,7 +56,6 @@ from typing import Literal
 
 import numpy as np
 from scipy import stats
-from statsmodels.stats.multitest import multipletests
 
 from harness.compare.paired import PairedComparison
 from harness.compare.paired_binary import score_interval, score_verdicts
@@ -485,10 +484,21 @@ def combine(
 def _holm(checks: Sequence[GuardrailCheck], fwer: float) -> tuple[GuardrailOutcome, ...]:
     if not checks:
         return ()
-    reject, adjusted, _, _ = multipletests([c.p_value for c in checks], alpha=fwer, method="holm")
+    adjusted = holm_adjusted([c.p_value for c in checks])
     return tuple(
-        GuardrailOutcome(c, float(p), bool(r) and c.worsened) for c, p, r in zip(checks, adjusted, reject, strict=True)
+        GuardrailOutcome(c, float(p), bool(p <= fwer) and c.worsened) for c, p in zip(checks, adjusted, strict=True)
     )
+
+
+def holm_adjusted(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (statsmodels' multipletests(method="holm") computes the
+    same; done here because importing statsmodels pulls in pandas, ~70 MB and 0.4 s per gate)."""
+    order = np.argsort(p_values, kind="stable")
+    m = len(order)
+    steps = np.maximum.accumulate([(m - rank) * p_values[i] for rank, i in enumerate(order)])
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(steps, 1.0)
+    return [float(p) for p in adjusted]
 
 
 def _benjamini_hochberg(checks: Sequence[GuardrailCheck], q: float) -> tuple[GuardrailOutcome, ...]:

@@ -390,6 +390,43 @@ class RunStore:
                 "value": row["value"], "passed": passed, "detail": json.loads(row["detail"] or "{}")}
         return result
 
+    # -- reads in bounded batches: a run's size must not set the reader's memory ----------------
+    def request_batches(self, size: int = 2000, state: RequestState | None = None,
+                        target: str | None = None) -> Iterator[list[StoredRequest]]:
+        """The requests in insertion order, `size` at a time (optionally of one state or target)."""
+        where = [clause for clause, value in (("state = ?", state), ("target = ?", target)) if value is not None]
+        query = "SELECT * FROM requests" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY rowid"
+        cursor = self.db.execute(query, tuple(v for v in (state, target) if v is not None))
+        while rows := cursor.fetchmany(size):
+            yield [_stored(row) for row in rows]
+
+    def items_of(self, item_ids: Iterable[str]) -> dict[str, StoredItem]:
+        """The stored items among `item_ids` (a batch's, not the run's)."""
+        found: dict[str, StoredItem] = {}
+        for chunk in _chunks(list(dict.fromkeys(item_ids)), 500):
+            for row in self.db.execute(f"SELECT * FROM items WHERE item_id IN ({','.join('?' * len(chunk))})",
+                                       chunk):
+                found[row["item_id"]] = StoredItem(row["item_id"], row["location"], tuple(json.loads(row["slices"])),
+                                                   row["cluster"], json.loads(row["fields"]))
+        return found
+
+    def scores_of(self, request_ids: Iterable[str]) -> dict[str, dict[str, dict[str, Any]]]:
+        """scores_by_request for the given requests only."""
+        result: dict[str, dict[str, dict[str, Any]]] = {}
+        for chunk in _chunks(list(request_ids), 500):
+            for row in self.db.execute(
+                    f"SELECT * FROM scores WHERE request_id IN ({','.join('?' * len(chunk))})", chunk):
+                passed = None if row["passed"] is None else bool(row["passed"])
+                result.setdefault(row["request_id"], {})[row["scorer"]] = {
+                    "value": row["value"], "passed": passed, "detail": json.loads(row["detail"] or "{}")}
+        return result
+
+
+def _chunks(values: list[str], size: int) -> Iterator[list[str]]:
+    """SQLite limits the parameters of one statement (999 in older builds)."""
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
 
 class _Transaction:
     def __init__(self, db: sqlite3.Connection) -> None:

@@ -6,15 +6,16 @@ can always be rebuilt from `run.sqlite`, even for a run killed before it wrote r
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final, Literal, cast
 
 from pydantic import BaseModel, Field
 
 from harness.engine.states import RequestState
-from harness.engine.store import RunStore, StoredItem
+from harness.engine.store import RunStore, StoredItem, StoredRequest
 from harness.errors import UserError
-from harness.runs.files import write_atomically
 
 RESULTS_VERSION: Final = 1
 RESULTS_FILE = "results.jsonl"
@@ -60,31 +61,59 @@ class ResultLine(BaseModel):
 def result_lines(store: RunStore) -> list[ResultLine]:
     """The lines of one state of the store: scores, items and requests are read in one read
     transaction, so a run another process is writing never shows a success without its scores."""
+    return list(iter_result_lines(store))
+
+
+def iter_result_lines(store: RunStore, target: str | None = None, batch: int = 2000) -> Iterator[ResultLine]:
+    """result_lines (of one target, or all), built `batch` requests at a time: memory stays bounded
+    however large the run. The whole iteration is one read transaction (one state of the store)."""
     with store.reading():
-        scores = store.scores_by_request()
-        items = store.items()
-        requests = list(store.requests())
-    lines = []
-    for request in requests:
-        item = items.get(request.item_id)
-        lines.append(ResultLine(
-            request_id=request.request_id, item_id=request.item_id, target=request.target,
-            sample_index=request.sample_index, slices=list(item.slices) if item else [],
-            cluster=item.cluster if item else None, fields=short_fields(item) if item else {},
-            item=item.fields if item else {}, prompt=request.payload.get("prompt"),
-            messages=request.payload.get("messages"),
-            state=request.state, attempts=request.attempts,
-            output=request.output, scores=scores.get(request.request_id, {}),
-            input_tokens=request.input_tokens, output_tokens=request.output_tokens,
-            latency_ms=request.latency_ms, error=request.error, cost_usd=request.cost_usd,
-            origin=cast(Origin, request.origin)))
-    return lines
+        for requests in store.request_batches(batch, target=target):
+            items = store.items_of(request.item_id for request in requests)
+            scores = store.scores_of(request.request_id for request in requests)
+            for request in requests:
+                yield _line(request, items.get(request.item_id), scores.get(request.request_id, {}))
 
 
-def write_results(folder: Path, lines: list[ResultLine]) -> Path:
+def _line(request: StoredRequest, item: StoredItem | None, scores: dict[str, dict[str, Any]]) -> ResultLine:
+    return ResultLine(
+        request_id=request.request_id, item_id=request.item_id, target=request.target,
+        sample_index=request.sample_index, slices=list(item.slices) if item else [],
+        cluster=item.cluster if item else None, fields=short_fields(item) if item else {},
+        item=item.fields if item else {}, prompt=request.payload.get("prompt"),
+        messages=request.payload.get("messages"),
+        state=request.state, attempts=request.attempts,
+        output=request.output, scores=scores,
+        input_tokens=request.input_tokens, output_tokens=request.output_tokens,
+        latency_ms=request.latency_ms, error=request.error, cost_usd=request.cost_usd,
+        origin=cast(Origin, request.origin))
+
+
+def write_results(folder: Path, lines: Iterable[ResultLine]) -> Path:
+    """Line by line into a temporary file renamed into place: readers never see half of it, and
+    the lines need not all be in memory."""
     path = folder / RESULTS_FILE
-    write_atomically(path, "".join(line.model_dump_json() + "\n" for line in lines))
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        for line in lines:
+            handle.write(line.model_dump_json() + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
     return path
+
+
+def write_store_results(folder: Path, store: RunStore) -> Path:
+    """results.jsonl streamed from the run store."""
+    return write_results(folder, iter_result_lines(store))
+
+
+def read_results_file(path: Path) -> Iterator[ResultLine]:
+    """The lines of a results.jsonl, one at a time."""
+    with path.open(encoding="utf-8") as handle:
+        for text in handle:
+            if text.strip():
+                yield ResultLine.model_validate_json(text)
 
 
 def read_run_lines(folder: Path) -> list[ResultLine]:
@@ -110,8 +139,7 @@ def read_run_lines(folder: Path) -> list[ResultLine]:
         raise UserError(f"the run {missing} and no {RESULTS_FILE}", file=str(folder),
                         hint="resume the run with `evalbatch run SUITE --resume RUN_ID`: it upgrades the store "
                              f"and writes {RESULTS_FILE} without re-sending what finished")
-    return [ResultLine.model_validate_json(line)
-            for line in results.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return list(read_results_file(results))
 
 
 def short_fields(item: StoredItem) -> dict[str, str]:

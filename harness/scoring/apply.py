@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
-from harness.config.datasets import Item
-from harness.engine.store import SUCCEEDED, RunStore
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from harness.engine.store import SUCCEEDED, RunStore, ScoreRow
 from harness.scoring.registry import BoundScorer
 
+BATCH = 2000
 
-def score_run(store: RunStore, scorers: list[BoundScorer], items: dict[str, Item]) -> int:
-    """Scores are recomputed from the stored outputs each time, so a changed scorer needs no re-run."""
-    rows = []
-    for request in store.requests(SUCCEEDED):
-        item = items.get(request.item_id)
-        if item is None:
-            continue
-        for scorer in scorers:
-            score = scorer.score(request.output or "", item.fields)
-            rows.append((request.request_id, scorer.name, score.value, score.passed, score.detail))
+
+class ScoredItem(Protocol):
+    @property
+    def fields(self) -> dict[str, Any]: ...
+
+
+def score_run(store: RunStore, scorers: list[BoundScorer], items: Mapping[str, ScoredItem], batch: int = BATCH) -> int:
+    """Scores are recomputed from the stored outputs each time, so a changed scorer needs no re-run.
+    Requests are read and their scores saved `batch` at a time (each batch one transaction), so a
+    large run is scored in bounded memory."""
+    saved = 0
+    # Scores are written between reads of the requests: the cursor reads only the requests table.
+    pending: list[ScoreRow] = []
+    for requests in store.request_batches(batch, state=SUCCEEDED):
+        for request in requests:
+            item = items.get(request.item_id)
+            if item is None:
+                continue
+            for scorer in scorers:
+                score = scorer.score(request.output or "", item.fields)
+                pending.append((request.request_id, scorer.name, score.value, score.passed, score.detail))
+        if len(pending) >= batch:
+            saved += _save(store, pending)
+    return saved + _save(store, pending)
+
+
+def _save(store: RunStore, rows: list[ScoreRow]) -> int:
+    count = len(rows)
     store.save_scores(rows)
-    return len(rows)
+    rows.clear()
+    return count
