@@ -188,6 +188,20 @@ def test_samples_of_a_sampled_target_are_never_shared(project, tmp_path):
     assert _origins(store) == {"sent": 20}
 
 
+def test_requests_that_leave_the_temperature_to_the_api_are_not_shared(project, tmp_path, monkeypatch):
+    """Anthropic's default temperature is 1: a target that sets none samples."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "fake-anthropic-key-for-tests")
+    with FakeLLMServer(keyword_replier(TICKET_REPLIES)) as server:
+        write_records(project.root / "suites" / "data" / "tickets.jsonl", TICKETS + COPIES)
+        suite = base_suite(server.base_url, "anthropic")
+        del suite["targets"][0]["params"]["temperature"]
+        project.write_suite(suite)
+        plan = plan_run(project.suite_path)
+        store = _store(tmp_path / "run.sqlite", plan)
+        _send(plan, store)
+    assert server.log.total == 10 and _origins(store) == {"sent": 10}
+
+
 # -- the response cache ------------------------------------------------------------------------
 def test_a_rerun_with_the_cache_sends_nothing(project, tmp_path, provider):
     with FakeLLMServer(keyword_replier(TICKET_REPLIES)) as server:
