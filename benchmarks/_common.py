@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -22,12 +25,34 @@ def write_project(root: Path, suite: dict, records: list[dict], template: str) -
     return path
 
 
-def start_fake_server(reply: str = "billing") -> tuple[subprocess.Popen, str]:
-    """The server runs in its own process so its work is not counted against the client's loop."""
-    process = subprocess.Popen([sys.executable, "-m", "harness.testing.fake_server", "--reply", reply],
+def start_fake_server(reply: str = "billing", *options: str) -> tuple[subprocess.Popen, str]:
+    """The server runs in its own process so its work is not counted against the client's loop.
+    `options` are the server's own (`--latency 0.5`, `--rpm 1200`, `--fault-rate 0.2`, ...)."""
+    process = subprocess.Popen([sys.executable, "-m", "harness.testing.fake_server", "--reply", reply, *options],
                                stdout=subprocess.PIPE, text=True, cwd=REPO)
     base_url = process.stdout.readline().strip()
     if not base_url.startswith("http"):
         process.kill()
         raise RuntimeError("fake server did not start")
     return process, base_url
+
+
+def server_stats(base_url: str) -> dict:
+    """The fake server's log: attempts and successes per request ID, accepted and 429 times."""
+    with urllib.request.urlopen(base_url + "/_fake/stats", timeout=30) as reply:
+        return json.loads(reply.read())
+
+
+def reset_server_stats(base_url: str) -> None:
+    request = urllib.request.Request(base_url + "/_fake/reset", data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=30):
+        pass
+
+
+def run_evalbatch(*args: str) -> tuple[float, subprocess.CompletedProcess]:
+    """A whole `evalbatch` process as a user runs it (imports included): its wall time and result."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
+                          cwd=REPO, env=env)
+    return time.perf_counter() - started, done

@@ -4,8 +4,9 @@ The real `openai` and `anthropic` clients talk to it over real HTTP. Replies are
 faults are injected by rules (status codes with Retry-After, slow replies, malformed bodies,
 quota 429s) or at random for a seeded fraction of attempts (429, 5xx, 529, dropped
 connections, replies past the timeout, malformed JSON); per-minute request and token limits
-are enforced in windows, with the providers' rate-limit headers on every reply. Every request
-is counted per evalbatch request ID so tests can prove that nothing was answered twice.
+are enforced in windows, with the providers' rate-limit headers on every reply (a server with
+no limit sends none, as vLLM and llama.cpp do: a client paces by any limit a server states).
+Every request is counted per evalbatch request ID so tests can prove that nothing was answered twice.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class ServerLog:
     accepted_times: list[float] = field(default_factory=list)
     """Arrival of every request the rate limiter admitted (it counts against its window); with no
     faults injected these are exactly the 200 replies. Every request when no limit is set."""
+    accepted_tokens: list[int] = field(default_factory=list)
+    """What each of accepted_times counted against the token limit (0 when no limit is set)."""
     rejected_429: list[float] = field(default_factory=list)
     """Arrival of every request answered 429 (over the limit, injected, or quota)."""
     limited: int = 0
@@ -83,13 +86,15 @@ class ServerLog:
         self.successes.clear()
         self.total = 0
         self.accepted_times.clear()
+        self.accepted_tokens.clear()
         self.rejected_429.clear()
         self.limited = 0
         self.faults.clear()
 
     def snapshot(self) -> dict[str, Any]:
         return {"total": self.total, "attempts": dict(self.attempts), "successes": dict(self.successes),
-                "accepted_times": list(self.accepted_times), "rejected_429": list(self.rejected_429),
+                "accepted_times": list(self.accepted_times), "accepted_tokens": list(self.accepted_tokens),
+                "rejected_429": list(self.rejected_429),
                 "limited": self.limited, "faults": dict(self.faults)}
 
 
@@ -197,9 +202,11 @@ class FakeLLMServer:
             self.log.total += 1
             self.log.attempts[request_id] += 1
             attempt = self.log.attempts[request_id]
-            admission = self._limiter.admit(arrived, request_cost(body)) if self._limiter else None
+            cost = request_cost(body) if self._limiter else 0
+            admission = self._limiter.admit(arrived, cost) if self._limiter else None
             if admission is None or admission.admitted:
                 self.log.accepted_times.append(arrived)
+                self.log.accepted_tokens.append(cost)
         headers = limit_headers(self.limits, admission, self.limit_style or style) \
             if self.limits is not None and admission is not None else {}
         if admission is not None and not admission.admitted:
@@ -218,8 +225,6 @@ class FakeLLMServer:
         with self._lock:
             self.log.successes[request_id] += 1
             number = self.log.total
-        if self.limits is None:  # today's fixed headers, which older tests know
-            headers = _UNLIMITED_HEADERS[style]
         if style == "anthropic":
             return JSONResponse({
                 "id": f"msg_{number}", "type": "message", "role": "assistant", "model": body.get("model", "fake"),
@@ -303,13 +308,6 @@ class FakeLLMServer:
         with self._lock:
             self.log.reset()
         return JSONResponse({"reset": True})
-
-
-_UNLIMITED_HEADERS = {
-    "openai": {"x-ratelimit-limit-requests": "10000", "x-ratelimit-remaining-requests": "9999",
-               "x-ratelimit-reset-requests": "6ms"},
-    "anthropic": {"anthropic-ratelimit-requests-limit": "4000", "anthropic-ratelimit-requests-remaining": "3999"},
-}
 
 
 def _drop_connection(transport: Any) -> None:
