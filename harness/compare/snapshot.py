@@ -10,16 +10,19 @@ import hashlib
 import json
 import math
 import re
-from collections import defaultdict
+import sys
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Final, Literal
 
 from pydantic import BaseModel, Field
 
+from harness.compare.run_reader import RunRow, run_rows
 from harness.engine.states import RequestState
 from harness.errors import UserError
 from harness.runs.manifest import Manifest, read_manifest, scorers_fingerprint, slices_fingerprint
-from harness.runs.results import ResultLine, read_run_lines
 from harness.scoring.registry import scorer_kinds
 
 SNAPSHOT_VERSION: Final = 1
@@ -28,17 +31,26 @@ _COMPACT_CHARS = 300
 _REFUSAL = re.compile(r"\b(I can(?:no|')t|I am unable|I'm unable|I'm sorry|I apologi[sz]e|as an AI)\b", re.I)
 
 
-class ItemRecord(BaseModel):
-    slices: list[str]
-    cluster: str | None = None
-    fields: dict[str, str] = Field(default_factory=dict, description="Scalar item fields, for per-category views.")
-    scores: dict[str, list[float | None]] = Field(description="Per metric, one score per epoch (None: no score, "
-                                                  "e.g. unfinished; a failed request scores 0.0 unless the "
-                                                  "snapshot was taken with failed_as_zero=False).")
+@dataclass(slots=True)
+class ItemRecord:
+    """One item of a snapshot. A slotted dataclass, not a pydantic model (it is still validated and
+    written as part of RunSnapshot): a snapshot holds one per item, and a model instance costs
+    about 2 KB, 200 MB for 100,000 items."""
+
+    slices: Sequence[str]
+    scores: dict[str, list[float | None]]
+    """Per metric, one score per epoch (None: no score, e.g. unfinished; a failed request scores 0.0
+    unless the snapshot was taken with failed_as_zero=False)."""
     output_sha256: list[str | None]
-    outputs: list[str | None] = Field(description=f"The first {_COMPACT_CHARS} characters of each output.")
+    """Empty in a snapshot taken for a comparison only (`keep_fields` given)."""
+    outputs: list[str | None]
+    """The first 300 characters (_COMPACT_CHARS) of each output."""
     output_lengths: list[int | None]
-    labels: list[str | None] = Field(default_factory=list, description="Predicted labels (label_in_set).")
+    cluster: str | None = None
+    fields: dict[str, str] = dataclass_field(default_factory=dict)
+    """Scalar item fields, for per-category views."""
+    labels: list[str | None] = dataclass_field(default_factory=list)
+    """Predicted labels (label_in_set)."""
     failed: int = 0
 
 
@@ -84,20 +96,25 @@ class RunSnapshot(BaseModel):
                                         "None (False); None: a snapshot from before failed requests were scored.")
 
 
-def snapshot_run(folder: Path, target: str | None = None, failed_as_zero: bool = True) -> RunSnapshot:
+def snapshot_run(folder: Path, target: str | None = None, failed_as_zero: bool = True,
+                 keep_fields: Collection[str] | None = None) -> RunSnapshot:
     """failed_as_zero: a failed_terminal request scores 0.0 for every metric (a loss in a paired
     comparison, as the suite's default `scoring.failed_requests: zero`); False leaves it None,
-    so the pair is dropped (`exclude`). Unfinished requests are None either way."""
+    so the pair is dropped (`exclude`). Unfinished requests are None either way.
+    keep_fields: for a comparison only, the item fields it needs (e.g. the gate's category
+    field); the others and the output hashes are left out to keep large snapshots small.
+    None keeps every short field and the hashes (a baseline)."""
     manifest = read_manifest(folder)
     chosen = _choose_target(manifest, target)
+    metrics = [scorer.get("name") or scorer["type"] for scorer in manifest.scorers]
+    labelled = label_metrics(manifest.scorers)
+    builder = _ItemsBuilder(metrics, labelled, failed_as_zero, keep_fields)
     # The run store, not results.jsonl: a run killed before it wrote its results still compares
     # on the items it finished, and one still running is read without being disturbed.
-    lines = [line for line in read_run_lines(folder) if line.target == chosen.label]
-    metrics = [scorer.get("name") or scorer["type"] for scorer in manifest.scorers]
-    finished = {line.item_id for line in lines if line.state.is_final}
-    items = _items([line for line in lines if line.item_id in finished], metrics, label_metrics(manifest.scorers),
-                   failed_as_zero)
-    return RunSnapshot(
+    for row in run_rows(folder, chosen.label, frozenset(labelled)):
+        builder.add(row)
+    items, unfinished = builder.finish()
+    return RunSnapshot.model_construct(
         run_id=manifest.run_id,
         fingerprints=Fingerprints(
             suite=manifest.suite, prompt=f"{manifest.prompt.name}@{manifest.prompt.version}",
@@ -106,18 +123,88 @@ def snapshot_run(folder: Path, target: str | None = None, failed_as_zero: bool =
             slice_fingerprint=manifest.dataset.slice_fingerprint, evaluated=manifest.dataset.evaluated,
             harness_version=manifest.harness_version, scorers=scorers_fingerprint(manifest),
             slice_definitions=slices_fingerprint(manifest)),
-        usage=_usage(lines, manifest.epochs), metrics=metrics, binary_metrics=_binary_metrics(items, metrics),
-        items=items, unfinished_items=len({line.item_id for line in lines} - finished),
+        usage=builder.usage(manifest.epochs), metrics=metrics, binary_metrics=_binary_metrics(items, metrics),
+        items=items, unfinished_items=unfinished,
         sequential_looks=int(manifest.looks[0]["of"]) if manifest.looks else None, failed_as_zero=failed_as_zero)
 
 
-def _usage(lines: list[ResultLine], epochs: int) -> UsagePerRequest:
-    done = [line for line in lines if line.state == RequestState.SUCCEEDED]
-    if not done:
-        return UsagePerRequest(epochs=epochs)
-    return UsagePerRequest(input_tokens=sum(line.input_tokens or 0 for line in done) / len(done),
-                           output_tokens=sum(line.output_tokens or 0 for line in done) / len(done),
-                           latency_ms=sum(line.latency_ms or 0 for line in done) / len(done), epochs=epochs)
+class _ItemsBuilder:
+    """Item records built request by request, holding only what the records keep."""
+
+    def __init__(self, metrics: list[str], labelled: list[str], failed_as_zero: bool,
+                 keep_fields: Collection[str] | None) -> None:
+        self.metrics, self.labelled, self.failed_as_zero = metrics, labelled, failed_as_zero
+        self.keep_fields = None if keep_fields is None else frozenset(keep_fields)
+        self.items: dict[str, ItemRecord] = {}
+        self.finished: set[str] = set()
+        self.sample_indexes: dict[str, list[int]] = {}
+        self.slices: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self.done = 0
+        self.usage_sums = [0.0, 0.0, 0.0]
+
+    def add(self, row: RunRow) -> None:
+        record = self.items.get(row.item_id)
+        if record is None:
+            record = self.items[row.item_id] = ItemRecord(
+                slices=self.slices.setdefault(row.slices, row.slices), cluster=_intern(row.cluster),
+                fields=self._fields(row.fields), scores={metric: [] for metric in self.metrics},
+                output_sha256=[], outputs=[], output_lengths=[], labels=[])
+            self.sample_indexes[row.item_id] = []
+        self.sample_indexes[row.item_id].append(row.sample_index)
+        failed = row.state == RequestState.FAILED_TERMINAL
+        for metric in self.metrics:
+            record.scores[metric].append((0.0 if self.failed_as_zero else None) if failed
+                                         else (row.scores.get(metric) or (None, None))[0])
+        output = row.output if row.state == RequestState.SUCCEEDED else None
+        if self.keep_fields is None:
+            record.output_sha256.append(hashlib.sha256(output.encode()).hexdigest() if output is not None else None)
+        record.outputs.append(output[:_COMPACT_CHARS] if output is not None else None)
+        record.output_lengths.append(len(output) if output is not None else None)
+        record.labels.append(next((_intern(row.scores[m][1]) for m in self.labelled if m in row.scores), None))
+        record.failed += failed
+        if row.state.is_final:
+            self.finished.add(row.item_id)
+        if row.state == RequestState.SUCCEEDED:
+            self.done += 1
+            for position, value in enumerate((row.input_tokens, row.output_tokens, row.latency_ms)):
+                self.usage_sums[position] += value or 0
+
+    def _fields(self, fields: dict[str, str]) -> dict[str, str]:
+        kept = fields if self.keep_fields is None else {k: v for k, v in fields.items() if k in self.keep_fields}
+        return {key: sys.intern(value) for key, value in kept.items()}
+
+    def finish(self) -> tuple[dict[str, ItemRecord], int]:
+        """The finished items (epochs in sample order) and how many items none of whose requests finished."""
+        unfinished = 0
+        for item_id in list(self.items):
+            if item_id not in self.finished:
+                del self.items[item_id]
+                unfinished += 1
+                continue
+            order = self.sample_indexes[item_id]
+            if order != sorted(order):
+                _reorder(self.items[item_id], sorted(range(len(order)), key=order.__getitem__))
+        self.sample_indexes.clear()
+        return self.items, unfinished
+
+    def usage(self, epochs: int) -> UsagePerRequest:
+        if not self.done:
+            return UsagePerRequest(epochs=epochs)
+        tokens_in, tokens_out, latency = (total / self.done for total in self.usage_sums)
+        return UsagePerRequest(input_tokens=tokens_in, output_tokens=tokens_out, latency_ms=latency, epochs=epochs)
+
+
+def _reorder(record: ItemRecord, order: list[int]) -> None:
+    for metric, values in record.scores.items():
+        record.scores[metric] = [values[i] for i in order]
+    for name in ("output_sha256", "outputs", "output_lengths", "labels"):
+        values = getattr(record, name)
+        if values:
+            setattr(record, name, [values[i] for i in order])
+
+
+def _intern(text: str | None) -> str | None:
+    return None if text is None else sys.intern(text)
 
 
 def _choose_target(manifest: Manifest, target: str | None):
@@ -130,41 +217,6 @@ def _choose_target(manifest: Manifest, target: str | None):
         if candidate.label == target:
             return candidate
     raise UserError(f"run {manifest.run_id} has no target {target!r}; it has {labels}")
-
-
-def _items(lines: list[ResultLine], metrics: list[str], labelled: list[str],
-           failed_as_zero: bool) -> dict[str, ItemRecord]:
-    by_item: dict[str, list[ResultLine]] = defaultdict(list)
-    for line in lines:
-        by_item[line.item_id].append(line)
-    items = {}
-    for item_id, samples in by_item.items():
-        samples.sort(key=lambda line: line.sample_index)
-        outputs = [line.output if line.state == RequestState.SUCCEEDED else None for line in samples]
-        items[item_id] = ItemRecord(
-            slices=samples[0].slices, cluster=samples[0].cluster, fields=samples[0].fields,
-            scores={m: [_score(line, m, failed_as_zero) for line in samples] for m in metrics},
-            output_sha256=[hashlib.sha256(o.encode()).hexdigest() if o is not None else None for o in outputs],
-            outputs=[o[:_COMPACT_CHARS] if o is not None else None for o in outputs],
-            output_lengths=[len(o) if o is not None else None for o in outputs],
-            labels=[_predicted_label(line, labelled) for line in samples],
-            failed=sum(line.state == RequestState.FAILED_TERMINAL for line in samples))
-    return items
-
-
-def _score(line: ResultLine, metric: str, failed_as_zero: bool) -> float | None:
-    if line.state == RequestState.FAILED_TERMINAL:
-        return 0.0 if failed_as_zero else None
-    return (line.scores.get(metric) or {}).get("value")
-
-
-def _predicted_label(line: ResultLine, label_metrics: list[str]) -> str | None:
-    """The label the first label-predicting scorer read from the output ("(none)": it named none)."""
-    for metric in label_metrics:
-        score = line.scores.get(metric)
-        if score is not None:
-            return (score.get("detail") or {}).get("label") or "(none)"
-    return None
 
 
 def label_metrics(scorers: list[dict]) -> list[str]:

@@ -50,11 +50,13 @@ def load_inputs(candidate_run: str, options: SourceOptions) -> ComparisonInputs:
         raise UserError(f"run {manifest.run_id} is of suite {manifest.suite!r}, not {suite.spec.name!r}",
                         file=str(suite_path))
     failed_as_zero = suite.spec.scoring.failed_as_zero
-    candidate = snapshot_run(folder, options.target, failed_as_zero)
+    # Only the fields a comparison reads are kept (the gate's category field): large runs stay small.
+    keep = [suite.spec.gate.category_field] if suite.spec.gate.category_field else []
+    candidate = snapshot_run(folder, options.target, failed_as_zero, keep_fields=keep)
     name = options.baseline or suite.spec.gate.baseline
     path = baseline_path(suite.project_dir, suite.spec.name, name)
     if path.is_file() or options.baseline is None:
-        baseline, digest = read_baseline(path)
+        baseline, digest = read_baseline(path, keep_fields=keep)
         ref = BaselineRef(name=name, kind="baseline", run_id=baseline.snapshot.run_id, file=str(path), sha256=digest)
         return ComparisonInputs(suite, folder, candidate, baseline.snapshot,
                                 f"{name} (run {baseline.snapshot.run_id}, {baseline.snapshot.fingerprints.prompt})", ref)
@@ -65,7 +67,7 @@ def load_inputs(candidate_run: str, options: SourceOptions) -> ComparisonInputs:
         known = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
         raise UserError(f"no baseline {name!r} of suite {suite.spec.name!r} and no run {name!r}", hint=f"baselines of this suite: {known}" if known else
                         "create one with: evalbatch baseline set SUITE --from RUN_ID") from None
-    snapshot = snapshot_run(base_folder, options.target, failed_as_zero)
+    snapshot = snapshot_run(base_folder, options.target, failed_as_zero, keep_fields=keep)
     results = base_folder / "results.jsonl"
     ref = BaselineRef(name=None, kind="run", run_id=snapshot.run_id, file=str(results), sha256=file_sha256(results))
     return ComparisonInputs(suite, folder, candidate, snapshot, f"run {snapshot.run_id} ({snapshot.fingerprints.prompt})",

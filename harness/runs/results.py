@@ -144,5 +144,10 @@ def read_run_lines(folder: Path) -> list[ResultLine]:
 
 def short_fields(item: StoredItem) -> dict[str, str]:
     """The item's short scalar fields (labels, languages, categories) for per-category views."""
-    return {key: str(value) for key, value in item.fields.items()
+    return scalar_fields(item.fields)
+
+
+def scalar_fields(record: dict[str, Any]) -> dict[str, str]:
+    """A record's short scalar fields as text (what `short_fields` keeps)."""
+    return {key: str(value) for key, value in record.items()
             if isinstance(value, (str, int, float, bool)) and len(str(value)) <= 64}
