@@ -47,7 +47,8 @@ class TokenBucket:
     def wait_s(self, amount: float, now: float) -> float:
         self._refill(now)
         need = min(amount, self.capacity)
-        return 0.0 if self.level >= need else (need - self.level) / self.rate_per_s
+        # A shortfall left by float rounding would ask for a wait too small to move the clock.
+        return 0.0 if self.level >= need - 1e-6 else (need - self.level) / self.rate_per_s
 
     def take(self, amount: float, now: float) -> None:
         self._refill(now)
@@ -108,9 +109,9 @@ class LanePacer:
 
     def describe(self) -> str:
         parts = []
-        for name, bucket in (("rpm", self.requests), ("tpm", self.tokens)):
+        for name, key, bucket in (("rpm", "requests", self.requests), ("tpm", "tokens", self.tokens)):
             if bucket is not None:
-                source = "from the server's headers" if name in self.learned else "declared"
+                source = "from the server's headers" if key in self.learned else "declared"
                 parts.append(f"{bucket.rate_per_s * 60 / HEADROOM:,.0f} {name} ({source})")
         return ", ".join(parts) or "no limits known"
 
@@ -124,7 +125,7 @@ class LanePacer:
         queue in order, so one worker waits on the buckets while the others wait their turn."""
         tokens = self.estimate(raw_prompt_tokens, max_tokens)
         async with self._lock:
-            while (wait := self._wait_s(tokens)) > 0:
+            while (wait := self._wait_s(tokens)) > 1e-6:
                 await asyncio.sleep(wait)
             now = self.clock()
             for bucket, amount in self._buckets(tokens):
