@@ -18,9 +18,9 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
-from harness.compare.snapshot import ItemRecord, RunSnapshot, snapshot_json
+from harness.compare.snapshot import ItemRecord, RunSnapshot, compact_record, snapshot_json
 from harness.errors import UserError
 from harness.runs.manifest import now_iso, write_atomically
 
@@ -30,7 +30,13 @@ LINES_FORMAT: Final = "evalbatch-baseline-lines"
 LINE_FORMAT_ITEMS = 2000
 """From this many items on, a baseline is written as lines."""
 
-_ITEM = TypeAdapter(ItemRecord)
+
+
+class ItemLine(BaseModel):
+    """One item line of a line-format baseline."""
+
+    id: str
+    record: ItemRecord
 
 
 class BaselineEvent(BaseModel):
@@ -63,7 +69,7 @@ class BaselineHeader(BaseModel):
     set_by: str
     history: list[BaselineEvent]
     snapshot: RunSnapshot
-    items: int = Field(description="How many item lines follow, one per item: its ID under 'id', then its record.")
+    items: int = Field(description="How many item lines (ItemLine) follow, one per item.")
 
 
 def baseline_path(project_dir: Path, suite: str, name: str) -> Path:
@@ -89,7 +95,7 @@ def set_baseline(project_dir: Path, snapshot: RunSnapshot, name: str, note: str 
     with temporary.open("w", encoding="utf-8") as handle:
         handle.write(_line(header.model_dump(mode="json")))
         for item_id, record in snapshot.items.items():
-            handle.write(_line({"id": item_id, **_ITEM.dump_python(record, mode="json")}))
+            handle.write(ItemLine(id=item_id, record=record).model_dump_json() + "\n")
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
@@ -116,8 +122,9 @@ def read_baseline(path: Path, keep_fields: Collection[str] | None = None) -> tup
                 data = first + handle.read()
                 baseline = Baseline.model_validate_json(data)
                 if keep_fields is not None:
+                    shared: dict = {}
                     for record in baseline.snapshot.items.values():
-                        _trim(record, keep_fields)
+                        compact_record(record, keep_fields, shared)
                 return baseline, hashlib.sha256(data).hexdigest()
             digest = hashlib.sha256(first)
             items = dict(_item_lines(handle, digest, path, keep_fields))
@@ -163,24 +170,18 @@ def _header(first: bytes) -> BaselineHeader | None:
 
 
 def _item_lines(handle, digest, path: Path, keep_fields: Collection[str] | None) -> Iterator[tuple[str, ItemRecord]]:
+    shared: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
     for number, raw in enumerate(handle, start=2):
         digest.update(raw)
         if not raw.strip():
             continue
         try:
-            value = json.loads(raw)
-            item_id = value.pop("id")
-            record = _ITEM.validate_python(value)
-        except (ValueError, KeyError, TypeError, ValidationError) as exc:
+            line = ItemLine.model_validate_json(raw)
+        except ValidationError as exc:
             raise UserError(f"not a valid baseline file: line {number}: {exc}", file=str(path)) from None
         if keep_fields is not None:
-            _trim(record, keep_fields)
-        yield item_id, record
-
-
-def _trim(record: ItemRecord, keep_fields: Collection[str]) -> None:
-    record.fields = {key: value for key, value in record.fields.items() if key in keep_fields}
-    record.output_sha256 = []
+            compact_record(line.record, keep_fields, shared)
+        yield line.id, line.record
 
 
 def current_user() -> str:

@@ -7,6 +7,7 @@ import dataclasses
 import enum
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,8 +187,20 @@ def _higher(gate: GateSpec, metric: str) -> bool:
     return next((g.higher_is_better for g in gate.primary if g.metric == metric), True)
 
 
-def _scores(snapshot: RunSnapshot, ids: list[str], metric: str) -> list[list[float]]:
-    return [[math.nan if v is None else v for v in snapshot.items[i].scores.get(metric, [None])] for i in ids]
+def _scores(snapshot: RunSnapshot, ids: list[str], metric: str) -> np.ndarray:
+    return _matrix([snapshot.items[i].scores.get(metric, [None]) for i in ids])
+
+
+def _matrix(rows: list[Sequence[float | None]]) -> np.ndarray:
+    """Items x epochs, NaN where an epoch has no value (or the item fewer epochs): the paired
+    statistics take a matrix as it is, where a list of lists is converted item by item."""
+    width = max((len(row) for row in rows), default=1)
+    if all(len(row) == width for row in rows):
+        return np.array(rows, dtype=float).reshape(len(rows), width)  # None becomes NaN
+    matrix = np.full((len(rows), width), np.nan)
+    for index, row in enumerate(rows):
+        matrix[index, :len(row)] = np.array(row, dtype=float)
+    return matrix
 
 
 def _clusters(snapshot: RunSnapshot, ids: list[str]) -> list[str] | None:
@@ -201,6 +214,10 @@ def _compare(baseline: RunSnapshot, candidate: RunSnapshot, ids: list[str], metr
                                        _clusters(baseline, ids)))
 
 
+def _signal_matrix(snapshot: RunSnapshot, ids: list[str], signal: str) -> np.ndarray:
+    return _matrix([_signal_values(snapshot.items[i], signal) for i in ids])
+
+
 def _signal_values(item: ItemRecord, signal: str) -> list[float]:
     if signal == "output_length":
         return [math.nan if n is None else float(n) for n in item.output_lengths]
@@ -212,8 +229,8 @@ def _signal_values(item: ItemRecord, signal: str) -> list[float]:
 def _guardrail(baseline: RunSnapshot, candidate: RunSnapshot, ids: list[str], spec: GuardrailSpec,
                alpha: float) -> tuple[PairedComparison, GuardrailCheck]:
     if spec.metric in DRIFT_SIGNALS:
-        base = [_signal_values(baseline.items[i], spec.metric) for i in ids]
-        cand = [_signal_values(candidate.items[i], spec.metric) for i in ids]
+        base = _signal_matrix(baseline, ids, spec.metric)
+        cand = _signal_matrix(candidate, ids, spec.metric)
         comparison = compare_paired(PairedScores(base, cand, _clusters(baseline, ids)))
         # More empty outputs or refusals is worse; for length the suite says which way is bad.
         higher = spec.higher_is_better if spec.metric == "output_length" else False
@@ -269,11 +286,10 @@ def _drift(baseline: RunSnapshot, candidate: RunSnapshot, ids: list[str]) -> Dri
                                  [b.labels[0] for b in base_items], [c.labels[0] for c in cand_items], paired=True))
     for signal in DRIFT_SIGNALS:
         kind = SignalKind.CONTINUOUS if signal == "output_length" else SignalKind.RATE
-        base = [_signal_values(b, signal)[0] for b in base_items]
-        cand = [_signal_values(c, signal)[0] for c in cand_items]
-        keep = [not (math.isnan(x) or math.isnan(y)) for x, y in zip(base, cand, strict=True)]
-        base = [x for x, k in zip(base, keep, strict=True) if k]
-        cand = [y for y, k in zip(cand, keep, strict=True) if k]
+        first_base = _signal_matrix(baseline, ids, signal)[:, 0]
+        first_cand = _signal_matrix(candidate, ids, signal)[:, 0]
+        keep = ~(np.isnan(first_base) | np.isnan(first_cand))
+        base, cand = first_base[keep].tolist(), first_cand[keep].tolist()
         if len(base) >= 2:
             inputs.append(DriftInput(signal.replace("_", " "), kind, base, cand, paired=True))
     return check_drift(inputs) if inputs else None

@@ -11,6 +11,7 @@ alpha))`, since the earlier looks spent part of alpha.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,7 +151,7 @@ def _plan(schedule: LookSchedule) -> GroupSequentialPlan:
     return GroupSequentialPlan(fractions, schedule.alpha, tuple(schedule.bounds))
 
 
-def _nan(rows: list[list[float | None]]) -> list[list[float]]:
+def _nan(rows: list[Sequence[float | None]]) -> list[list[float]]:
     return [[float("nan") if v is None else v for v in row] for row in rows]
 
 

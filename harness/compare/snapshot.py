@@ -38,18 +38,18 @@ class ItemRecord:
     about 2 KB, 200 MB for 100,000 items."""
 
     slices: Sequence[str]
-    scores: dict[str, list[float | None]]
+    scores: dict[str, Sequence[float | None]]
     """Per metric, one score per epoch (None: no score, e.g. unfinished; a failed request scores 0.0
     unless the snapshot was taken with failed_as_zero=False)."""
-    output_sha256: list[str | None]
+    output_sha256: Sequence[str | None]
     """Empty in a snapshot taken for a comparison only (`keep_fields` given)."""
-    outputs: list[str | None]
+    outputs: Sequence[str | None]
     """The first 300 characters (_COMPACT_CHARS) of each output."""
-    output_lengths: list[int | None]
+    output_lengths: Sequence[int | None]
     cluster: str | None = None
     fields: dict[str, str] = dataclass_field(default_factory=dict)
     """Scalar item fields, for per-category views."""
-    labels: list[str | None] = dataclass_field(default_factory=list)
+    labels: Sequence[str | None] = ()
     """Predicted labels (label_in_set)."""
     failed: int = 0
 
@@ -111,7 +111,7 @@ def snapshot_run(folder: Path, target: str | None = None, failed_as_zero: bool =
     builder = _ItemsBuilder(metrics, labelled, failed_as_zero, keep_fields)
     # The run store, not results.jsonl: a run killed before it wrote its results still compares
     # on the items it finished, and one still running is read without being disturbed.
-    for row in run_rows(folder, chosen.label, frozenset(labelled)):
+    for row in run_rows(folder, chosen.label, frozenset(labelled), keep_fields):
         builder.add(row)
     items, unfinished = builder.finish()
     return RunSnapshot.model_construct(
@@ -129,63 +129,63 @@ def snapshot_run(folder: Path, target: str | None = None, failed_as_zero: bool =
 
 
 class _ItemsBuilder:
-    """Item records built request by request, holding only what the records keep."""
+    """Item records built request by request, holding only what the records keep: per epoch
+    lists while reading, tuples in the records, one shared dict per distinct kept fields."""
 
     def __init__(self, metrics: list[str], labelled: list[str], failed_as_zero: bool,
                  keep_fields: Collection[str] | None) -> None:
         self.metrics, self.labelled, self.failed_as_zero = metrics, labelled, failed_as_zero
         self.keep_fields = None if keep_fields is None else frozenset(keep_fields)
-        self.items: dict[str, ItemRecord] = {}
-        self.finished: set[str] = set()
-        self.sample_indexes: dict[str, list[int]] = {}
+        self.drafts: dict[str, _Draft] = {}
         self.slices: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self.shared_fields: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
         self.done = 0
         self.usage_sums = [0.0, 0.0, 0.0]
 
     def add(self, row: RunRow) -> None:
-        record = self.items.get(row.item_id)
-        if record is None:
-            record = self.items[row.item_id] = ItemRecord(
-                slices=self.slices.setdefault(row.slices, row.slices), cluster=_intern(row.cluster),
-                fields=self._fields(row.fields), scores={metric: [] for metric in self.metrics},
-                output_sha256=[], outputs=[], output_lengths=[], labels=[])
-            self.sample_indexes[row.item_id] = []
-        self.sample_indexes[row.item_id].append(row.sample_index)
+        draft = self.drafts.get(row.item_id)
+        if draft is None:
+            draft = self.drafts[row.item_id] = _Draft(
+                self.slices.setdefault(row.slices, row.slices), _intern(row.cluster), self._fields(row.fields),
+                [[] for _ in self.metrics])
+        draft.add_index(row.sample_index)
         failed = row.state == RequestState.FAILED_TERMINAL
-        for metric in self.metrics:
-            record.scores[metric].append((0.0 if self.failed_as_zero else None) if failed
-                                         else (row.scores.get(metric) or (None, None))[0])
+        for position, metric in enumerate(self.metrics):
+            draft.scores[position].append((0.0 if self.failed_as_zero else None) if failed
+                                          else (row.scores.get(metric) or (None, None))[0])
         output = row.output if row.state == RequestState.SUCCEEDED else None
         if self.keep_fields is None:
-            record.output_sha256.append(hashlib.sha256(output.encode()).hexdigest() if output is not None else None)
-        record.outputs.append(output[:_COMPACT_CHARS] if output is not None else None)
-        record.output_lengths.append(len(output) if output is not None else None)
-        record.labels.append(next((_intern(row.scores[m][1]) for m in self.labelled if m in row.scores), None))
-        record.failed += failed
-        if row.state.is_final:
-            self.finished.add(row.item_id)
+            draft.hashes.append(hashlib.sha256(output.encode()).hexdigest() if output is not None else None)
+        # Short outputs (labels, numbers) repeat across items: one copy each.
+        compact = None if output is None else output[:_COMPACT_CHARS]
+        draft.outputs.append(sys.intern(compact) if compact is not None and len(compact) <= 64 else compact)
+        draft.lengths.append(len(output) if output is not None else None)
+        draft.labels.append(next((_intern(row.scores[m][1]) for m in self.labelled if m in row.scores), None))
+        draft.failed += failed
+        draft.finished = draft.finished or row.state.is_final
         if row.state == RequestState.SUCCEEDED:
             self.done += 1
             for position, value in enumerate((row.input_tokens, row.output_tokens, row.latency_ms)):
                 self.usage_sums[position] += value or 0
 
     def _fields(self, fields: dict[str, str]) -> dict[str, str]:
-        kept = fields if self.keep_fields is None else {k: v for k, v in fields.items() if k in self.keep_fields}
-        return {key: sys.intern(value) for key, value in kept.items()}
+        kept = tuple((key, sys.intern(value)) for key, value in fields.items()
+                     if self.keep_fields is None or key in self.keep_fields)
+        if self.keep_fields is None:
+            return dict(kept)
+        return self.shared_fields.setdefault(kept, dict(kept))  # never changed once built
 
     def finish(self) -> tuple[dict[str, ItemRecord], int]:
         """The finished items (epochs in sample order) and how many items none of whose requests finished."""
+        items: dict[str, ItemRecord] = {}
         unfinished = 0
-        for item_id in list(self.items):
-            if item_id not in self.finished:
-                del self.items[item_id]
+        for item_id in list(self.drafts):
+            draft = self.drafts.pop(item_id)  # released as its record is made
+            if draft.finished:
+                items[item_id] = draft.record(self.metrics)
+            else:
                 unfinished += 1
-                continue
-            order = self.sample_indexes[item_id]
-            if order != sorted(order):
-                _reorder(self.items[item_id], sorted(range(len(order)), key=order.__getitem__))
-        self.sample_indexes.clear()
-        return self.items, unfinished
+        return items, unfinished
 
     def usage(self, epochs: int) -> UsagePerRequest:
         if not self.done:
@@ -194,13 +194,53 @@ class _ItemsBuilder:
         return UsagePerRequest(input_tokens=tokens_in, output_tokens=tokens_out, latency_ms=latency, epochs=epochs)
 
 
-def _reorder(record: ItemRecord, order: list[int]) -> None:
-    for metric, values in record.scores.items():
-        record.scores[metric] = [values[i] for i in order]
-    for name in ("output_sha256", "outputs", "output_lengths", "labels"):
-        values = getattr(record, name)
-        if values:
-            setattr(record, name, [values[i] for i in order])
+@dataclass(slots=True)
+class _Draft:
+    """An item's epochs as they are read."""
+
+    slices: tuple[str, ...]
+    cluster: str | None
+    fields: dict[str, str]
+    scores: list[list[float | None]]
+    hashes: list[str | None] = dataclass_field(default_factory=list)
+    outputs: list[str | None] = dataclass_field(default_factory=list)
+    lengths: list[int | None] = dataclass_field(default_factory=list)
+    labels: list[str | None] = dataclass_field(default_factory=list)
+    failed: int = 0
+    finished: bool = False
+    indexes: list[int] | None = None
+    """Sample indexes, kept only once one arrived out of order (stores insert epochs in order)."""
+
+    def add_index(self, index: int) -> None:
+        if self.indexes is None and index != len(self.outputs):
+            self.indexes = list(range(len(self.outputs)))
+        if self.indexes is not None:
+            self.indexes.append(index)
+
+    def record(self, metrics: list[str]) -> ItemRecord:
+        order = None if self.indexes is None else sorted(range(len(self.indexes)), key=self.indexes.__getitem__)
+
+        def arranged(values: list) -> tuple:
+            return tuple(values) if order is None or not values else tuple(values[i] for i in order)
+
+        return ItemRecord(slices=self.slices, cluster=self.cluster, fields=self.fields,
+                          scores={metric: arranged(values) for metric, values in zip(metrics, self.scores, strict=True)},
+                          output_sha256=arranged(self.hashes), outputs=arranged(self.outputs),
+                          output_lengths=arranged(self.lengths), labels=arranged(self.labels), failed=self.failed)
+
+
+def compact_record(record: ItemRecord, keep_fields: Collection[str],
+                   shared_fields: dict[tuple[tuple[str, str], ...], dict[str, str]]) -> None:
+    """Makes a record read from a file as small as a comparison's (see _ItemsBuilder): only the
+    kept fields (one shared dict per distinct value), no hashes, tuples, short outputs shared."""
+    kept = tuple((key, sys.intern(value)) for key, value in record.fields.items() if key in keep_fields)
+    record.fields = shared_fields.setdefault(kept, dict(kept))
+    record.output_sha256 = ()
+    record.scores = {metric: tuple(values) for metric, values in record.scores.items()}
+    record.outputs = tuple(sys.intern(o) if o is not None and len(o) <= 64 else o for o in record.outputs)
+    record.output_lengths = tuple(record.output_lengths)
+    record.labels = tuple(_intern(label) for label in record.labels)
+    record.slices = tuple(record.slices)
 
 
 def _intern(text: str | None) -> str | None:

@@ -108,5 +108,5 @@ def test_a_comparison_keeps_only_the_fields_it_needs(project, cli, fake_server):
     for item_id, record in whole.items.items():
         kept = lean.items[item_id]
         assert kept.scores == record.scores and kept.outputs == record.outputs and kept.labels == record.labels
-        assert kept.fields == {"label": record.fields["label"]} and kept.output_sha256 == []
+        assert kept.fields == {"label": record.fields["label"]} and not kept.output_sha256
         assert len(record.output_sha256) == 1 and set(record.fields) == {"id", "text", "label"}

@@ -45,14 +45,14 @@ def test_a_failed_request_is_a_loss_in_the_comparison_not_a_dropped_pair(project
                for note in report["notes"]), report["notes"]
 
     snapshot = snapshot_run(cand_dir)
-    assert snapshot.items["a1"].scores == {"accuracy": [0.0]} and snapshot.items["a1"].failed == 1
+    assert snapshot.items["a1"].scores == {"accuracy": (0.0,)} and snapshot.items["a1"].failed == 1
     assert snapshot.failed_as_zero is True
 
 
 def test_excluding_failed_requests_drops_the_pair(project, cli):
     base_dir, cand_dir = _baseline_and_failed_candidate(project, cli)
     excluded = snapshot_run(cand_dir, failed_as_zero=False)
-    assert excluded.items["a1"].scores == {"accuracy": [None]} and excluded.failed_as_zero is False
+    assert excluded.items["a1"].scores == {"accuracy": (None,)} and excluded.failed_as_zero is False
     report = compare(snapshot_run(base_dir), excluded, GateSpec(), "the baseline run")
     [accuracy] = report.metrics
     assert accuracy.comparison.n == 5 and accuracy.comparison.n_dropped_nan == 1
