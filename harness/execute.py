@@ -28,7 +28,7 @@ from harness.errors import UserError
 from harness.plan import RunPlan
 from harness.runs.claim import RunChoice, claim_run
 from harness.runs.manifest import Manifest, now_iso, write_manifest
-from harness.runs.results import ResultLine, read_run_lines, write_store_results
+from harness.runs.results import ResultLine, read_run_lines, summary_lines, write_store_results
 from harness.scoring.apply import score_run
 
 
@@ -52,8 +52,12 @@ class RunOutcome:
     @cached_property
     def lines(self) -> list[ResultLine]:
         """The run's result lines, read from its store when first asked for (after the run, whose
-        own work streamed them), not held while the run works."""
-        return read_run_lines(self.folder)
+        own work streamed them), not held while the run works. Whole lines only for a promotion's
+        full run, which writes them to validated.jsonl and needs_review.jsonl; otherwise the
+        summary's lines (no item, prompt, output or score details: nothing printed reads them)."""
+        if self.manifest.options.full_promotion:
+            return read_run_lines(self.folder)
+        return summary_lines(self.folder)
 
 
 class RunInterrupted(Exception):
@@ -286,6 +290,7 @@ async def _drive(engine: Engine, stages: list[list[WorkRequest]], lanes: dict[st
                     raise _Terminated(stop.previous) from None
                 raise
     finally:
+        engine.close()
         await asyncio.gather(*(lane.provider.close() for lane in lanes.values()), return_exceptions=True)
 
 
