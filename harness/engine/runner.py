@@ -20,6 +20,7 @@ from harness.engine.providers.base import Completion, Provider, ProviderError, P
 from harness.engine.rate_headers import read_rate_limits
 from harness.engine.requests import WorkRequest
 from harness.engine.retry import RequestTries, RetryPolicy
+from harness.engine.reuse import Reuse
 from harness.engine.store import RunStore, ScoreRow
 
 Scorer = Callable[[WorkRequest, str], list[ScoreRow]]
@@ -76,6 +77,8 @@ class Engine:
         self._rng = random.Random()
         self._cancel_checked_at = float("-inf")
         self.cancelled = False
+        self.reuse = Reuse(store, {label: lane.provider for label, lane in lanes.items()}, spec, scorer)
+        """Answers without sending: identical requests of the run, and the response cache."""
 
     async def run(self, todo: list[WorkRequest]) -> None:
         queue: asyncio.Queue[WorkRequest] = asyncio.Queue()
@@ -89,6 +92,9 @@ class Engine:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
             self._record_lane_state()
+
+    def close(self) -> None:
+        self.reuse.close()
 
     def stopped_lanes(self) -> dict[str, str]:
         """Targets whose circuit breaker stopped them, and why (with the endpoint)."""
@@ -128,6 +134,12 @@ class Engine:
         provider_request = ProviderRequest(
             request_id=request.request_id, prompt=request.prompt.text, messages=request.prompt.messages,
             timeout_s=self.spec.timeout_s)
+        if not self._may_send(lane):
+            return
+        reused = await self.reuse.answered(request)  # waits while an identical request is in flight
+        if reused is not None:
+            self.progress.succeeded(reused)
+            return
         raw_prompt_tokens = prompt_side_tokens(lane.target, request.prompt)
         tries = RequestTries(started_at=time.monotonic())
         while self._may_send(lane):
@@ -160,6 +172,7 @@ class Engine:
             cost = lane.price.cost(completion.input_tokens, completion.output_tokens)
         if self.store.succeed(request.request_id, attempt, completion, latency_ms,
                               self._scores(request, completion.text), cost_usd=cost):
+            self.reuse.record(request, completion)
             self.progress.succeeded(completion)
 
     async def _failed(self, request: WorkRequest, lane: TargetLane, ticket: Ticket, attempt,
@@ -178,6 +191,7 @@ class Engine:
             return False
         self.progress.failed(final=why_not is not None)
         if why_not is not None:
+            self.reuse.failed(request)
             return False
         if is_rate_limited(failure):
             # The whole lane waits until the reset the server announced; this request then

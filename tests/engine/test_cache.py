@@ -331,14 +331,12 @@ def test_two_processes_write_one_cache_at_once(tmp_path):
 # -- end to end: `evalbatch run` --------------------------------------------------------------
 # These pass once harness/engine/runner.py calls Reuse (answered / record / failed); strict, so the
 # change that makes the calls fails here until it removes this marker too.
-_NEEDS_ENGINE = pytest.mark.xfail(strict=True, reason="harness/engine/runner.py does not call Reuse yet")
 
 
 def _lines(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
 
 
-@_NEEDS_ENGINE
 def test_cli_rerun_with_cache_sends_nothing_and_marks_results(project, cli, fake_server):
     project.write_suite(base_suite(fake_server.base_url))
     first = cli("run", str(project.suite_path), "--cache")
@@ -356,7 +354,6 @@ def test_cli_rerun_with_cache_sends_nothing_and_marks_results(project, cli, fake
     assert all(line["scores"]["accuracy"]["value"] in (0.0, 1.0) for line in lines)
 
 
-@_NEEDS_ENGINE
 def test_cli_no_cache_wins_over_the_suite(project, cli, fake_server):
     suite = base_suite(fake_server.base_url)
     suite["engine"]["cache"] = True
@@ -368,7 +365,6 @@ def test_cli_no_cache_wins_over_the_suite(project, cli, fake_server):
     assert fake_server.log.total == 12
 
 
-@_NEEDS_ENGINE
 def test_cli_run_sends_identical_requests_once(project, cli, fake_server):
     write_records(project.root / "suites" / "data" / "tickets.jsonl", TICKETS + COPIES)
     project.write_suite(base_suite(fake_server.base_url))
@@ -381,7 +377,6 @@ def test_cli_run_sends_identical_requests_once(project, cli, fake_server):
     assert {origins[f"copy{n}"] for n in range(4)} == {"duplicate"}
 
 
-@_NEEDS_ENGINE
 def test_cli_run_with_a_damaged_cache_warns_and_completes(project, cli, fake_server):
     path = default_cache_path()
     path.parent.mkdir(parents=True)
