@@ -329,8 +329,6 @@ def test_two_processes_write_one_cache_at_once(tmp_path):
 
 
 # -- end to end: `evalbatch run` --------------------------------------------------------------
-# These pass once harness/engine/runner.py calls Reuse (answered / record / failed); strict, so the
-# change that makes the calls fails here until it removes this marker too.
 
 
 def _lines(run_dir: Path) -> list[dict]:
