@@ -7,13 +7,13 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness.compare.baseline import load_baseline
+from harness.compare.baseline import read_baseline_header
 from harness.compare.promotion import current_promotion, promotion_folder
 from harness.config.loader import LoadedSuite
 from harness.errors import UserError
 from harness.runs.locate import scan_runs, suite_runs_dir
 from harness.runs.manifest import Manifest
-from harness.runs.results import ResultLine, read_run_lines
+from harness.runs.results import ResultLine, light_run_lines
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def list_runs(suite: LoadedSuite) -> RunList:
 
 def _listed(folder: Path, manifest: Manifest, marks: list[str], metric: str | None) -> ListedRun:
     try:
-        lines: list[ResultLine] | None = read_run_lines(folder)
+        lines: list[ResultLine] | None = light_run_lines(folder)  # attempts and score values only
     except UserError:
         lines = None  # a damaged store must not hide the other runs
     marks = marks + (["full run"] if manifest.options.full_promotion else [])
@@ -101,7 +101,7 @@ def _run_marks(suite: LoadedSuite) -> dict[str, list[str]]:
         if path.name == "promoted.json":
             continue
         try:
-            baseline = load_baseline(path)
+            baseline = read_baseline_header(path)  # a large baseline's items are not read
         except UserError:
             continue
         marks[baseline.snapshot.run_id].append(f"baseline {baseline.name}")

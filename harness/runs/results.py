@@ -90,6 +90,20 @@ def _line(request: StoredRequest, item: StoredItem | None, scores: dict[str, dic
         origin=cast(Origin, request.origin))
 
 
+def light_run_lines(folder: Path) -> list[ResultLine]:
+    """summary_lines from the run store, or (a store too old, missing or unreadable) whole lines
+    as read_run_lines finds them."""
+    try:
+        store = RunStore.read_only(folder / RunStore.FILENAME)
+    except UserError:
+        return read_run_lines(folder)
+    try:
+        current = store.has_table("items")
+    finally:
+        store.close()
+    return summary_lines(folder) if current else read_run_lines(folder)
+
+
 def summary_lines(folder: Path) -> list[ResultLine]:
     """The run's lines without what only results.jsonl needs (the item and its fields, the prompt,
     the output, score details), built without validation: what the end-of-run summary reads, at
@@ -100,9 +114,13 @@ def summary_lines(folder: Path) -> list[ResultLine]:
     lines = []
     try:
         with store.reading():
+            # Stores from before cost and origin were recorded (read-only: not migrated) lack them.
+            columns = {row[1] for row in store.db.execute("PRAGMA table_info(requests)")}
+            cost = "r.cost_usd" if "cost_usd" in columns else "NULL"
+            origin = "r.origin" if "origin" in columns else "'sent'"
             cursor = store.db.execute(
                 "SELECT r.request_id, r.item_id, r.target, r.sample_index, r.state, r.attempts, r.input_tokens,"
-                " r.output_tokens, r.latency_ms, r.error, r.cost_usd, r.origin, i.slices, i.cluster"
+                f" r.output_tokens, r.latency_ms, r.error, {cost}, {origin}, i.slices, i.cluster"
                 " FROM requests r LEFT JOIN items i ON i.item_id = r.item_id ORDER BY r.rowid")
             while rows := cursor.fetchmany(2000):
                 scores = _score_values(store, [row[0] for row in rows])
