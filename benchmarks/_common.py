@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import openai
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,3 +58,21 @@ def run_evalbatch(*args: str) -> tuple[float, subprocess.CompletedProcess]:
     done = subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
                           cwd=REPO, env=env)
     return time.perf_counter() - started, done
+
+
+async def bare_openai_loop(base_url: str, prompts: list[str], concurrency: int) -> float:
+    """The reference a run is held against: the `openai` client in a plain asyncio loop, no
+    retries, nothing stored. Returns its wall time."""
+    client = openai.AsyncOpenAI(api_key="bench", base_url=base_url + "/v1", max_retries=0)
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(prompt: str) -> None:
+        async with limit:
+            await client.chat.completions.create(model="fake", messages=[{"role": "user", "content": prompt}],
+                                                 max_tokens=5, temperature=0)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(p) for p in prompts))
+    elapsed = time.perf_counter() - started
+    await client.close()
+    return elapsed
