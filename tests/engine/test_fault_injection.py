@@ -30,9 +30,14 @@ def faulty_server():
         yield server
 
 
-def test_every_request_succeeds_once_through_every_kind_of_fault(project, cli, faulty_server):
-    many_tickets(project, REQUESTS)
-    suite = base_suite(faulty_server.base_url)
+@pytest.mark.parametrize(("provider", "requests"), [("openai", REQUESTS), ("anthropic", 400)])
+def test_every_request_succeeds_once_through_every_kind_of_fault(project, cli, faulty_server, monkeypatch,
+                                                                 provider, requests):
+    """The issue's 2,000 through the openai client; a shorter run through the anthropic client."""
+    if provider == "anthropic":
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "fake-anthropic-key-for-tests")
+    many_tickets(project, requests)
+    suite = base_suite(faulty_server.base_url, provider)
     suite["engine"].update(concurrency=64, max_retries=MAX_RETRIES, timeout_s=TIMEOUT_S)
     project.write_suite(suite)
 
@@ -44,17 +49,17 @@ def test_every_request_succeeds_once_through_every_kind_of_fault(project, cli, f
     assert set(log.faults) == set(FAULT_KINDS)  # every kind was met
     [run_dir] = project.run_dirs()
     results = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
-    assert len(results) == REQUESTS and {r["state"] for r in results} == {"succeeded"}
+    assert len(results) == requests and {r["state"] for r in results} == {"succeeded"}
     assert {r["output"] for r in results} == {"billing"}
     # Answered exactly once each: no success was thrown away and asked for again.
-    assert len(log.successes) == REQUESTS and set(log.successes.values()) == {1}
+    assert len(log.successes) == requests and set(log.successes.values()) == {1}
 
     db = sqlite3.connect(f"file:{run_dir / 'run.sqlite'}?mode=ro", uri=True)
     rows = db.execute("SELECT request_id, status, outcome FROM attempts").fetchall()
     db.close()
     assert len(rows) == log.total  # every attempt the server saw is in the store
     assert Counter(request_id for request_id, _, _ in rows) == log.attempts
-    assert Counter(outcome for _, _, outcome in rows)["succeeded"] == REQUESTS
+    assert Counter(outcome for _, _, outcome in rows)["succeeded"] == requests
     # 429s for pace do not spend the retry budget; everything else does.
     spent = Counter(request_id for request_id, status, _ in rows if status != 429)
     assert max(spent.values()) <= MAX_RETRIES + 1
