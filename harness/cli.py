@@ -469,6 +469,9 @@ from harness.commands.jobs import cancel, retry, status  # noqa: E402
 main.add_command(status)
 main.add_command(cancel)
 main.add_command(retry)
+from harness.commands.report import report  # noqa: E402
+
+main.add_command(report)
 
 
 if __name__ == "__main__":

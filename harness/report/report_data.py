@@ -1,0 +1,248 @@
+"""Gathers what a report shows: the run (and its baseline) from the run stores and snapshots, the
+verdict from the gate record. Every format renders from the result; nothing is re-parsed from
+console text and no statistic is computed twice.
+
+Which comparison a report shows: with `--baseline`, the gate's decision against it, computed
+now by the gate's own code (`judge`) and not recorded; without, the run's recorded gate.json
+when there is one; else the run alone.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import __version__
+from harness.compare.baseline import read_baseline_header
+from harness.compare.gate_decision import judge
+from harness.compare.snapshot import RunSnapshot, metric_item_means, snapshot_run
+from harness.compare.sources import ComparisonInputs, SourceOptions, load_inputs
+from harness.config.loader import load_suite
+from harness.engine.metrics import run_metrics
+from harness.engine.store import RunStore
+from harness.errors import UserError
+from harness.report.report_json import (
+    TOP_ITEMS,
+    BaselineSummary,
+    ChangeKind,
+    FailureClass,
+    ItemChange,
+    ItemCounts,
+    ReportDocument,
+    RunSummary,
+    ScoreRow,
+)
+from harness.report.summary import mean_with_ci
+from harness.runs.gate_record import GateRecord, read_gate_record
+from harness.runs.locate import find_run, search_dirs
+from harness.runs.manifest import Manifest, now_iso, read_manifest
+
+UNCHANGED_SAMPLE = 200
+"""Unchanged items the HTML shows at most (a seeded sample): changed items are what a reviewer reads."""
+_INPUT_CHARS = 600
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    baseline: str | None = None
+    reports_dir: Path | None = None
+    target: str | None = None
+
+
+@dataclass
+class ItemView:
+    """An item on one metric as the HTML shows it: the change, both outputs and the input."""
+
+    change: ItemChange
+    input: list[tuple[str, str]] = field(default_factory=list)
+    """The item's fields (name, value as text, cut at 600 characters)."""
+
+
+@dataclass
+class ReportData:
+    document: ReportDocument
+    folder: Path
+    candidate: RunSnapshot
+    baseline: RunSnapshot | None = None
+    items: list[ItemView] = field(default_factory=list)
+    """Every changed item, and a sample of at most UNCHANGED_SAMPLE unchanged ones per metric."""
+
+
+def gather(run: str, options: ReportOptions) -> ReportData:
+    folder = find_run(run, search_dirs(options.reports_dir))
+    if options.baseline is not None:
+        inputs, _, record = judge(run, SourceOptions(options.baseline, options.reports_dir, options.target))
+        return _comparison(inputs, record, "computed", options, [])
+    recorded = read_gate_record(folder)
+    if recorded is not None:
+        name = recorded.baseline.name or recorded.baseline.run_id
+        inputs = load_inputs(run, SourceOptions(name, options.reports_dir, recorded.target))
+        notes = []
+        if inputs.baseline_ref.sha256 != recorded.baseline.sha256:
+            notes.append(f"the baseline {name} changed since the gate was decided ({recorded.decided_at}): the items "
+                         "below are compared with it as it is now; the verdict and metrics are the gate's")
+        return _comparison(inputs, recorded, "recorded", options, notes)
+    return _run_alone(folder, options)
+
+
+def _run_alone(folder: Path, options: ReportOptions) -> ReportData:
+    manifest = read_manifest(folder)
+    snapshot = snapshot_run(folder, options.target, _failed_as_zero(manifest))
+    document = ReportDocument(kind="run", generated_at=now_iso(), harness_version=__version__, gate_source=None,
+                              run=run_summary(folder, manifest, snapshot), baseline=None, gate=None)
+    return ReportData(document, folder, snapshot)
+
+
+def _failed_as_zero(manifest: Manifest) -> bool:
+    """The suite's rule for failed requests; the default (score 0) when the suite file is gone."""
+    try:
+        return load_suite(Path(manifest.suite_file)).spec.scoring.failed_as_zero
+    except (UserError, OSError):
+        return True
+
+
+def _comparison(inputs: ComparisonInputs, record: GateRecord, source: str, options: ReportOptions,
+                notes: list[str]) -> ReportData:
+    folder = inputs.candidate_folder
+    candidate, baseline = inputs.candidate, inputs.baseline
+    higher = {g.metric: g.higher_is_better for g in inputs.gate.primary}
+    changes = [change for metric in candidate.metrics if metric in baseline.metrics
+               for change in item_changes(baseline, candidate, metric, higher.get(metric, True))]
+    counts = [ItemCounts(metric=metric, **{kind: sum(1 for c in changes if c.metric == metric and c.change == kind)
+                                           for kind in ("regressed", "improved", "unchanged")})
+              for metric in candidate.metrics if metric in baseline.metrics]
+    moved = [c for c in changes if c.change != "unchanged"]
+    document = ReportDocument(
+        kind="comparison", generated_at=now_iso(), harness_version=__version__,
+        gate_source="recorded" if source == "recorded" else "computed",
+        run=run_summary(folder, read_manifest(folder), candidate),
+        baseline=_baseline_summary(inputs, options), gate=record, item_counts=counts,
+        top_regressed=_top(moved, "regressed"), top_improved=_top(moved, "improved"), notes=notes)
+    shown = moved + _sample_unchanged(changes)
+    return ReportData(document, folder, candidate, baseline, _with_inputs(folder, shown))
+
+
+def _top(changes: list[ItemChange], kind: str) -> list[ItemChange]:
+    chosen = [c for c in changes if c.change == kind]
+    chosen.sort(key=lambda c: (-abs((c.candidate_score or 0.0) - (c.baseline_score or 0.0)), c.item_id))
+    return chosen[:TOP_ITEMS]
+
+
+def _sample_unchanged(changes: list[ItemChange]) -> list[ItemChange]:
+    by_metric: dict[str, list[ItemChange]] = {}
+    for change in changes:
+        if change.change == "unchanged":
+            by_metric.setdefault(change.metric, []).append(change)
+    sampled: list[ItemChange] = []
+    for metric_changes in by_metric.values():
+        if len(metric_changes) > UNCHANGED_SAMPLE:  # seeded: the same report twice shows the same items
+            metric_changes = random.Random(0).sample(metric_changes, UNCHANGED_SAMPLE)
+        sampled.extend(sorted(metric_changes, key=lambda c: c.item_id))
+    return sampled
+
+
+def item_changes(baseline: RunSnapshot, candidate: RunSnapshot, metric: str,
+                 higher_is_better: bool = True) -> list[ItemChange]:
+    """Per paired item, whether its score (mean over epochs) regressed, improved or stayed."""
+    base, cand = metric_item_means(baseline, metric), metric_item_means(candidate, metric)
+    changes = []
+    for item_id in sorted(base.keys() & cand.keys()):
+        delta = cand[item_id] - base[item_id]
+        if not higher_is_better:
+            delta = -delta
+        kind: ChangeKind = "unchanged" if abs(delta) < 1e-12 else ("improved" if delta > 0 else "regressed")
+        b_item, c_item = baseline.items[item_id], candidate.items[item_id]
+        changes.append(ItemChange(item_id=item_id, metric=metric, change=kind, baseline_score=base[item_id],
+                                  candidate_score=cand[item_id], baseline_output=_first(b_item.outputs),
+                                  candidate_output=_first(c_item.outputs), slices=list(c_item.slices)))
+    return changes
+
+
+def _first(outputs: Iterable[str | None]) -> str | None:
+    return next((o for o in outputs if o is not None), None)
+
+
+def _with_inputs(folder: Path, changes: list[ItemChange]) -> list[ItemView]:
+    """The shown items' fields, read from the candidate's store for those items only."""
+    fields: dict[str, dict] = {}
+    store_path = folder / RunStore.FILENAME
+    if store_path.is_file():
+        store = RunStore.read_only(store_path)
+        try:
+            if store.has_table("items"):
+                with store.reading():
+                    fields = {i: s.fields for i, s in store.items_of(c.item_id for c in changes).items()}
+        finally:
+            store.close()
+    return [ItemView(c, [(str(k), _text(v)) for k, v in fields.get(c.item_id, {}).items()]) for c in changes]
+
+
+def _text(value: object) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= _INPUT_CHARS else text[:_INPUT_CHARS] + "…"
+
+
+def score_rows(snapshot: RunSnapshot) -> list[ScoreRow]:
+    rows = []
+    for metric in snapshot.metrics:
+        values = list(metric_item_means(snapshot, metric).values())
+        mean, low, high = mean_with_ci(values)
+        rows.append(ScoreRow(metric=metric, n=len(values), mean=mean if values else None, ci_low=low, ci_high=high))
+    return rows
+
+
+def run_summary(folder: Path, manifest: Manifest, snapshot: RunSnapshot) -> RunSummary:
+    target = next(t for t in manifest.targets if t.label == snapshot.fingerprints.target)
+    metrics, failures = manifest.metrics, []
+    store_path = folder / RunStore.FILENAME
+    if store_path.is_file():
+        store = RunStore.read_only(store_path)
+        try:
+            metrics = run_metrics(store)  # the store's current state; the manifest's is as of the last session
+            if store.has_table("requests"):
+                with store.reading():
+                    failures = _failure_classes(f.status for f in store.terminal_failures())
+        finally:
+            store.close()
+    return RunSummary(
+        run_id=manifest.run_id, suite=manifest.suite, status=manifest.status, target=target.label,
+        provider=target.provider, model=target.model, params=target.params, prompt=manifest.prompt.name,
+        prompt_version=manifest.prompt.version, prompt_fingerprint=manifest.prompt.fingerprint,
+        dataset=manifest.dataset.fingerprint, slice_fingerprint=manifest.dataset.slice_fingerprint,
+        evaluated=manifest.dataset.evaluated, items=manifest.dataset.item_count, epochs=manifest.epochs,
+        started_at=manifest.started_at, ended_at=manifest.ended_at, wall_time_s=manifest.wall_time_s,
+        harness_version=manifest.harness_version, git_commit=manifest.git_commit, metrics=metrics,
+        failures=failures, scores=score_rows(snapshot))
+
+
+def _failure_classes(statuses: Iterable[int | None]) -> list[FailureClass]:
+    counts: dict[str, int] = {}
+    for status in statuses:
+        if status is None:
+            kind = "no reply (timeout, connection)"
+        elif status in (429, 529):
+            kind = f"http {status}"
+        else:
+            kind = f"http {status // 100}xx"
+        counts[kind] = counts.get(kind, 0) + 1
+    return [FailureClass(kind=kind, count=count) for kind, count in sorted(counts.items())]
+
+
+def _baseline_summary(inputs: ComparisonInputs, options: ReportOptions) -> BaselineSummary:
+    ref, snapshot = inputs.baseline_ref, inputs.baseline
+    prints = snapshot.fingerprints
+    summary = BaselineSummary(name=ref.name, kind=ref.kind, run_id=ref.run_id, prompt=prints.prompt,
+                              prompt_fingerprint=prints.prompt_fingerprint, model=prints.model, params=prints.params,
+                              harness_version=prints.harness_version, scores=score_rows(snapshot))
+    if ref.kind == "baseline":
+        header = read_baseline_header(Path(ref.file))
+        summary = summary.model_copy(update={"set_at": header.set_at, "set_by": header.set_by,
+                                             "history": header.history})
+    try:  # the baseline run's own folder, for its operations; a baseline outlives its run folder
+        base_folder = find_run(ref.run_id, search_dirs(options.reports_dir, inputs.suite), inputs.suite.spec.name)
+        summary = summary.model_copy(update={"run": run_summary(base_folder, read_manifest(base_folder), snapshot)})
+    except (UserError, OSError, StopIteration):
+        pass
+    return summary
