@@ -8,11 +8,15 @@ import click
 
 from harness.commands.common import console, reports_user_errors
 
-FILE_NAMES = {"md": "report.md", "junit": "report.junit.xml", "json": "report.json"}
+FILE_NAMES = {"html": "report.html", "md": "report.md", "junit": "report.junit.xml", "json": "report.json"}
 
 
 def render(data, fmt: str) -> str:
     """The report in one format (the HTML's renderer, with matplotlib, is imported only for HTML)."""
+    if fmt == "html":
+        from harness.report.html import render_html
+
+        return render_html(data)
     if fmt == "md":
         from harness.report.markdown import render_markdown
 
@@ -31,11 +35,11 @@ def render(data, fmt: str) -> str:
 @click.option("--baseline", "baseline", metavar="NAME|RUN_ID",
               help="Compare with this baseline or run, as the gate would (not recorded). Default: the run's "
                    "recorded gate.json, or the run alone when it was never gated.")
-@click.option("--format", "fmt", type=click.Choice(list(FILE_NAMES)), default="md", show_default=True,
-              help="md: for a PR comment or $GITHUB_STEP_SUMMARY; junit: a "
+@click.option("--format", "fmt", type=click.Choice(list(FILE_NAMES)), default="html", show_default=True,
+              help="html: one self-contained file; md: for a PR comment or $GITHUB_STEP_SUMMARY; junit: a "
                    "test case per gate check; json: the gate record plus run summaries.")
 @click.option("--out", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
-              help="Where to write it (default: report.md, report.junit.xml or report.json in the "
+              help="Where to write it (default: report.html, report.md, report.junit.xml or report.json in the "
                    "run folder; - prints it).")
 @click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where runs are found (default: found from the current directory; RUN may be a folder's path).")
