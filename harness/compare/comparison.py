@@ -16,7 +16,7 @@ import numpy as np
 from harness.compare.drift import DriftInput, DriftReport, SignalKind, check_drift
 from harness.compare.paired import PairedComparison, PairedScores, compare_paired
 from harness.compare.power import final_bound
-from harness.compare.snapshot import ItemRecord, RunSnapshot, is_refusal
+from harness.compare.snapshot import RunSnapshot, is_refusal
 from harness.compare.verdict import GateVerdict, GuardrailCheck, MetricPolicy, combine, decide, guardrail_check
 from harness.config.suite import DRIFT_SIGNALS, GateMetric, GateSpec, GuardrailSpec
 from harness.errors import UserError
@@ -191,7 +191,7 @@ def _scores(snapshot: RunSnapshot, ids: list[str], metric: str) -> np.ndarray:
     return _matrix([snapshot.items[i].scores.get(metric, [None]) for i in ids])
 
 
-def _matrix(rows: list[Sequence[float | None]]) -> np.ndarray:
+def _matrix(rows: Sequence[Sequence[float | None]]) -> np.ndarray:
     """Items x epochs, NaN where an epoch has no value (or the item fewer epochs): the paired
     statistics take a matrix as it is, where a list of lists is converted item by item."""
     width = max((len(row) for row in rows), default=1)
@@ -215,15 +215,26 @@ def _compare(baseline: RunSnapshot, candidate: RunSnapshot, ids: list[str], metr
 
 
 def _signal_matrix(snapshot: RunSnapshot, ids: list[str], signal: str) -> np.ndarray:
-    return _matrix([_signal_values(snapshot.items[i], signal) for i in ids])
-
-
-def _signal_values(item: ItemRecord, signal: str) -> list[float]:
+    """Items x epochs of one drift signal. Outputs repeat (labels, short answers): each distinct
+    output is judged once."""
     if signal == "output_length":
-        return [math.nan if n is None else float(n) for n in item.output_lengths]
-    if signal == "empty_output":
-        return [math.nan if o is None else float(not o.strip()) for o in item.outputs]
-    return [math.nan if o is None else float(is_refusal(o)) for o in item.outputs]
+        return _matrix([snapshot.items[i].output_lengths for i in ids])
+    judge = _is_empty if signal == "empty_output" else is_refusal
+    judged: dict[str | None, float] = {None: math.nan}
+    rows = []
+    for item_id in ids:
+        row = []
+        for output in snapshot.items[item_id].outputs:
+            value = judged.get(output)
+            if value is None:
+                value = judged[output] = float(judge(output))
+            row.append(value)
+        rows.append(row)
+    return _matrix(rows)
+
+
+def _is_empty(output: str | None) -> bool:
+    return output is not None and not output.strip()
 
 
 def _guardrail(baseline: RunSnapshot, candidate: RunSnapshot, ids: list[str], spec: GuardrailSpec,
