@@ -123,7 +123,8 @@ def compare(baseline: RunSnapshot, candidate: RunSnapshot, gate: GateSpec, basel
     critical_z = _critical_z(candidate, gate)
     verdicts = [decide(by_metric[g.metric], MetricPolicy(f"{g.metric} (slice {where})", g.margin, g.higher_is_better,
                                                          gate.alpha, critical_z=critical_z)) for g in primaries]
-    guarded = [_guardrail(baseline, candidate, ids, spec, gate.alpha) for spec in gate.guardrails]
+    signals = _Signals(baseline, candidate, ids)
+    guarded = [_guardrail(signals, spec, gate.alpha) for spec in gate.guardrails]
     guardrails = [check for _, check in guarded]
     subsets = _subsets(baseline, candidate, ids, gate, [g.metric for g in primaries])
     slice_checks = [guardrail_check(s.comparison, MetricPolicy(f"{s.subset} {s.metric}", alpha=gate.alpha,
@@ -132,7 +133,7 @@ def compare(baseline: RunSnapshot, candidate: RunSnapshot, gate: GateSpec, basel
     report = ComparisonReport(
         baseline_label=baseline_label, candidate_run=candidate.run_id, pairing=pairing, metrics=results,
         subsets=subsets, flaky=_flaky(candidate, ids), epochs=_epoch_stats(candidate, ids),
-        drift=_drift(baseline, candidate, ids), gate=combine(verdicts, guardrails, slice_checks),
+        drift=_drift(signals), gate=combine(verdicts, guardrails, slice_checks),
         primary_metrics=[g.metric for g in primaries], slice_label=where,
         guardrail_results=[MetricResult(spec.metric, comparison)
                            for spec, (comparison, _) in zip(gate.guardrails, guarded, strict=True)])
@@ -214,6 +215,22 @@ def _compare(baseline: RunSnapshot, candidate: RunSnapshot, ids: list[str], metr
                                        _clusters(baseline, ids)))
 
 
+class _Signals:
+    """The drift signals of both sides on the paired items, each computed once per comparison
+    (guardrails and drift checks share them)."""
+
+    def __init__(self, baseline: RunSnapshot, candidate: RunSnapshot, ids: list[str]) -> None:
+        self.baseline, self.candidate, self.ids = baseline, candidate, ids
+        self.memo: dict[tuple[str, str], np.ndarray] = {}
+
+    def matrix(self, side: str, signal: str) -> np.ndarray:
+        """Items x epochs of `signal` for side "baseline" or "candidate"."""
+        if (side, signal) not in self.memo:
+            snapshot = self.baseline if side == "baseline" else self.candidate
+            self.memo[(side, signal)] = _signal_matrix(snapshot, self.ids, signal)
+        return self.memo[(side, signal)]
+
+
 def _signal_matrix(snapshot: RunSnapshot, ids: list[str], signal: str) -> np.ndarray:
     """Items x epochs of one drift signal. Outputs repeat (labels, short answers): each distinct
     output is judged once."""
@@ -221,27 +238,25 @@ def _signal_matrix(snapshot: RunSnapshot, ids: list[str], signal: str) -> np.nda
         return _matrix([snapshot.items[i].output_lengths for i in ids])
     judge = _is_empty if signal == "empty_output" else is_refusal
     judged: dict[str | None, float] = {None: math.nan}
-    rows = []
-    for item_id in ids:
-        row = []
-        for output in snapshot.items[item_id].outputs:
-            value = judged.get(output)
-            if value is None:
-                value = judged[output] = float(judge(output))
-            row.append(value)
-        rows.append(row)
-    return _matrix(rows)
+
+    def value(output: str | None) -> float:
+        found = judged.get(output)
+        if found is None:
+            found = judged[output] = float(judge(output))
+        return found
+
+    return _matrix([[value(output) for output in snapshot.items[i].outputs] for i in ids])
 
 
 def _is_empty(output: str | None) -> bool:
     return output is not None and not output.strip()
 
 
-def _guardrail(baseline: RunSnapshot, candidate: RunSnapshot, ids: list[str], spec: GuardrailSpec,
-               alpha: float) -> tuple[PairedComparison, GuardrailCheck]:
+def _guardrail(signals: _Signals, spec: GuardrailSpec, alpha: float) -> tuple[PairedComparison, GuardrailCheck]:
+    baseline, candidate, ids = signals.baseline, signals.candidate, signals.ids
     if spec.metric in DRIFT_SIGNALS:
-        base = _signal_matrix(baseline, ids, spec.metric)
-        cand = _signal_matrix(candidate, ids, spec.metric)
+        base = signals.matrix("baseline", spec.metric)
+        cand = signals.matrix("candidate", spec.metric)
         comparison = compare_paired(PairedScores(base, cand, _clusters(baseline, ids)))
         # More empty outputs or refusals is worse; for length the suite says which way is bad.
         higher = spec.higher_is_better if spec.metric == "output_length" else False
@@ -288,8 +303,9 @@ def _epoch_stats(candidate: RunSnapshot, ids: list[str]) -> list[EpochStats]:
     return stats
 
 
-def _drift(baseline: RunSnapshot, candidate: RunSnapshot, ids: list[str]) -> DriftReport | None:
+def _drift(signals: _Signals) -> DriftReport | None:
     """Signals that need no ground truth, on the first sample of each paired item."""
+    baseline, candidate, ids = signals.baseline, signals.candidate, signals.ids
     inputs = []
     base_items, cand_items = [baseline.items[i] for i in ids], [candidate.items[i] for i in ids]
     if all(item.labels and item.labels[0] is not None for item in base_items + cand_items):
@@ -297,8 +313,8 @@ def _drift(baseline: RunSnapshot, candidate: RunSnapshot, ids: list[str]) -> Dri
                                  [b.labels[0] for b in base_items], [c.labels[0] for c in cand_items], paired=True))
     for signal in DRIFT_SIGNALS:
         kind = SignalKind.CONTINUOUS if signal == "output_length" else SignalKind.RATE
-        first_base = _signal_matrix(baseline, ids, signal)[:, 0]
-        first_cand = _signal_matrix(candidate, ids, signal)[:, 0]
+        first_base = signals.matrix("baseline", signal)[:, 0]
+        first_cand = signals.matrix("candidate", signal)[:, 0]
         keep = ~(np.isnan(first_base) | np.isnan(first_cand))
         base, cand = first_base[keep].tolist(), first_cand[keep].tolist()
         if len(base) >= 2:
