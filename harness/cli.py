@@ -16,6 +16,7 @@ import click
 
 from harness import __version__
 from harness.commands.common import EXIT_FAILED_REQUESTS, EXIT_INTERRUPTED, console, reports_user_errors
+from harness.commands.report import report_option, write_reports
 from harness.errors import UserError
 
 _console = console
@@ -50,9 +51,11 @@ def main() -> None:
 @click.option("--cache/--no-cache", default=None,
               help="Answer requests from the shared response cache and add new answers to it, or not "
                    "(default: the suite's engine.cache).")
+@report_option
 @reports_user_errors
 def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int | None, prompt_version: str | None, resume_id: str | None, force_new: bool,
-        retry_failed: bool, reports_dir: Path | None, rpm: float | None, tpm: float | None, cache: bool | None) -> None:
+        retry_failed: bool, reports_dir: Path | None, rpm: float | None, tpm: float | None, cache: bool | None,
+        report_formats: tuple[str, ...] = ()) -> None:
     """Run SUITE (a suites/*.yaml file): render the prompt over the slices, send every request,
     score the outputs, and write reports/<suite>/<run_id>/ (run store, manifest.json, results.jsonl)."""
     from dataclasses import replace
@@ -91,6 +94,7 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
     print_looks(console, outcome.manifest.looks)
     print_run_metrics(console, outcome.manifest.metrics)
     console.print(f"run {outcome.manifest.run_id}: {outcome.manifest.status}; results in {outcome.folder}")
+    write_reports(outcome.folder, report_formats)
     if outcome.manifest.options.full_promotion:
         print_full_run_split(console, plan.suite, outcome)
     if outcome.manifest.status == "stopped_early":
@@ -292,9 +296,10 @@ def compare_command(candidate_run: str, baseline_name, reports_dir, target, suit
 @click.option("--policy-changed", "policy_changed", metavar="REASON",
               help="Decide although the suite's gate policy changed since the run started; the reason is "
                    "kept in the gate record.")
+@report_option
 @reports_user_errors
 def gate(candidate_run: str, baseline_name, reports_dir, target, suite_path, as_json: bool,
-         policy_changed: str | None) -> None:
+         policy_changed: str | None, report_formats: tuple[str, ...] = ()) -> None:
     """Decide whether CANDIDATE_RUN may replace the baseline (non-inferiority per the suite's gate),
     and record the decision in the run folder: gate.json (the latest) and gates/ (every decision).
     Refused (exit 2) when the suite's gate policy differs from the one the run started with,
@@ -308,6 +313,8 @@ def gate(candidate_run: str, baseline_name, reports_dir, target, suite_path, as_
     inputs, _, record = _decide(candidate_run, baseline_name, reports_dir, target, suite_path)
     record = hold_to_run_policy(inputs, record, policy_changed)
     write_gate_record(inputs.candidate_folder, record)
+    if report_formats:  # from the record just written, so the reports say what gate.json says
+        write_reports(inputs.candidate_folder, report_formats, record.target)
     if as_json:
         click.echo(record.model_dump_json(indent=2))
     else:

@@ -61,3 +61,30 @@ def report(run: str, baseline: str | None, fmt: str, out: Path | None, reports_d
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, text)
     console().print(f"report ({fmt}) of run {data.document.run.run_id} written to {path}", soft_wrap=True)
+
+
+def report_option(function):
+    """`--report FORMAT` (repeatable) for `run` and `gate`: write those reports into the run folder."""
+    return click.option("--report", "report_formats", multiple=True, type=click.Choice(list(FILE_NAMES)),
+                        metavar="FORMAT", help="Also write this report into the run folder (html, md, junit, "
+                        "json; repeatable), as `evalbatch report` would.")(function)
+
+
+def write_reports(folder: Path, formats: tuple[str, ...], target: str | None = None) -> list[Path]:
+    """The run's reports in `formats`, written as report.<ext> in its folder; a run of several
+    targets gets one per target (report.<target>.<ext>)."""
+    from harness.report.report_data import ReportOptions, gather
+    from harness.runs.files import write_atomically
+    from harness.runs.manifest import read_manifest
+
+    labels = [target] if target else [t.label for t in read_manifest(folder).targets]
+    written = []
+    for label in labels:
+        data = gather(str(folder), ReportOptions(target=label))
+        for fmt in dict.fromkeys(formats):
+            name = FILE_NAMES[fmt] if len(labels) == 1 else FILE_NAMES[fmt].replace("report.", f"report.{label}.", 1)
+            write_atomically(folder / name, render(data, fmt))
+            written.append(folder / name)
+    if written:  # on stderr: `gate --json` prints only JSON on stdout
+        click.echo("reports: " + ", ".join(str(path) for path in written), err=True)
+    return written

@@ -38,7 +38,9 @@ from harness.report.summary import mean_with_ci
 from harness.runs.gate_record import GateRecord, read_gate_record
 from harness.runs.locate import find_run, search_dirs
 from harness.runs.manifest import Manifest, now_iso, read_manifest
+from harness.runs.results import light_run_lines
 
+HISTORY_RUNS = 10
 UNCHANGED_SAMPLE = 200
 """Unchanged items the HTML shows at most (a seeded sample): changed items are what a reviewer reads."""
 _INPUT_CHARS = 600
@@ -68,6 +70,15 @@ class ReportData:
     baseline: RunSnapshot | None = None
     items: list[ItemView] = field(default_factory=list)
     """Every changed item, and a sample of at most UNCHANGED_SAMPLE unchanged ones per metric."""
+    history: list[HistoryPoint] = field(default_factory=list)
+    """The first primary metric over the baseline's history, then the candidate's value."""
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    when: str
+    run_id: str
+    value: float
 
 
 def gather(run: str, options: ReportOptions) -> ReportData:
@@ -121,7 +132,41 @@ def _comparison(inputs: ComparisonInputs, record: GateRecord, source: str, optio
         baseline=_baseline_summary(inputs, options), gate=record, item_counts=counts,
         top_regressed=_top(moved, "regressed"), top_improved=_top(moved, "improved"), notes=notes)
     shown = moved + _sample_unchanged(changes)
-    return ReportData(document, folder, candidate, baseline, _with_inputs(folder, shown))
+    return ReportData(document, folder, candidate, baseline, _with_inputs(folder, shown),
+                      _history(document, inputs, options))
+
+
+def _history(document: ReportDocument, inputs: ComparisonInputs, options: ReportOptions) -> list[HistoryPoint]:
+    """The gate's first metric for each baseline setting whose run folder is still found (the
+    latest HISTORY_RUNS), then the candidate's: a trend of what was accepted."""
+    base = document.baseline
+    if document.gate is None or not document.gate.metrics or base is None:
+        return []
+    metric = document.gate.metrics[0].metric
+    current = {row.metric: row.mean for row in base.scores}.get(metric)
+    points = []
+    for event in base.history[-HISTORY_RUNS:]:
+        value = current if event.from_run == base.run_id else _run_mean(event.from_run, metric, inputs, options)
+        if value is not None:
+            points.append(HistoryPoint(event.set_at, event.from_run, value))
+    candidate = {row.metric: row.mean for row in document.run.scores}.get(metric)
+    if candidate is not None:
+        points.append(HistoryPoint(document.run.started_at, document.run.run_id, candidate))
+    return points
+
+
+def _run_mean(run_id: str, metric: str, inputs: ComparisonInputs, options: ReportOptions) -> float | None:
+    try:
+        folder = find_run(run_id, search_dirs(options.reports_dir, inputs.suite), inputs.suite.spec.name)
+        by_item: dict[str, list[float]] = {}
+        for line in light_run_lines(folder):
+            value = (line.scores.get(metric) or {}).get("value")
+            if value is not None and line.target == inputs.candidate.fingerprints.target:
+                by_item.setdefault(line.item_id, []).append(value)
+    except (UserError, OSError):
+        return None  # a baseline outlives its run folder
+    means = [sum(values) / len(values) for values in by_item.values()]
+    return sum(means) / len(means) if means else None
 
 
 def _top(changes: list[ItemChange], kind: str) -> list[ItemChange]:
@@ -154,7 +199,8 @@ def item_changes(baseline: RunSnapshot, candidate: RunSnapshot, metric: str,
             delta = -delta
         kind: ChangeKind = "unchanged" if abs(delta) < 1e-12 else ("improved" if delta > 0 else "regressed")
         b_item, c_item = baseline.items[item_id], candidate.items[item_id]
-        changes.append(ItemChange(item_id=item_id, metric=metric, change=kind, baseline_score=base[item_id],
+        # Built unvalidated: 100,000 items of values made just above (ItemChange validates what it reads).
+        changes.append(ItemChange.model_construct(item_id=item_id, metric=metric, change=kind, baseline_score=base[item_id],
                                   candidate_score=cand[item_id], baseline_output=_first(b_item.outputs),
                                   candidate_output=_first(c_item.outputs), slices=list(c_item.slices)))
     return changes

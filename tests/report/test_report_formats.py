@@ -186,3 +186,25 @@ def test_unknown_run_is_bad_input(gated):
     result = CliRunner().invoke(main, ["report", "no-such-run", "--reports-dir", str(gated.project.root / "reports")])
     assert result.exit_code == 2
     assert "no-such-run" in result.output
+
+
+def test_gate_report_option_writes_reports_from_the_new_record(gated):
+    decided = CliRunner().invoke(main, ["gate", gated.candidate_run, "--reports-dir", str(gated.project.root / "reports"),
+                                        "--json", "--report", "md", "--report", "json"])
+    assert decided.exit_code == 1, decided.output
+    record = json.loads(decided.stdout)  # reports are announced on stderr: stdout stays JSON
+    folder = gated.folder(gated.candidate_run)
+    document = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    assert document["gate"] == record == json.loads((folder / "gate.json").read_text(encoding="utf-8"))
+    assert (folder / "report.md").read_text(encoding="utf-8").startswith("## evalbatch gate: **FAIL**")
+    assert "report.md" in decided.stderr
+
+
+def test_run_report_option(project, fake_server, cli):
+    project.write_suite(base_suite(fake_server.base_url))
+    result = cli("run", str(project.suite_path), "--report", "junit", "--report", "html")
+    assert result.exit_code == 0, result.output
+    folder = project.run_dirs()[-1]
+    cases = ET.parse(folder / "report.junit.xml").getroot().find("testsuite").findall("testcase")
+    assert [case.get("name") for case in cases] == ["accuracy", "requests"]
+    assert "<h2>Scores</h2>" in (folder / "report.html").read_text(encoding="utf-8")

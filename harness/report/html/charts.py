@@ -118,7 +118,7 @@ def trend(dates: list[str], values: list[float], ylabel: str) -> str:
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(7.2, 2.2))
     axes.plot(range(len(values)), values, marker="o", color=_LINE)
-    axes.set_xticks(range(len(dates)), [d[:10] for d in dates], rotation=0)
+    axes.set_xticks(range(len(dates)), dates)
     axes.set_ylabel(ylabel)
     for side in ("top", "right"):
         axes.spines[side].set_visible(False)

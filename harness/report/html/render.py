@@ -83,8 +83,16 @@ def _comparison_context(gate: GateRecord, data: ReportData) -> dict[str, Any]:
         "items": [_item_row(view) for view in data.items], "counts": data.document.item_counts,
         "item_metrics": sorted({view.change.metric for view in data.items}),
         "item_slices": sorted({s for view in data.items for s in view.change.slices}),
-        "history_chart": None,
+        "history_chart": _history_chart(data),
     }
+
+
+def _history_chart(data: ReportData) -> Markup | None:
+    if len(data.history) < 2 or data.document.gate is None:
+        return None
+    metric = data.document.gate.metrics[0].metric
+    labels = [p.when[:10] for p in data.history[:-1]] + ["candidate"]
+    return Markup(charts.trend(labels, [p.value for p in data.history], metric))
 
 
 def _header_rows(document: ReportDocument) -> list[tuple[str, str, str | None]]:
