@@ -281,7 +281,9 @@ def _baseline_summary(inputs: ComparisonInputs, options: ReportOptions) -> Basel
     prints = snapshot.fingerprints
     summary = BaselineSummary(name=ref.name, kind=ref.kind, run_id=ref.run_id, prompt=prints.prompt,
                               prompt_fingerprint=prints.prompt_fingerprint, model=prints.model, params=prints.params,
-                              harness_version=prints.harness_version, scores=score_rows(snapshot))
+                              harness_version=prints.harness_version, dataset=prints.dataset,
+                              slice_fingerprint=prints.slice_fingerprint, evaluated=list(prints.evaluated),
+                              scores=score_rows(snapshot))
     if ref.kind == "baseline":
         header = read_baseline_header(Path(ref.file))
         summary = summary.model_copy(update={"set_at": header.set_at, "set_by": header.set_by,

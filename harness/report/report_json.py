@@ -76,6 +76,9 @@ class BaselineSummary(BaseModel):
     model: str
     params: dict
     harness_version: str
+    dataset: str = Field(description="Dataset fingerprint.")
+    slice_fingerprint: str
+    evaluated: list[str]
     set_at: str | None = None
     set_by: str | None = None
     history: list[BaselineEvent] = Field(default_factory=list)

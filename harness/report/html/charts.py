@@ -24,7 +24,8 @@ class ForestRow:
     low: float | None
     high: float | None
     worse: bool
-    """The interval reaches past the margin on the bad side (drawn red)."""
+    """Drawn red: a primary metric whose interval reaches past the margin on the bad side, an
+    alarmed guardrail, a worsened slice or category."""
 
 
 def _pyplot():

@@ -109,9 +109,9 @@ def _header_rows(document: ReportDocument) -> list[tuple[str, str, str | None]]:
         ("prompt fingerprint", run.prompt_fingerprint[:12], other(base.prompt_fingerprint[:12] if base else None)),
         ("model", f"{run.provider} {run.model}", other(base.model if base else None)),
         ("params", _params(run.params), other(_params(base.params) if base else None)),
-        ("dataset fingerprint", run.dataset[:12], other(base_run.dataset[:12] if base_run else None)),
+        ("dataset fingerprint", run.dataset[:12], other(base.dataset[:12] if base else None)),
         ("slices (fingerprint)", f"{'+'.join(run.evaluated)} ({run.slice_fingerprint[:12]})",
-         other(f"{'+'.join(base_run.evaluated)} ({base_run.slice_fingerprint[:12]})" if base_run else None)),
+         other(f"{'+'.join(base.evaluated)} ({base.slice_fingerprint[:12]})" if base else None)),
         ("items × epochs", f"{run.items} × {run.epochs}", other(f"{base_run.items} × {base_run.epochs}" if base_run else None)),
         ("started", run.started_at, other(base_run.started_at if base_run else None)),
         ("status", run.status, other(base_run.status if base_run else None)),
@@ -135,10 +135,12 @@ def _forest(gate: GateRecord, metrics: list[dict], guardrails: list[dict], subse
         margin = signed * 100 if margin is None else margin
         rows.append(_forest_row(f"{entry['metric']} (primary)", c, signed, reason.higher_is_better))
     for entry in guardrails:
-        rows.append(_forest_row(f"guardrail {entry['reason'].name}", entry["c"], None, True))
+        row = _forest_row(f"guardrail {entry['reason'].name}", entry["c"], None, True)
+        rows.append(charts.ForestRow(row.label, row.delta, row.low, row.high, worse=entry["reason"].alarmed))
     ranked = sorted(subsets, key=lambda s: (s["c"].get("mean_delta") is None, s["c"].get("mean_delta") or 0.0))
     for entry in ranked[:max(0, _FOREST_ROWS - len(rows))]:
-        rows.append(_forest_row(f"{entry['subset']} {entry['metric']}", entry["c"], None, True))
+        row = _forest_row(f"{entry['subset']} {entry['metric']}", entry["c"], None, True)
+        rows.append(charts.ForestRow(row.label, row.delta, row.low, row.high, worse=entry["alarmed"]))
     rows = [row for row in rows if not math.isnan(row.delta)]
     if not rows:
         return None
