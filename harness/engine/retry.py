@@ -63,6 +63,15 @@ class RetryPolicy:
             return None if tries.rate_limited_in_row < RATE_LIMITED_CAP else f"{RATE_LIMITED_CAP} rate-limit replies in a row"
         return None if self.should_retry(error, tries.spent(round_attempts)) else "no retry"
 
+    def pause_s(self, error: ProviderError, in_row: int, rng: random.Random) -> float:
+        """How long a lane pauses after a 429 for pace: the server's Retry-After (from the second
+        429 in a row never below the backoff floor), else backoff. No jitter: the whole lane waits
+        once and its requests then go one by one through the pacer, not all at once."""
+        ceiling = min(self.max_s, self.base_s * 2 ** (max(in_row, 1) - 1))
+        if error.retry_after_s is None:
+            return rng.uniform(ceiling / 2, ceiling)
+        return max(error.retry_after_s, ceiling / 2 if in_row > 1 else 0.0)
+
     def delay_s(self, error: ProviderError, attempt: int, rng: random.Random) -> float:
         """Retry-After when the server gave one (from the second 429 in a row never below the
         backoff floor; a little jitter so waiting requests do not return in lockstep), else

@@ -196,7 +196,7 @@ class Engine:
         if is_rate_limited(failure):
             # The whole lane waits until the reset the server announced; this request then
             # queues for its turn like every other.
-            lane.pacer.pause(self.retry.delay_s(failure, tries.rate_limited_in_row, self._rng))
+            lane.pacer.pause(self.retry.pause_s(failure, tries.rate_limited_in_row, self._rng))
         else:
             await asyncio.sleep(self.retry.delay_s(failure, tries.spent(attempt.in_round), self._rng))
         self.progress.retry_started()
