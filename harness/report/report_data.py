@@ -10,6 +10,7 @@ when there is one; else the run alone.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 from harness import __version__
 from harness.compare.baseline import read_baseline_header
 from harness.compare.gate_decision import judge
-from harness.compare.snapshot import RunSnapshot, metric_item_means, snapshot_run
+from harness.compare.snapshot import RunSnapshot, label_metrics, metric_item_means, snapshot_run
 from harness.compare.sources import ComparisonInputs, SourceOptions, load_inputs
 from harness.config.loader import load_suite
 from harness.engine.metrics import run_metrics
@@ -72,6 +73,20 @@ class ReportData:
     """Every changed item, and a sample of at most UNCHANGED_SAMPLE unchanged ones per metric."""
     history: list[HistoryPoint] = field(default_factory=list)
     """The first primary metric over the baseline's history, then the candidate's value."""
+    confusion: Confusion | None = None
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """Expected label (rows) against predicted label (columns), first epoch of each paired item,
+    for the first label-predicting scorer; the expected labels are the candidate's item fields
+    (paired items are the same items: the dataset fingerprints matched)."""
+
+    metric: str
+    expected: list[str]
+    predicted: list[str]
+    baseline: list[list[int]]
+    candidate: list[list[int]]
 
 
 @dataclass(frozen=True)
@@ -133,7 +148,56 @@ def _comparison(inputs: ComparisonInputs, record: GateRecord, source: str, optio
         top_regressed=_top(moved, "regressed"), top_improved=_top(moved, "improved"), notes=notes)
     shown = moved + _sample_unchanged(changes)
     return ReportData(document, folder, candidate, baseline, _with_inputs(folder, shown),
-                      _history(document, inputs, options))
+                      _history(document, inputs, options), _confusion(folder, baseline, candidate))
+
+
+_CONFUSION_LABELS = 12
+
+
+def _confusion(folder: Path, baseline: RunSnapshot, candidate: RunSnapshot) -> Confusion | None:
+    manifest = read_manifest(folder)
+    labelled = label_metrics(manifest.scorers)
+    scorer = next((s for s in manifest.scorers if (s.get("name") or s["type"]) in labelled), None)
+    field_name = scorer.get("target") if scorer else None
+    if scorer is None or not isinstance(field_name, str):
+        return None
+    expected = _field_values(folder, field_name)
+    ids = [i for i in candidate.items if i in baseline.items and i in expected]
+    if not ids:
+        return None
+
+    def first(snapshot: RunSnapshot, item_id: str) -> str:
+        labels = snapshot.items[item_id].labels
+        return (labels[0] if labels else None) or "(none)"
+
+    pairs = [(expected[i], first(baseline, i), first(candidate, i)) for i in ids]
+    rows = [label for label, _ in Counter(p[0] for p in pairs).most_common(_CONFUSION_LABELS)]
+    predicted = [label for label, _ in Counter(x for p in pairs for x in p[1:]).most_common(_CONFUSION_LABELS)]
+    columns = rows + [label for label in predicted if label not in rows]  # the diagonal first
+
+    def matrix(side: int) -> list[list[int]]:
+        counts = Counter((p[0], p[side]) for p in pairs)
+        return [[counts[(row, column)] for column in columns] for row in rows]
+
+    return Confusion(scorer.get("name") or scorer["type"], rows, columns, matrix(1), matrix(2))
+
+
+def _field_values(folder: Path, name: str) -> dict[str, str]:
+    """One item field of every stored item, taken out of its JSON by SQLite (a dotted name is a path)."""
+    store_path = folder / RunStore.FILENAME
+    if not store_path.is_file() or '"' in name:
+        return {}
+    path = "$" + "".join(f'."{part}"' for part in name.split("."))
+    store = RunStore.read_only(store_path)
+    try:
+        if not store.has_table("items"):
+            return {}
+        with store.reading():
+            return {item_id: str(value) for item_id, value in
+                    store.db.execute("SELECT item_id, json_extract(fields, ?) FROM items", (path,))
+                    if value is not None}
+    finally:
+        store.close()
 
 
 def _history(document: ReportDocument, inputs: ComparisonInputs, options: ReportOptions) -> list[HistoryPoint]:

@@ -113,3 +113,22 @@ def test_a_run_alone(gated):
     accuracy = [line["scores"]["accuracy"]["value"] for line in gated.results(gated.baseline_run)]
     assert f'<td class="n">{sum(accuracy) / len(accuracy):.3f}</td>' in html
     assert 'id="verdict"' not in html and 'id="items-data"' not in html
+
+
+def test_confusion_matrices_count_the_stored_labels(gated):
+    from collections import Counter
+
+    from harness.report.report_data import ReportOptions, gather
+
+    data = gather(gated.candidate_run, ReportOptions(reports_dir=gated.project.root / "reports"))
+    confusion = data.confusion
+    assert confusion is not None and confusion.metric == "accuracy"
+    for side, run_id in (("baseline", gated.baseline_run), ("candidate", gated.candidate_run)):
+        counted = Counter((line["fields"]["label"], line["scores"]["accuracy"]["detail"]["label"] or "(none)")
+                          for line in gated.results(run_id))
+        matrix = getattr(confusion, side)
+        shown = {(row, column): matrix[r][c] for r, row in enumerate(confusion.expected)
+                 for c, column in enumerate(confusion.predicted)}
+        assert {key: value for key, value in shown.items() if value} == dict(counted)
+    # v2 answers "bug" to everything except the hostile items, which it answers with no label.
+    assert confusion.expected[:1] == ["billing"] and "bug" in confusion.predicted

@@ -17,7 +17,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
-from harness.compare.snapshot import RunSnapshot, is_refusal
+from harness.compare.snapshot import RunSnapshot, is_refusal, metric_item_means
 from harness.report.html import charts
 from harness.report.report_data import ReportData
 from harness.report.report_json import ReportDocument, RunSummary
@@ -83,8 +83,22 @@ def _comparison_context(gate: GateRecord, data: ReportData) -> dict[str, Any]:
         "items": [_item_row(view) for view in data.items], "counts": data.document.item_counts,
         "item_metrics": sorted({view.change.metric for view in data.items}),
         "item_slices": sorted({s for view in data.items for s in view.change.slices}),
-        "history_chart": _history_chart(data),
+        "history_chart": _history_chart(data), "confusion": data.confusion,
+        "score_charts": _score_charts(data.baseline, data.candidate),
     }
+
+
+def _score_charts(baseline: RunSnapshot, candidate: RunSnapshot) -> list[tuple[str, Markup]]:
+    """Per-item score distributions of the metrics that are not 0/1 (a 0/1 metric's is its mean)."""
+    shown = []
+    for metric in candidate.metrics:
+        if metric in candidate.binary_metrics or metric not in baseline.metrics:
+            continue
+        base = list(metric_item_means(baseline, metric).values())
+        cand = list(metric_item_means(candidate, metric).values())
+        if cand:
+            shown.append((metric, Markup(charts.histograms(base, cand, f"{metric} (item mean)"))))
+    return shown
 
 
 def _history_chart(data: ReportData) -> Markup | None:
