@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from rich.console import Console
 
@@ -54,10 +54,12 @@ class RunOutcome:
         """The run's result lines, read from its store when first asked for (after the run, whose
         own work streamed them), not held while the run works. Whole lines only for a promotion's
         full run, which writes them to validated.jsonl and needs_review.jsonl; otherwise the
-        summary's lines (no item, prompt, output or score details: nothing printed reads them)."""
+        summary's lines (SummaryLine: no item, prompt, output or score details; nothing printed
+        reads them)."""
         if self.manifest.options.full_promotion:
             return read_run_lines(self.folder)
-        return summary_lines(self.folder)
+        # SummaryLine has every attribute the summary and print_what_is_left read.
+        return cast(list[ResultLine], summary_lines(self.folder))
 
 
 class RunInterrupted(Exception):
@@ -115,7 +117,7 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
     store.requeue_unfinished()  # what a killed process had in flight is sent again
     if options.retry_failed:
         store.requeue_failed()
-    staged = _staged_work(plan, options.monitor, run.manifest, store.unfinished_ids())
+    staged = _staged_work(plan, options.monitor, run.manifest, _unfinished(store))
     manifest = run.manifest.model_copy(update={"status": "running", "ended_at": None, "looks": staged.looks,
                                                "look_schedule": staged.schedule})
     write_manifest(folder, manifest)
@@ -170,11 +172,21 @@ class StagedWork:
     schedule: LookSchedule | None
 
 
+def _unfinished(store: RunStore) -> set[str] | None:
+    """The IDs of the requests left to send; None when none has finished (a new run): then the
+    set of every request ID (tens of MB for a large run) is not built."""
+    counts = store.state_counts()
+    if not any(counts[state] for state in RequestState if state not in UNFINISHED_STATES):
+        return None
+    return store.unfinished_ids()
+
+
 def _staged_work(plan: RunPlan, monitor: StageMonitor | None, manifest: Manifest,
-                 unfinished: set[str]) -> StagedWork:
+                 unfinished: set[str] | None) -> StagedWork:
     """The run's stages as planned when it started: a resumed run continues from its next undecided
     look, and what earlier stages left unfinished is sent before that look."""
-    todo_all = [request for request in plan.requests if request.request_id in unfinished]
+    todo_all = list(plan.requests) if unfinished is None else [
+        request for request in plan.requests if request.request_id in unfinished]
     if monitor is None:  # a sample started sequential keeps the looks it had decided
         return StagedWork([todo_all], [None], list(manifest.looks) if manifest.look_schedule else [],
                           manifest.look_schedule)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import cast
 
 from harness.compare.baseline import read_baseline_header
 from harness.compare.promotion import current_promotion, promotion_folder
@@ -59,7 +60,8 @@ def list_runs(suite: LoadedSuite) -> RunList:
 
 def _listed(folder: Path, manifest: Manifest, marks: list[str], metric: str | None) -> ListedRun:
     try:
-        lines: list[ResultLine] | None = light_run_lines(folder)  # attempts and score values only
+        # Attempts and score values only: SummaryLine has them.
+        lines: list[ResultLine] | None = cast(list[ResultLine], light_run_lines(folder))
     except UserError:
         lines = None  # a damaged store must not hide the other runs
     marks = marks + (["full run"] if manifest.options.full_promotion else [])
