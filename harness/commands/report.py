@@ -44,15 +44,17 @@ def render(data, fmt: str) -> str:
 @click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where runs are found (default: found from the current directory; RUN may be a folder's path).")
 @click.option("--target", default=None, help="For runs of several targets.")
+@click.option("--suite", "suite_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="The suite (default: the one the run was made from).")
 @reports_user_errors
 def report(run: str, baseline: str | None, fmt: str, out: Path | None, reports_dir: Path | None,
-           target: str | None) -> None:
+           target: str | None, suite_path: Path | None) -> None:
     """Write a report of RUN: with a baseline (--baseline, or the run's recorded gate) the comparison
     and the gate's verdict with its reasons, else the run alone."""
     from harness.report.report_data import ReportOptions, gather
     from harness.runs.files import write_atomically
 
-    data = gather(run, ReportOptions(baseline, reports_dir, target))
+    data = gather(run, ReportOptions(baseline, reports_dir, target, suite_path))
     text = render(data, fmt)
     if out is not None and str(out) == "-":
         click.echo(text, nl=False)

@@ -52,6 +52,7 @@ class ReportOptions:
     baseline: str | None = None
     reports_dir: Path | None = None
     target: str | None = None
+    suite_path: Path | None = None
 
 
 @dataclass
@@ -99,12 +100,13 @@ class HistoryPoint:
 def gather(run: str, options: ReportOptions) -> ReportData:
     folder = find_run(run, search_dirs(options.reports_dir))
     if options.baseline is not None:
-        inputs, _, record = judge(run, SourceOptions(options.baseline, options.reports_dir, options.target))
+        inputs, _, record = judge(run, SourceOptions(options.baseline, options.reports_dir, options.target,
+                                                     options.suite_path))
         return _comparison(inputs, record, "computed", options, [])
     recorded = read_gate_record(folder)
     if recorded is not None:
         name = recorded.baseline.name or recorded.baseline.run_id
-        inputs = load_inputs(run, SourceOptions(name, options.reports_dir, recorded.target))
+        inputs = load_inputs(run, SourceOptions(name, options.reports_dir, recorded.target, options.suite_path))
         notes = []
         if inputs.baseline_ref.sha256 != recorded.baseline.sha256:
             notes.append(f"the baseline {name} changed since the gate was decided ({recorded.decided_at}): the items "
@@ -115,16 +117,16 @@ def gather(run: str, options: ReportOptions) -> ReportData:
 
 def _run_alone(folder: Path, options: ReportOptions) -> ReportData:
     manifest = read_manifest(folder)
-    snapshot = snapshot_run(folder, options.target, _failed_as_zero(manifest))
+    snapshot = snapshot_run(folder, options.target, _failed_as_zero(options.suite_path or Path(manifest.suite_file)))
     document = ReportDocument(kind="run", generated_at=now_iso(), harness_version=__version__, gate_source=None,
                               run=run_summary(folder, manifest, snapshot), baseline=None, gate=None)
     return ReportData(document, folder, snapshot)
 
 
-def _failed_as_zero(manifest: Manifest) -> bool:
+def _failed_as_zero(suite_path: Path) -> bool:
     """The suite's rule for failed requests; the default (score 0) when the suite file is gone."""
     try:
-        return load_suite(Path(manifest.suite_file)).spec.scoring.failed_as_zero
+        return load_suite(suite_path).spec.scoring.failed_as_zero
     except (UserError, OSError):
         return True
 

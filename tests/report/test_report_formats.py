@@ -186,6 +186,11 @@ def test_unknown_run_is_bad_input(gated):
     result = CliRunner().invoke(main, ["report", "no-such-run", "--reports-dir", str(gated.project.root / "reports")])
     assert result.exit_code == 2
     assert "no-such-run" in result.output
+    unknown_baseline = gated.report(gated.candidate_run, "--baseline", "nightly")
+    assert unknown_baseline.exit_code == 2
+    assert "no baseline 'nightly' of suite 'demo' and no run 'nightly'" in unknown_baseline.output
+    missing_suite = gated.report(gated.candidate_run, "--suite", str(gated.project.root / "suites" / "gone.yaml"))
+    assert missing_suite.exit_code == 2 and "gone.yaml" in missing_suite.output
 
 
 def test_gate_report_option_writes_reports_from_the_new_record(gated):
