@@ -7,7 +7,10 @@ its own process, where v2 gets 5% of items wrong that v1 got right and 2% right 
 `baseline set` from v1, `gate` of v2, then `evalbatch report` in each format, each a whole
 process as a user runs it (imports, reading the stores and the baseline, rendering, writing).
 
-    python benchmarks/report_size.py [--items 100000]
+    python benchmarks/report_size.py [--items 100000] [--workdir DIR]
+
+--workdir keeps the project (runs, baseline) in DIR, and a second call with the same DIR
+measures the reports again without sending the runs again.
 """
 
 from __future__ import annotations
@@ -91,43 +94,60 @@ def latest_run(root: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--workdir", type=Path, help="keep the project here (and reuse its runs if present)")
     args = parser.parse_args()
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        measure(args.workdir.resolve(), args.items)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        measure(Path(tmp), args.items)
+
+
+def measure(root: Path, items: int) -> None:
+    if not (root / "reports" / "bench").is_dir():
+        make_runs(root, items)
+    candidate = latest_run(root)
+    folder = root / "reports" / "bench" / candidate
+    measure_reports(folder)
+
+
+def make_runs(root: Path, items: int) -> None:
     server = subprocess.Popen([sys.executable, "-c", SERVER, json.dumps(RULES)], stdout=subprocess.PIPE, text=True,
                               cwd=REPO)
     try:
         base_url = (server.stdout.readline() if server.stdout else "").strip()
-        with tempfile.TemporaryDirectory() as tmp:
-            root = Path(tmp)
-            suite = str(write_project(root, base_url, args.items))
-            wall, _ = evalbatch("run", suite, "--new")
-            print(f"run v1: {args.items:,} requests in {wall:.1f} s", flush=True)
-            evalbatch("baseline", "set", suite, "--from", latest_run(root))
-            wall, _ = evalbatch("run", suite, "--new", "--prompt-version", "v2")
-            print(f"run v2: {args.items:,} requests in {wall:.1f} s", flush=True)
-            candidate = latest_run(root)
-            wall, _ = evalbatch("gate", candidate, "--suite", suite, ok=(0, 1, 3))
-            print(f"gate: {wall:.2f} s (for reference: the comparison every report format also reads)")
-            folder = root / "reports" / "bench" / candidate
-            document = None
-            for fmt, name in (("html", "report.html"), ("md", "report.md"), ("junit", "report.junit.xml"),
-                              ("json", "report.json")):
-                wall, _ = evalbatch("report", str(folder), "--format", fmt)
-                size_mb = (folder / name).stat().st_size / 1e6
-                line = f"report --format {fmt:<5}: {wall:6.2f} s, {size_mb:7.3f} MB"
-                if fmt == "html":
-                    line += (f"   ratios to the limits: time {wall / TIME_LIMIT_S:.2f} (limit {TIME_LIMIT_S:g} s), "
-                             f"size {size_mb / SIZE_LIMIT_MB:.2f} (limit {SIZE_LIMIT_MB:g} MB)")
-                print(line, flush=True)
-                if fmt == "json":
-                    document = json.loads((folder / name).read_text(encoding="utf-8"))
-            if document is not None:
-                counts = document["item_counts"][0]
-                print(f"items: {counts['regressed']:,} regressed, {counts['improved']:,} improved, "
-                      f"{counts['unchanged']:,} unchanged (the HTML lists every changed item and 200 unchanged); "
-                      f"verdict {document['gate']['verdict']}")
+        suite = str(write_project(root, base_url, items))
+        wall, _ = evalbatch("run", suite, "--new")
+        print(f"run v1: {items:,} requests in {wall:.1f} s", flush=True)
+        evalbatch("baseline", "set", suite, "--from", latest_run(root))
+        wall, _ = evalbatch("run", suite, "--new", "--prompt-version", "v2")
+        print(f"run v2: {items:,} requests in {wall:.1f} s", flush=True)
+        wall, _ = evalbatch("gate", latest_run(root), "--suite", suite, ok=(0, 1, 3))
+        print(f"gate: {wall:.2f} s (for reference: the comparison every report format also reads)")
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def measure_reports(folder: Path) -> None:
+    document = None
+    for fmt, name in (("html", "report.html"), ("md", "report.md"), ("junit", "report.junit.xml"),
+                      ("json", "report.json")):
+        wall, _ = evalbatch("report", str(folder), "--format", fmt)
+        size_mb = (folder / name).stat().st_size / 1e6
+        line = f"report --format {fmt:<5}: {wall:6.2f} s, {size_mb:7.3f} MB"
+        if fmt == "html":
+            line += (f"   ratios to the limits: time {wall / TIME_LIMIT_S:.2f} (limit {TIME_LIMIT_S:g} s), "
+                     f"size {size_mb / SIZE_LIMIT_MB:.2f} (limit {SIZE_LIMIT_MB:g} MB)")
+        print(line, flush=True)
+        if fmt == "json":
+            document = json.loads((folder / name).read_text(encoding="utf-8"))
+    if document is not None:
+        counts = document["item_counts"][0]
+        print(f"items: {counts['regressed']:,} regressed, {counts['improved']:,} improved, "
+              f"{counts['unchanged']:,} unchanged (the HTML lists every changed item and 200 unchanged); "
+              f"verdict {document['gate']['verdict']}")
 
 
 if __name__ == "__main__":

@@ -119,7 +119,9 @@ def _run_alone(folder: Path, options: ReportOptions) -> ReportData:
     manifest = read_manifest(folder)
     snapshot = snapshot_run(folder, options.target, _failed_as_zero(options.suite_path or Path(manifest.suite_file)))
     document = ReportDocument(kind="run", generated_at=now_iso(), harness_version=__version__, gate_source=None,
-                              run=run_summary(folder, manifest, snapshot), baseline=None, gate=None)
+                              run=run_summary(folder, manifest, snapshot.fingerprints.target, score_rows(
+                                  {metric: metric_item_means(snapshot, metric) for metric in snapshot.metrics})),
+                              baseline=None, gate=None)
     return ReportData(document, folder, snapshot)
 
 
@@ -136,19 +138,26 @@ def _comparison(inputs: ComparisonInputs, record: GateRecord, source: str, optio
     folder = inputs.candidate_folder
     candidate, baseline = inputs.candidate, inputs.baseline
     higher = {g.metric: g.higher_is_better for g in inputs.gate.primary}
-    changes = [change for metric in candidate.metrics if metric in baseline.metrics
-               for change in item_changes(baseline, candidate, metric, higher.get(metric, True))]
-    counts = [ItemCounts(metric=metric, **{kind: sum(1 for c in changes if c.metric == metric and c.change == kind)
-                                           for kind in ("regressed", "improved", "unchanged")})
-              for metric in candidate.metrics if metric in baseline.metrics]
-    moved = [c for c in changes if c.change != "unchanged"]
+    # Item means are computed once per run and metric: a 100,000-item report reads them thrice.
+    base_means = {metric: metric_item_means(baseline, metric) for metric in baseline.metrics}
+    cand_means = {metric: metric_item_means(candidate, metric) for metric in candidate.metrics}
+    moved: list[ItemChange] = []
+    sampled: list[ItemChange] = []
+    counts = []
+    for metric in [m for m in candidate.metrics if m in baseline.metrics]:
+        changed, unchanged = item_changes(baseline, candidate, metric, (base_means[metric], cand_means[metric]),
+                                          higher.get(metric, True))
+        moved += changed
+        sampled += _sample_unchanged(baseline, candidate, metric, unchanged, (base_means[metric], cand_means[metric]))
+        counts.append(ItemCounts(metric=metric, regressed=sum(1 for c in changed if c.change == "regressed"),
+                                 improved=sum(1 for c in changed if c.change == "improved"), unchanged=len(unchanged)))
     document = ReportDocument(
         kind="comparison", generated_at=now_iso(), harness_version=__version__,
         gate_source="recorded" if source == "recorded" else "computed",
-        run=run_summary(folder, read_manifest(folder), candidate),
-        baseline=_baseline_summary(inputs, options), gate=record, item_counts=counts,
+        run=run_summary(folder, read_manifest(folder), candidate.fingerprints.target, score_rows(cand_means)),
+        baseline=_baseline_summary(inputs, options, score_rows(base_means)), gate=record, item_counts=counts,
         top_regressed=_top(moved, "regressed"), top_improved=_top(moved, "improved"), notes=notes)
-    shown = moved + _sample_unchanged(changes)
+    shown = moved + sampled
     return ReportData(document, folder, candidate, baseline, _with_inputs(folder, shown),
                       _history(document, inputs, options), _confusion(folder, baseline, candidate))
 
@@ -241,35 +250,39 @@ def _top(changes: list[ItemChange], kind: str) -> list[ItemChange]:
     return chosen[:TOP_ITEMS]
 
 
-def _sample_unchanged(changes: list[ItemChange]) -> list[ItemChange]:
-    by_metric: dict[str, list[ItemChange]] = {}
-    for change in changes:
-        if change.change == "unchanged":
-            by_metric.setdefault(change.metric, []).append(change)
-    sampled: list[ItemChange] = []
-    for metric_changes in by_metric.values():
-        if len(metric_changes) > UNCHANGED_SAMPLE:  # seeded: the same report twice shows the same items
-            metric_changes = random.Random(0).sample(metric_changes, UNCHANGED_SAMPLE)
-        sampled.extend(sorted(metric_changes, key=lambda c: c.item_id))
-    return sampled
+def _sample_unchanged(baseline: RunSnapshot, candidate: RunSnapshot, metric: str, unchanged: list[str],
+                      means: tuple[dict[str, float], dict[str, float]]) -> list[ItemChange]:
+    """At most UNCHANGED_SAMPLE unchanged items, a seeded sample: the same report twice shows the same."""
+    chosen = unchanged if len(unchanged) <= UNCHANGED_SAMPLE else random.Random(0).sample(unchanged, UNCHANGED_SAMPLE)
+    return [_change(baseline, candidate, metric, item_id, "unchanged", means) for item_id in sorted(chosen)]
 
 
 def item_changes(baseline: RunSnapshot, candidate: RunSnapshot, metric: str,
-                 higher_is_better: bool = True) -> list[ItemChange]:
-    """Per paired item, whether its score (mean over epochs) regressed, improved or stayed."""
-    base, cand = metric_item_means(baseline, metric), metric_item_means(candidate, metric)
-    changes = []
+                 means: tuple[dict[str, float], dict[str, float]],
+                 higher_is_better: bool = True) -> tuple[list[ItemChange], list[str]]:
+    """The paired items whose score (mean over epochs, `means` as metric_item_means gives them)
+    regressed or improved, and the IDs of those that stayed."""
+    base, cand = means
+    changed, unchanged = [], []
     for item_id in sorted(base.keys() & cand.keys()):
         delta = cand[item_id] - base[item_id]
         if not higher_is_better:
             delta = -delta
-        kind: ChangeKind = "unchanged" if abs(delta) < 1e-12 else ("improved" if delta > 0 else "regressed")
-        b_item, c_item = baseline.items[item_id], candidate.items[item_id]
-        # Built unvalidated: 100,000 items of values made just above (ItemChange validates what it reads).
-        changes.append(ItemChange.model_construct(item_id=item_id, metric=metric, change=kind, baseline_score=base[item_id],
-                                  candidate_score=cand[item_id], baseline_output=_first(b_item.outputs),
-                                  candidate_output=_first(c_item.outputs), slices=list(c_item.slices)))
-    return changes
+        if abs(delta) < 1e-12:
+            unchanged.append(item_id)
+        else:
+            kind: ChangeKind = "improved" if delta > 0 else "regressed"
+            changed.append(_change(baseline, candidate, metric, item_id, kind, means))
+    return changed, unchanged
+
+
+def _change(baseline: RunSnapshot, candidate: RunSnapshot, metric: str, item_id: str, kind: ChangeKind,
+            means: tuple[dict[str, float], dict[str, float]]) -> ItemChange:
+    b_item, c_item = baseline.items[item_id], candidate.items[item_id]
+    # Built unvalidated: thousands of items of values made here (ItemChange validates what it reads).
+    return ItemChange.model_construct(item_id=item_id, metric=metric, change=kind, baseline_score=means[0][item_id],
+                                      candidate_score=means[1][item_id], baseline_output=_first(b_item.outputs),
+                                      candidate_output=_first(c_item.outputs), slices=list(c_item.slices))
 
 
 def _first(outputs: Iterable[str | None]) -> str | None:
@@ -296,17 +309,18 @@ def _text(value: object) -> str:
     return text if len(text) <= _INPUT_CHARS else text[:_INPUT_CHARS] + "…"
 
 
-def score_rows(snapshot: RunSnapshot) -> list[ScoreRow]:
+def score_rows(means: dict[str, dict[str, float]]) -> list[ScoreRow]:
+    """Per metric, from its item means (metric_item_means), the mean with a 95% t interval."""
     rows = []
-    for metric in snapshot.metrics:
-        values = list(metric_item_means(snapshot, metric).values())
+    for metric, item_means in means.items():
+        values = list(item_means.values())
         mean, low, high = mean_with_ci(values)
         rows.append(ScoreRow(metric=metric, n=len(values), mean=mean if values else None, ci_low=low, ci_high=high))
     return rows
 
 
-def run_summary(folder: Path, manifest: Manifest, snapshot: RunSnapshot) -> RunSummary:
-    target = next(t for t in manifest.targets if t.label == snapshot.fingerprints.target)
+def run_summary(folder: Path, manifest: Manifest, target_label: str, scores: list[ScoreRow]) -> RunSummary:
+    target = next(t for t in manifest.targets if t.label == target_label)
     metrics, failures = manifest.metrics, []
     store_path = folder / RunStore.FILENAME
     if store_path.is_file():
@@ -326,7 +340,7 @@ def run_summary(folder: Path, manifest: Manifest, snapshot: RunSnapshot) -> RunS
         evaluated=manifest.dataset.evaluated, items=manifest.dataset.item_count, epochs=manifest.epochs,
         started_at=manifest.started_at, ended_at=manifest.ended_at, wall_time_s=manifest.wall_time_s,
         harness_version=manifest.harness_version, git_commit=manifest.git_commit, metrics=metrics,
-        failures=failures, scores=score_rows(snapshot))
+        failures=failures, scores=scores)
 
 
 def _failure_classes(statuses: Iterable[int | None]) -> list[FailureClass]:
@@ -342,21 +356,22 @@ def _failure_classes(statuses: Iterable[int | None]) -> list[FailureClass]:
     return [FailureClass(kind=kind, count=count) for kind, count in sorted(counts.items())]
 
 
-def _baseline_summary(inputs: ComparisonInputs, options: ReportOptions) -> BaselineSummary:
+def _baseline_summary(inputs: ComparisonInputs, options: ReportOptions, scores: list[ScoreRow]) -> BaselineSummary:
     ref, snapshot = inputs.baseline_ref, inputs.baseline
     prints = snapshot.fingerprints
     summary = BaselineSummary(name=ref.name, kind=ref.kind, run_id=ref.run_id, prompt=prints.prompt,
                               prompt_fingerprint=prints.prompt_fingerprint, model=prints.model, params=prints.params,
                               harness_version=prints.harness_version, dataset=prints.dataset,
                               slice_fingerprint=prints.slice_fingerprint, evaluated=list(prints.evaluated),
-                              scores=score_rows(snapshot))
+                              scores=scores)
     if ref.kind == "baseline":
         header = read_baseline_header(Path(ref.file))
         summary = summary.model_copy(update={"set_at": header.set_at, "set_by": header.set_by,
                                              "history": header.history})
     try:  # the baseline run's own folder, for its operations; a baseline outlives its run folder
         base_folder = find_run(ref.run_id, search_dirs(options.reports_dir, inputs.suite), inputs.suite.spec.name)
-        summary = summary.model_copy(update={"run": run_summary(base_folder, read_manifest(base_folder), snapshot)})
+        summary = summary.model_copy(update={"run": run_summary(base_folder, read_manifest(base_folder),
+                                                                prints.target, scores)})
     except (UserError, OSError, StopIteration):
         pass
     return summary
