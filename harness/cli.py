@@ -7,6 +7,7 @@ with the printed command).
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 from pathlib import Path
@@ -20,6 +21,12 @@ from harness.commands.report import report_option, write_reports
 from harness.errors import UserError
 
 _console = console
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number", ctx=ctx, param=param)
+    return value
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,9 +51,9 @@ def main() -> None:
 @click.option("--retry-failed", is_flag=True, help="Give requests that failed terminally another set of attempts.")
 @click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write runs under DIR/<suite>/ instead of the suite's output.dir (default <project>/reports).")
-@click.option("--rpm", type=click.FloatRange(min=0, min_open=True), metavar="N",
+@click.option("--rpm", type=click.FloatRange(min=0, min_open=True), metavar="N", callback=_finite,
               help="Send at most N requests per minute to each target (over the suite's engine.limits).")
-@click.option("--tpm", type=click.FloatRange(min=0, min_open=True), metavar="N",
+@click.option("--tpm", type=click.FloatRange(min=0, min_open=True), metavar="N", callback=_finite,
               help="Send at most N tokens per minute to each target (prompt estimate + max_tokens).")
 @click.option("--cache/--no-cache", default=None,
               help="Answer requests from the shared response cache and add new answers to it, or not "

@@ -154,8 +154,9 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
                 stop.restore_signals()
         raise RunInterrupted(manifest, folder) from None
     for label, reason in engine.stopped_lanes().items():
-        console.print(f"Target {label} was stopped early: {reason}. Its requests stay queued: fix the endpoint, "
-                      f"key or model and run the same command again to resume.", soft_wrap=True)
+        console.print(f"Target {label} was stopped early: {reason}. Its unsent requests stay queued: fix the "
+                      f"endpoint, key, quota or model and run the same command again to resume (with "
+                      f"--retry-failed for the requests that already failed).", soft_wrap=True)
     _write_results(plan, store, folder)
     manifest = _finish(folder, manifest.model_copy(update={"looks": looks}), _status(store, stopped), store, session)
     return RunOutcome(manifest, folder)

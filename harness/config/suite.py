@@ -81,10 +81,10 @@ class PricingSpec(StrictModel):
 class RateLimits(StrictModel):
     """A provider's limits for one target (one API key and model): sending is paced to stay under them."""
 
-    rpm: float | None = Field(default=None, gt=0, description="Requests per minute.")
-    tpm: float | None = Field(default=None, gt=0, description="Tokens per minute (prompt estimate + max_tokens).")
-    rpd: float | None = Field(default=None, gt=0, description="Requests per day.")
-    tpd: float | None = Field(default=None, gt=0, description="Tokens per day.")
+    rpm: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="Requests per minute.")
+    tpm: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="Tokens per minute (prompt estimate + max_tokens).")
+    rpd: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="Requests per day.")
+    tpd: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="Tokens per day.")
 
     def merged_over(self, other: RateLimits) -> RateLimits:
         """These limits, with `other`'s where these set none."""

@@ -21,6 +21,7 @@ HEADROOM = 0.98
 BURST_S = 1.0
 """A bucket holds one second's worth: sending stays smooth, so no window sees a burst on top of the rate."""
 _DAY_S = 86_400.0
+_STOP_CHECK_S = 0.5
 
 
 class TokenBucket:
@@ -32,8 +33,10 @@ class TokenBucket:
 
     @classmethod
     def per_minute(cls, limit: float, now: float) -> TokenBucket:
+        """Starts with one unit: the first request goes at once, and no window sees a burst."""
         rate = limit * HEADROOM / 60
-        return cls(rate, max(1.0, rate * BURST_S), 0.0, now)
+        capacity = max(1.0, rate * BURST_S)
+        return cls(rate, capacity, min(capacity, 1.0), now)
 
     @classmethod
     def per_day(cls, limit: float, now: float) -> TokenBucket:
@@ -95,6 +98,9 @@ class LanePacer:
         self.daily = [TokenBucket.per_day(limit, now) for limit in (declared.rpd, declared.tpd) if limit]
         self._daily_counts_tokens = [False] * bool(declared.rpd) + [True] * bool(declared.tpd)
         self.learned: dict[str, float] = {}
+        """Limits taken from the server's headers (lower than declared, or none declared)."""
+        self._in_force: dict[str, float] = {key: limit for key, limit in (("requests", declared.rpm),
+                                                                           ("tokens", declared.tpm)) if limit}
         self.windows: dict[str, WindowBudget] = {}
         self.paused_until = 0.0
         self.paused_s = 0.0
@@ -120,13 +126,17 @@ class LanePacer:
         prompts) plus max_tokens."""
         return math.ceil(raw_prompt_tokens * self.prompt_ratio) + max_tokens
 
-    async def admit(self, raw_prompt_tokens: int, max_tokens: int) -> Ticket:
-        """Waits until the lane may send one more request of this size, then counts it. Waiters
-        queue in order, so one worker waits on the buckets while the others wait their turn."""
+    async def admit(self, raw_prompt_tokens: int, max_tokens: int,
+                    stop: Callable[[], bool] | None = None) -> Ticket | None:
+        """Waits until the lane may send one more request of this size, then counts it; None when
+        `stop` said to give up while waiting (a cancel, a stopped lane). Waiters queue in order, so
+        one worker waits on the buckets while the others wait their turn."""
         tokens = self.estimate(raw_prompt_tokens, max_tokens)
         async with self._lock:
             while (wait := self._wait_s(tokens)) > 1e-6:
-                await asyncio.sleep(wait)
+                if stop is not None and stop():
+                    return None
+                await asyncio.sleep(min(wait, _STOP_CHECK_S) if stop is not None else wait)
             now = self.clock()
             for bucket, amount in self._buckets(tokens):
                 bucket.take(amount, now)
@@ -158,14 +168,24 @@ class LanePacer:
                 waits.append(window.resets_at - now)
         return max(waits)
 
-    def pause(self, seconds: float) -> None:
-        """The whole lane waits (a 429 for pace): the time paused is counted once, however many
-        workers were told."""
+    def pause(self, seconds: float, rate_limited: bool = True) -> None:
+        """The whole lane waits (a 429 for pace, or the circuit breaker's pause before it tries
+        again). Time paused for rate limits is counted once, however many workers were told."""
         now = self.clock()
         until = now + seconds
         if until > self.paused_until:
-            self.paused_s += until - max(now, self.paused_until)
+            if rate_limited:
+                self.paused_s += until - max(now, self.paused_until)
             self.paused_until = until
+
+    def refund(self, ticket: Ticket) -> None:
+        """A request that never reached the server (no connection) counted against nothing."""
+        now = self.clock()
+        for bucket, amount in self._buckets(ticket.tokens):
+            bucket.give_back(amount, now)
+        for key, amount in (("requests", 1.0), ("tokens", ticket.tokens)):
+            if key in self.windows:
+                self.windows[key].remaining += amount
 
     def observe(self, ticket: Ticket, info: RateLimitInfo, input_tokens: int | None) -> None:
         """Learns from a reply (success or 429): the server's limits and what is left of its
@@ -185,11 +205,11 @@ class LanePacer:
             limit = min(state.limit, declared) if declared else state.limit
             bucket = self.requests if key == "requests" else self.tokens
             if bucket is None:
-                bucket = TokenBucket.per_minute(limit, now)
-                setattr(self, key, bucket)
-                self.learned[key] = limit
-            elif key in self.learned and self.learned[key] != limit:
+                setattr(self, key, TokenBucket.per_minute(limit, now))
+            elif self._in_force.get(key) != limit:
                 bucket.set_limit_per_minute(limit, now)
+            if limit != declared:
                 self.learned[key] = limit
+            self._in_force[key] = limit
         if state.remaining is not None and state.reset_in_s is not None:
             self.windows[key] = WindowBudget(state.remaining - max(0.0, sent_since), now + state.reset_in_s)

@@ -10,6 +10,7 @@ never below the backoff floor once 429s repeat.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 
 from harness.config.suite import EngineSpec
@@ -22,15 +23,20 @@ RATE_LIMITED_CAP = 100
 
 @dataclass
 class RequestTries:
-    """One request's history in this process: when it was first tried and its 429s for pace."""
+    """One request's history: when this process first sent it (the deadline counts from there,
+    not from waiting for its turn) and its 429s for pace in the round (None: not read yet)."""
 
-    started_at: float
-    rate_limited: int = 0
+    started_at: float | None = None
+    rate_limited: int | None = None
     rate_limited_in_row: int = 0
+
+    def began(self) -> None:
+        if self.started_at is None:
+            self.started_at = time.monotonic()
 
     def spent(self, round_attempts: int) -> int:
         """Attempts of the round that spent the retry budget."""
-        return round_attempts - self.rate_limited
+        return round_attempts - (self.rate_limited or 0)
 
 
 @dataclass(frozen=True)
@@ -53,11 +59,12 @@ class RetryPolicy:
                       now: float) -> str | None:
         """None: try again (and `tries` has counted this failure). Otherwise why the request ends."""
         if is_rate_limited(error):
-            tries.rate_limited += 1
+            tries.rate_limited = (tries.rate_limited or 0) + 1
             tries.rate_limited_in_row += 1
         else:
             tries.rate_limited_in_row = 0
-        if self.deadline_s is not None and now - tries.started_at >= self.deadline_s:
+        started = now if tries.started_at is None else tries.started_at
+        if self.deadline_s is not None and now - started >= self.deadline_s:
             return f"its deadline of {self.deadline_s:g} s passed"
         if is_rate_limited(error):
             return None if tries.rate_limited_in_row < RATE_LIMITED_CAP else f"{RATE_LIMITED_CAP} rate-limit replies in a row"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -17,6 +18,7 @@ from harness.engine.breaker import CircuitBreaker, is_rate_limited
 from harness.engine.concurrency import AdaptiveConcurrency
 from harness.engine.pacing import LanePacer, Ticket
 from harness.engine.providers.base import Completion, Provider, ProviderError, ProviderRequest
+from harness.engine.providers.http_errors import is_connection_error
 from harness.engine.rate_headers import read_rate_limits
 from harness.engine.requests import WorkRequest
 from harness.engine.retry import RequestTries, RetryPolicy
@@ -81,10 +83,14 @@ class Engine:
         """Answers without sending: identical requests of the run, and the response cache."""
 
     async def run(self, todo: list[WorkRequest]) -> None:
-        queue: asyncio.Queue[WorkRequest] = asyncio.Queue()
+        """Each target gets its own queue and workers: a target paced by its rate limits (or
+        stopped by its breaker) never holds up another."""
+        queues: dict[str, deque[WorkRequest]] = defaultdict(deque)
         for request in todo:
-            queue.put_nowait(request)
-        workers = [asyncio.create_task(self._worker(queue)) for _ in range(min(self.spec.concurrency, len(todo)))]
+            queues[request.target.label].append(request)
+        workers = [asyncio.create_task(self._worker(queue))
+                   for label, queue in queues.items()
+                   for _ in range(min(self.lanes[label].concurrency.ceiling, len(queue)))]
         try:
             await asyncio.gather(*workers)
         finally:
@@ -111,13 +117,9 @@ class Engine:
         if self.stopped_lanes():
             self.store.set_meta("lanes_stopped", self.stopped_lanes())
 
-    async def _worker(self, queue: asyncio.Queue[WorkRequest]) -> None:
-        while not self._cancel_requested():
-            try:
-                request = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            await self._process(request)
+    async def _worker(self, queue: deque[WorkRequest]) -> None:
+        while queue and not self._cancel_requested():
+            await self._process(queue.popleft())
 
     def _cancel_requested(self) -> bool:
         now = time.monotonic()
@@ -141,15 +143,17 @@ class Engine:
             self.progress.succeeded(reused)
             return
         raw_prompt_tokens = prompt_side_tokens(lane.target, request.prompt)
-        tries = RequestTries(started_at=time.monotonic())
+        tries = RequestTries()
         while self._may_send(lane):
             async with lane.concurrency:
-                ticket = await lane.pacer.admit(raw_prompt_tokens, lane.target.params.max_tokens)
-                if not self._may_send(lane):  # stopped while this request waited for its turn
+                ticket = await lane.pacer.admit(raw_prompt_tokens, lane.target.params.max_tokens,
+                                                stop=lambda: not self._may_send(lane))
+                if ticket is None or not self._may_send(lane):  # stopped while it waited for its turn
                     return
                 attempt = self.store.start_attempt(request.request_id)
                 if attempt is None:  # finished or in flight elsewhere: sending it would pay twice
                     return
+                tries.began()
                 started = time.perf_counter()
                 try:
                     completion = await self._call(lane.provider, provider_request)
@@ -179,9 +183,15 @@ class Engine:
                       failure: ProviderError, tries: RequestTries) -> bool:
         """Records the failure; True when the request is to be sent again (after its wait)."""
         lane.pacer.observe(ticket, read_rate_limits(failure.rate_limits), None)
+        if is_connection_error(failure):
+            lane.pacer.refund(ticket)
         if failure.status in (429, 529) and failure.kind == "transient":
             lane.concurrency.overloaded()
-        lane.breaker.failed(failure)
+        probe_after_s = lane.breaker.failed(failure)
+        if probe_after_s:
+            lane.pacer.pause(probe_after_s, rate_limited=False)
+        if tries.rate_limited is None:  # 429s of this round in earlier processes spent no budget either
+            tries.rate_limited = self.store.rate_limited_attempts(request.request_id)
         why_not = self.retry.why_not_retry(failure, tries, attempt.in_round, time.monotonic())
         error = failure.describe()
         if why_not is not None and failure.kind == "transient" and why_not != "no retry":

@@ -313,6 +313,13 @@ class RunStore:
         self.db.execute("UPDATE attempts SET ended_at = ?, outcome = ?, status = ?, error = ?"
                         " WHERE request_id = ? AND attempt = ?", (now, outcome, status, error, request_id, attempt))
 
+    def rate_limited_attempts(self, request_id: str) -> int:
+        """Attempts of the request's current round answered 429 for pace (they spend no retry budget)."""
+        return self.db.execute(
+            "SELECT COUNT(*) FROM attempts a JOIN requests r ON r.request_id = a.request_id"
+            " WHERE a.request_id = ? AND a.retry_round = r.retry_round AND a.status = 429 AND a.outcome = ?",
+            (request_id, AttemptOutcome.FAILED_RETRYABLE)).fetchone()[0]
+
     def unfinished_ids(self) -> set[str]:
         rows = self.db.execute("SELECT request_id FROM requests WHERE state NOT IN (?, ?)", tuple(FINAL_STATES))
         return {row[0] for row in rows}

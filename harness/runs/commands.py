@@ -32,7 +32,7 @@ def resume_command(suite: str, manifest: Manifest, *, retry_failed: bool = False
 
 # Refused for who sent it, not for what it said: fixing the key or its permissions and retrying
 # this very run is the remedy.
-_AUTH_STATUSES = {401, 403}
+_AUTH_STATUSES = {401, 402, 403, 404, 405}
 
 
 def failure_advice(suite: str, manifest: Manifest, failures: list[TerminalFailure], max_retries: int) -> list[str]:
@@ -48,8 +48,8 @@ def failure_advice(suite: str, manifest: Manifest, failures: list[TerminalFailur
                       f"{_example(rejected)}); fix the input or the suite")
     retry = resume_command(suite, manifest, retry_failed=True)
     if refused:
-        advice.append(f"{len(refused)} request(s) were refused (e.g. {_example(refused)}); check the API key "
-                      f"and its permissions, then retry them with: {retry}")
+        advice.append(f"{len(refused)} request(s) were refused (e.g. {_example(refused)}); check the API key, "
+                      f"its permissions and quota, the model and base_url, then retry them with: {retry}")
     if transient:
         advice.append(f"{len(transient)} request(s) failed after their retries ran out (e.g. "
                       f"{_example(transient)}). Retry them with: {retry}")
@@ -59,6 +59,8 @@ def failure_advice(suite: str, manifest: Manifest, failures: list[TerminalFailur
 def retries_ran_out(failure: TerminalFailure, max_retries: int) -> bool:
     """A transient error ends a request only once its round's retry budget is spent; any other
     error ends it at once. On the budget's last attempt the error itself tells which it was."""
+    if "(gave up: " in (failure.error or ""):
+        return True  # its deadline passed, or 429s went on too long: the error was transient
     if failure.round_attempts <= max_retries:
         return False
     if failure.status is None:

@@ -163,3 +163,32 @@ def test_concurrency_never_lets_more_in_than_its_limit():
 
     asyncio.run(go())
     assert most == 2 and limit.in_flight == 0
+
+
+def test_a_waiting_admission_gives_up_when_told_to_stop(monkeypatch):
+    """A cancel or a stopped lane ends a wait for the next slot (rpd 3: the fourth would wait hours)."""
+    clock = SimulatedTime(monkeypatch)
+    pacer = LanePacer(RateLimits(rpd=3), clock=clock)
+    _send(pacer, clock, 3)
+    began = clock.now
+
+    async def stopped_after_a_while():
+        return await pacer.admit(10, 0, stop=lambda: clock.now - began > 2)
+
+    assert asyncio.run(stopped_after_a_while()) is None and clock.now - began < 3
+
+
+def test_a_lower_limit_from_the_server_wins_over_a_declared_one(monkeypatch):
+    clock = SimulatedTime(monkeypatch)
+    pacer = LanePacer(RateLimits(rpm=2400), clock=clock)
+    ticket = asyncio.run(pacer.admit(10, 0))
+    pacer.observe(ticket, read_rate_limits({"x-ratelimit-limit-requests": "600"}), input_tokens=None)
+    assert pacer.requests.rate_per_s == pytest.approx(10 * HEADROOM)
+    assert "600 rpm (from the server's headers)" in pacer.describe()
+
+
+def test_the_first_request_goes_at_once(monkeypatch):
+    clock = SimulatedTime(monkeypatch)
+    pacer = LanePacer(RateLimits(rpm=1), clock=clock)
+    times = _send(pacer, clock, 2)
+    assert times[0] == 1000.0 and times[1] - times[0] == pytest.approx(60 / HEADROOM, rel=0.01)

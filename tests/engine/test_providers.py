@@ -81,7 +81,7 @@ def test_client_errors_are_terminal(project, cli, provider, status):
     item = _results(project)["a1"]
     assert item["state"] == "failed_terminal" and item["attempts"] == 1
     assert f"HTTP {status}" in item["error"]
-    if status in (401, 403):  # fix the key, then the same requests may succeed
+    if status in (401, 403, 404):  # fix the key, model or base_url, then the same requests may succeed
         assert "check the API key" in result.output and "--retry-failed" in result.output
     else:  # re-sending the same request fails the same way
         assert "a retry will not fix" in result.output and "--retry-failed" not in result.output

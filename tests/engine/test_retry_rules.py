@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import random
 import time
 
@@ -16,6 +17,15 @@ def test_status_classes():
     assert [classify_status(s, "") for s in (400, 401, 402, 403, 404, 413, 422)] == ["terminal"] * 7
     assert classify_status(429, '{"error": {"code": "insufficient_quota"}}') == "terminal"
     assert classify_status(429, '{"error_code": "enforced_spend_limit_reached"}') == "terminal"
+    anthropic_spend = {"type": "error", "error": {"type": "rate_limit_error", "message": "spend limit",
+                                                  "details": {"error_code": "enforced_spend_limit_reached"}}}
+    assert classify_status(429, json.dumps(anthropic_spend)) == "terminal"
+    # OpenAI's rate-limit message for low tiers mentions billing: it is still about pace.
+    low_tier = {"error": {"message": "Rate limit reached for gpt-4o ... add a payment method at "
+                                     "https://platform.openai.com/account/billing", "type": "requests",
+                          "code": "rate_limit_exceeded"}}
+    assert classify_status(429, json.dumps(low_tier)) == "transient"
+    assert classify_status(429, "insufficient_quota: you exceeded your current quota") == "terminal"
     assert status_error(400, "This model's maximum context length is 8192 tokens", {}).kind == "terminal"
     assert status_error(500, "prompt is too long", {}).kind == "terminal"
 

@@ -164,3 +164,17 @@ def test_an_abandoned_attempt_does_not_use_up_the_retry_budget(tmp_path):
     assert (last.number, last.in_round) == (max_retries + 2, max_retries + 1)
     assert not policy.should_retry(transient, last.in_round)
     assert [a[2] for a in _attempts(store, "r0")] == ["abandoned"] + ["failed_retryable"] * max_retries + [None]
+
+
+def test_rate_limited_attempts_of_the_round_are_counted_for_the_budget(tmp_path):
+    """A resumed request's earlier 429s for pace spent no retry budget: the store counts them."""
+    store = RunStore.in_folder(tmp_path)
+    store.add_requests([NewRequest("r0", "i0", "t", 0, {})])
+    for status, final in ((429, False), (429, False), (503, False)):
+        attempt = store.start_attempt("r0")
+        store.fail("r0", attempt.number, final=final, error=f"HTTP {status}", status=status)
+    assert store.rate_limited_attempts("r0") == 2
+    attempt = store.start_attempt("r0")
+    store.fail("r0", attempt.number, final=True, error="HTTP 429: insufficient_quota", status=429)
+    store.requeue_failed()  # a new round starts from zero
+    assert store.rate_limited_attempts("r0") == 0

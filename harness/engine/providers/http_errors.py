@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -13,17 +14,38 @@ from harness.engine.providers.base import ErrorKind, ProviderError
 
 TRANSIENT_STATUSES = {408, 409, 429, 500, 502, 503, 504, 529}
 _CONTEXT_LENGTH_MARKERS = ("context_length", "context length", "maximum context", "too many tokens", "prompt is too long")
-# A 429 that is about money, not pace: waiting will not help.
-_TERMINAL_429_MARKERS = ("insufficient_quota", "enforced_spend_limit_reached", "billing")
+# A 429 that is about money, not pace: waiting will not help. Matched against the error's code
+# and type, never its prose: OpenAI's rate-limit message for low tiers mentions billing too.
+_QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "enforced_spend_limit_reached",
+                          "billing_error", "billing_not_active"})
 
 
 def classify_status(status: int, body_text: str) -> ErrorKind:
-    lowered = body_text.lower()
-    if status == 429 and any(marker in lowered for marker in _TERMINAL_429_MARKERS):
+    if status == 429 and _error_codes(body_text) & _QUOTA_CODES:
         return "terminal"
     if status in TRANSIENT_STATUSES or status >= 500:
         return "transient"
     return "terminal"
+
+
+def _error_codes(body_text: str) -> set[str]:
+    """The code/type strings of an error body, at any depth (OpenAI error.code/type, Anthropic
+    error.type and error.details.error_code). A body that is not JSON: the quota codes it names."""
+    try:
+        body = json.loads(body_text)
+    except ValueError:
+        return {code for code in _QUOTA_CODES if code in body_text}
+    codes: set[str] = set()
+    stack = [body]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            codes.update(str(value) for key, value in node.items()
+                         if key in ("code", "type", "error_code") and isinstance(value, str))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return codes
 
 
 def is_context_length_error(body_text: str) -> bool:
@@ -114,3 +136,8 @@ def _cause(exc: Exception) -> str:
             causes.append(text)
         cause = cause.__cause__ or cause.__context__
     return causes[-1] if causes else str(exc)
+
+
+def is_connection_error(error: ProviderError) -> bool:
+    """The request never reached a server (nothing was counted against any limit)."""
+    return error.status is None and str(error).startswith("connection error")
