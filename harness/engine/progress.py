@@ -76,6 +76,7 @@ class PlainProgress:
         self.settings = settings or PlainProgressSettings()
         self.total, self.done = total, already_done
         self.failed_count = self.retrying = self.tokens = 0
+        self.paused_until = 0.0
         self._console = console
         self._rate = RecentRate(self.settings.window_s)
         self._step = max(1, math.ceil(total * self.settings.fraction))
@@ -116,6 +117,10 @@ class PlainProgress:
     def retry_started(self) -> None:
         self.retrying -= 1
 
+    def paused(self, until: float) -> None:
+        self.paused_until = max(self.paused_until, until)
+        self.tick()
+
     def tick(self) -> None:
         """Prints a line if the interval has passed or another `fraction` of the requests is done."""
         with self._lock:
@@ -130,7 +135,8 @@ class PlainProgress:
         percent = 100 * self.done / self.total if self.total else 100.0
         shown_rate = f"{rate:.1f}" if rate is not None else "?"
         return (f"requests {self.done:,}/{self.total:,} ({percent:.0f}%)  failed {self.failed_count}  "
-                f"retrying {self.retrying}  tokens {self.tokens:,}  {shown_rate} req/s  ETA {_duration(eta)}")
+                f"retrying {self.retrying}  tokens {self.tokens:,}  {shown_rate} req/s  ETA {_duration(eta)}"
+                + _pause_note(self.paused_until))
 
     def _advance(self) -> None:
         with self._lock:
@@ -145,6 +151,12 @@ class PlainProgress:
     def _tick_until_stopped(self) -> None:
         while not self._stop.wait(min(self.settings.interval_s, 1.0)):
             self.tick()
+
+
+def _pause_note(until: float) -> str:
+    """While a target waits for the reset a 429 announced (the run is slow, not stuck)."""
+    left = until - time.monotonic()
+    return f"  paused by rate limits ({_duration(left)} left)" if left >= 0.5 else ""
 
 
 def _duration(seconds: float | None) -> str:
@@ -181,6 +193,10 @@ class RichProgress:
     def retry_started(self) -> None:
         self._sink.retry_started()
 
+    def paused(self, until: float) -> None:
+        """A target paused for rate limits until `until` (time.monotonic())."""
+        self._sink.paused(until)
+
 
 class _Bar:
     """The rich progress bar, for terminals."""
@@ -189,6 +205,7 @@ class _Bar:
         self.failed_count = 0
         self.retrying = 0
         self.tokens = 0
+        self.paused_until = 0.0
         self._last_refresh = 0.0
         self._progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -222,6 +239,10 @@ class _Bar:
         self.retrying -= 1
         self._refresh()
 
+    def paused(self, until: float) -> None:
+        self.paused_until = max(self.paused_until, until)
+        self._refresh()
+
     def _refresh(self) -> None:
         # The bar redraws 10 times a second; formatting the counts more often only costs CPU
         # that the requests in flight need.
@@ -229,5 +250,6 @@ class _Bar:
         if now - self._last_refresh < 0.1:
             return
         self._last_refresh = now
-        stats = f"failed {self.failed_count}  retrying {self.retrying}  tokens {self.tokens:,}"
+        stats = (f"failed {self.failed_count}  retrying {self.retrying}  tokens {self.tokens:,}"
+                 + _pause_note(self.paused_until))
         self._progress.update(self._task, stats=stats)

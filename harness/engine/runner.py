@@ -40,6 +40,8 @@ class ProgressSink(Protocol):
 
     def retry_started(self) -> None: ...
 
+    def paused(self, until: float) -> None: ...
+
 
 @dataclass
 class TargetLane:
@@ -207,6 +209,7 @@ class Engine:
             # The whole lane waits until the reset the server announced; this request then
             # queues for its turn like every other.
             lane.pacer.pause(self.retry.pause_s(failure, tries.rate_limited_in_row, self._rng))
+            self.progress.paused(lane.pacer.paused_until)
         else:
             await asyncio.sleep(self.retry.delay_s(failure, tries.spent(attempt.in_round), self._rng))
         self.progress.retry_started()

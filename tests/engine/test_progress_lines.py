@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 
 import pytest
 from rich.console import Console
@@ -95,3 +96,13 @@ def test_run_in_a_ci_log_prints_plain_progress_lines(project, cli, fake_server):
     assert all(line[1] == "40" for line in lines) and done[-1] == 40
     assert {4, 8, 12, 16, 20, 24, 28, 32, 36} <= set(done), result.output
     assert not re.search(r"requests ━", result.output)  # no redrawing bar in a log
+
+
+def test_a_rate_limit_pause_shows_in_the_line():
+    """A target waiting for a 429's reset looks slow, not stuck."""
+    progress, _ = _plain(10, FakeClock())
+    assert "paused" not in progress.line()
+    progress.paused(time.monotonic() + 42)
+    assert re.search(r"  paused by rate limits \(0:00:4[12] left\)$", progress.line())
+    progress.paused(time.monotonic() - 1)  # an earlier, shorter pause does not shorten it
+    assert "paused by rate limits" in progress.line()
