@@ -7,7 +7,10 @@ its own process, where v2 gets 5% of items wrong that v1 got right and 2% right 
 `baseline set` from v1, `gate` of v2, then `evalbatch report` in each format, each a whole
 process as a user runs it (imports, reading the stores and the baseline, rendering, writing).
 
-    python benchmarks/report_size.py [--items 100000] [--workdir DIR]
+    python benchmarks/report_size.py [--items 100000] [--workdir DIR] [--worst]
+
+--worst: v2 answers "bug" to every ticket, so about 80,000 items regress; the HTML lists the
+first 20,000 changed items (regressed first) and counts the rest.
 
 --workdir keeps the project (runs, baseline) in DIR, and a second call with the same DIR
 measures the reports again without sending the runs again.
@@ -37,6 +40,7 @@ TOPICS = {"charge": "billing", "crash": "bug", "wish": "feature request", "login
 # read the topic word otherwise.
 RULES = {"Route this ticket.\ntricky": "bug", "Ticket: hard": "cancellation",
          **{f"about {topic}": label for topic, label in TOPICS.items()}}
+WORST_RULES = {"Route this ticket.": "bug", **{f"about {topic}": label for topic, label in TOPICS.items()}}
 SERVER = """
 import sys, time
 from harness.testing.fake_server import FakeLLMServer, keyword_replier
@@ -95,25 +99,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--workdir", type=Path, help="keep the project here (and reuse its runs if present)")
+    parser.add_argument("--worst", action="store_true", help="v2 answers every ticket wrongly")
     args = parser.parse_args()
+    rules = WORST_RULES if args.worst else RULES
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        measure(args.workdir.resolve(), args.items)
+        measure(args.workdir.resolve(), args.items, rules)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        measure(Path(tmp), args.items)
+        measure(Path(tmp), args.items, rules)
 
 
-def measure(root: Path, items: int) -> None:
+def measure(root: Path, items: int, rules: dict[str, str]) -> None:
     if not (root / "reports" / "bench").is_dir():
-        make_runs(root, items)
+        make_runs(root, items, rules)
     candidate = latest_run(root)
     folder = root / "reports" / "bench" / candidate
     measure_reports(folder)
 
 
-def make_runs(root: Path, items: int) -> None:
-    server = subprocess.Popen([sys.executable, "-c", SERVER, json.dumps(RULES)], stdout=subprocess.PIPE, text=True,
+def make_runs(root: Path, items: int, rules: dict[str, str]) -> None:
+    server = subprocess.Popen([sys.executable, "-c", SERVER, json.dumps(rules)], stdout=subprocess.PIPE, text=True,
                               cwd=REPO)
     try:
         base_url = (server.stdout.readline() if server.stdout else "").strip()
@@ -146,7 +152,7 @@ def measure_reports(folder: Path) -> None:
     if document is not None:
         counts = document["item_counts"][0]
         print(f"items: {counts['regressed']:,} regressed, {counts['improved']:,} improved, "
-              f"{counts['unchanged']:,} unchanged (the HTML lists every changed item and 200 unchanged); "
+              f"{counts['unchanged']:,} unchanged (the HTML lists up to 20,000 changed items and 200 unchanged); "
               f"verdict {document['gate']['verdict']}")
 
 

@@ -43,6 +43,9 @@ from harness.runs.results import light_run_lines
 
 HISTORY_RUNS = 10
 UNCHANGED_SAMPLE = 200
+LISTED_CHANGES = 20_000
+"""Changed items the HTML lists at most (regressed first): about 320 bytes each keeps the file
+under 10 MB even when nearly every item of a 100,000-item comparison changed."""
 """Unchanged items the HTML shows at most (a seeded sample): changed items are what a reviewer reads."""
 _INPUT_CHARS = 600
 
@@ -75,6 +78,8 @@ class ReportData:
     history: list[HistoryPoint] = field(default_factory=list)
     """The first primary metric over the baseline's history, then the candidate's value."""
     confusion: Confusion | None = None
+    unlisted_changes: int = 0
+    """Changed items beyond LISTED_CHANGES, counted but not listed."""
 
 
 @dataclass(frozen=True)
@@ -157,9 +162,10 @@ def _comparison(inputs: ComparisonInputs, record: GateRecord, source: str, optio
         run=run_summary(folder, read_manifest(folder), candidate.fingerprints.target, score_rows(cand_means)),
         baseline=_baseline_summary(inputs, options, score_rows(base_means)), gate=record, item_counts=counts,
         top_regressed=_top(moved, "regressed"), top_improved=_top(moved, "improved"), notes=notes)
-    shown = moved + sampled
-    return ReportData(document, folder, candidate, baseline, _with_inputs(folder, shown),
-                      _history(document, inputs, options), _confusion(folder, baseline, candidate))
+    listed = sorted(moved, key=lambda c: c.change != "regressed")[:LISTED_CHANGES]  # stable: by ID within
+    return ReportData(document, folder, candidate, baseline, _with_inputs(folder, listed + sampled),
+                      _history(document, inputs, options), _confusion(folder, baseline, candidate),
+                      unlisted_changes=len(moved) - len(listed))
 
 
 _CONFUSION_LABELS = 12

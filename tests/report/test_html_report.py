@@ -132,3 +132,16 @@ def test_confusion_matrices_count_the_stored_labels(gated):
         assert {key: value for key, value in shown.items() if value} == dict(counted)
     # v2 answers "bug" to everything except the hostile items, which it answers with no label.
     assert confusion.expected[:1] == ["billing"] and "bug" in confusion.predicted
+
+
+def test_listed_changes_are_capped_regressed_first(gated, monkeypatch):
+    from harness.report import report_data
+    from harness.report.html import render_html
+
+    monkeypatch.setattr(report_data, "LISTED_CHANGES", 10)
+    data = report_data.gather(gated.candidate_run, report_data.ReportOptions(reports_dir=gated.project.root / "reports"))
+    changed = [view.change for view in data.items if view.change.change != "unchanged"]
+    regressed = data.document.item_counts[0].regressed
+    assert len(changed) == 10 and all(c.change == "regressed" for c in changed)
+    assert data.unlisted_changes == regressed + data.document.item_counts[0].improved - 10
+    assert f"{data.unlisted_changes:,} more changed items are counted but not listed" in render_html(data)

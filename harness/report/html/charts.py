@@ -98,14 +98,20 @@ def bar_pairs(labels: list[str], baseline: list[float], candidate: list[float], 
 
 def histograms(baseline: list[float], candidate: list[float], xlabel: str) -> str:
     """Two overlaid histograms on shared bins (score or output-length distributions)."""
+    import numpy as np
+
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(7.2, 2.4))
     values = baseline + candidate
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
     bins = 20 if high > low else 1
     span = (low, high) if high > low else (low - 0.5, high + 0.5)
-    axes.hist(baseline, bins=bins, range=span, color="#9ca3af", alpha=0.7, label="baseline")
-    axes.hist(candidate, bins=bins, range=span, color=_LINE, alpha=0.6, label="candidate")
+    # Counted by numpy and drawn as outlines: pyplot.hist draws one patch per bin and value set,
+    # which costs more than the counting at 100,000 items.
+    for values_of, colour, name in ((baseline, "#9ca3af", "baseline"), (candidate, _LINE, "candidate")):
+        if values_of:
+            counts, edges = np.histogram(values_of, bins=bins, range=span)
+            axes.stairs(counts, edges, fill=True, color=colour, alpha=0.6, label=name)
     axes.set_xlabel(xlabel)
     axes.set_ylabel("items")
     axes.legend(frameon=False)

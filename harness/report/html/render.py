@@ -83,7 +83,7 @@ def _comparison_context(gate: GateRecord, data: ReportData) -> dict[str, Any]:
         "items": [_item_row(view) for view in data.items], "counts": data.document.item_counts,
         "item_metrics": sorted({view.change.metric for view in data.items}),
         "item_slices": sorted({s for view in data.items for s in view.change.slices}),
-        "history_chart": _history_chart(data), "confusion": data.confusion,
+        "history_chart": _history_chart(data), "confusion": data.confusion, "unlisted": data.unlisted_changes,
         "score_charts": _score_charts(data.baseline, data.candidate),
     }
 
