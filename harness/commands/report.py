@@ -79,6 +79,8 @@ def write_reports(folder: Path, formats: tuple[str, ...], target: str | None = N
     from harness.runs.files import write_atomically
     from harness.runs.manifest import read_manifest
 
+    if not formats:
+        return []
     labels = [target] if target else [t.label for t in read_manifest(folder).targets]
     written = []
     for label in labels:

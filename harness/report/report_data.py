@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from harness import __version__
 from harness.compare.baseline import read_baseline_header
@@ -138,7 +139,8 @@ def _failed_as_zero(suite_path: Path) -> bool:
         return True
 
 
-def _comparison(inputs: ComparisonInputs, record: GateRecord, source: str, options: ReportOptions,
+def _comparison(inputs: ComparisonInputs, record: GateRecord, source: Literal["recorded", "computed"],
+                options: ReportOptions,
                 notes: list[str]) -> ReportData:
     folder = inputs.candidate_folder
     candidate, baseline = inputs.candidate, inputs.baseline
@@ -158,7 +160,7 @@ def _comparison(inputs: ComparisonInputs, record: GateRecord, source: str, optio
                                  improved=sum(1 for c in changed if c.change == "improved"), unchanged=len(unchanged)))
     document = ReportDocument(
         kind="comparison", generated_at=now_iso(), harness_version=__version__,
-        gate_source="recorded" if source == "recorded" else "computed",
+        gate_source=source,
         run=run_summary(folder, read_manifest(folder), candidate.fingerprints.target, score_rows(cand_means)),
         baseline=_baseline_summary(inputs, options, score_rows(base_means)), gate=record, item_counts=counts,
         top_regressed=_top(moved, "regressed"), top_improved=_top(moved, "improved"), notes=notes)
