@@ -92,13 +92,15 @@ def _gate(document: ReportDocument) -> list[str]:
         lines.append(f"| {escape(reason.metric)} | {_num(base.mean if base else None)} | "
                      f"{_num(cand.mean if cand else None)} | {_pts(reason.mean_delta)} | {ci} | {margin * 100:+g} | "
                      f"{escape(reason.test)} | {_p(reason.p)} | **{reason.verdict}** |")
-    for check in gate.guardrails:
-        state = "ALARM" if check.alarmed else "ok"
-        lines.append(f"| guardrail {escape(check.name)} | | | {_pts(check.mean_delta)} | | | {escape(check.test)} | "
-                     f"{_p(check.adjusted_p)} (Holm) | {state} |")
     lines.append("")
-    counts = ", ".join(f"{escape(c.metric)}: {c.regressed} regressed, {c.improved} improved, {c.unchanged} unchanged"
-                       for c in document.item_counts)
+    if gate.guardrails:  # in the metric's own units: a guardrail such as output_length is not a rate
+        lines += ["| guardrail | delta | test | Holm p | |", "|---|---:|---|---:|---|"]
+        lines += [f"| {escape(check.name)}{' (blocking)' if check.blocking else ''} | {_num(check.mean_delta)} | "
+                  f"{escape(check.test)} | {_p(check.adjusted_p)} | {'ALARM' if check.alarmed else 'ok'} |"
+                  for check in gate.guardrails]
+        lines.append("")
+    counts = ", ".join(f"{escape(c.metric)}: {c.regressed:,} regressed, {c.improved:,} improved, "
+                       f"{c.unchanged:,} unchanged" for c in document.item_counts)
     if counts:
         lines += [f"Items: {counts}.", ""]
     lines += _items("Top regressed items", document.top_regressed)

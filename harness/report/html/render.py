@@ -149,6 +149,8 @@ def _forest(gate: GateRecord, metrics: list[dict], guardrails: list[dict], subse
         margin = signed * 100 if margin is None else margin
         rows.append(_forest_row(f"{entry['metric']} (primary)", c, signed, reason.higher_is_better))
     for entry in guardrails:
+        if not entry["c"].get("scores_in_unit_interval"):
+            continue  # in points it would be on another scale than the rest (an output length)
         row = _forest_row(f"guardrail {entry['reason'].name}", entry["c"], None, True)
         rows.append(charts.ForestRow(row.label, row.delta, row.low, row.high, worse=entry["reason"].alarmed))
     ranked = sorted(subsets, key=lambda s: (s["c"].get("mean_delta") is None, s["c"].get("mean_delta") or 0.0))
