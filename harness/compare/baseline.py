@@ -20,7 +20,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from harness.compare.snapshot import ItemRecord, RunSnapshot, compact_record, snapshot_json
+from harness.compare.snapshot import ItemRecord, RunSnapshot, Shared, compact_record, snapshot_json
 from harness.errors import UserError
 from harness.runs.manifest import now_iso, write_atomically
 
@@ -122,7 +122,7 @@ def read_baseline(path: Path, keep_fields: Collection[str] | None = None) -> tup
                 data = first + handle.read()
                 baseline = Baseline.model_validate_json(data)
                 if keep_fields is not None:
-                    shared: dict = {}
+                    shared = Shared()
                     for record in baseline.snapshot.items.values():
                         compact_record(record, keep_fields, shared)
                 return baseline, hashlib.sha256(data).hexdigest()
@@ -170,7 +170,7 @@ def _header(first: bytes) -> BaselineHeader | None:
 
 
 def _item_lines(handle, digest, path: Path, keep_fields: Collection[str] | None) -> Iterator[tuple[str, ItemRecord]]:
-    shared: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+    shared = Shared()
     for number, raw in enumerate(handle, start=2):
         digest.update(raw)
         if not raw.strip():

@@ -11,7 +11,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
@@ -38,7 +38,7 @@ class ItemRecord:
     about 2 KB, 200 MB for 100,000 items."""
 
     slices: Sequence[str]
-    scores: dict[str, Sequence[float | None]]
+    scores: Mapping[str, Sequence[float | None]]
     """Per metric, one score per epoch (None: no score, e.g. unfinished; a failed request scores 0.0
     unless the snapshot was taken with failed_as_zero=False)."""
     output_sha256: Sequence[str | None]
@@ -135,6 +135,7 @@ class _ItemsBuilder:
     def __init__(self, metrics: list[str], labelled: list[str], failed_as_zero: bool,
                  keep_fields: Collection[str] | None) -> None:
         self.metrics, self.labelled, self.failed_as_zero = metrics, labelled, failed_as_zero
+        self.metric_names = tuple(metrics)
         self.keep_fields = None if keep_fields is None else frozenset(keep_fields)
         self.drafts: dict[str, _Draft] = {}
         self.slices: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -182,7 +183,7 @@ class _ItemsBuilder:
         for item_id in list(self.drafts):
             draft = self.drafts.pop(item_id)  # released as its record is made
             if draft.finished:
-                items[item_id] = draft.record(self.metrics)
+                items[item_id] = draft.record(self.metric_names, lean=self.keep_fields is not None)
             else:
                 unfinished += 1
         return items, unfinished
@@ -217,26 +218,61 @@ class _Draft:
         if self.indexes is not None:
             self.indexes.append(index)
 
-    def record(self, metrics: list[str]) -> ItemRecord:
+    def record(self, metrics: tuple[str, ...], lean: bool) -> ItemRecord:
         order = None if self.indexes is None else sorted(range(len(self.indexes)), key=self.indexes.__getitem__)
 
         def arranged(values: list) -> tuple:
             return tuple(values) if order is None or not values else tuple(values[i] for i in order)
 
         return ItemRecord(slices=self.slices, cluster=self.cluster, fields=self.fields,
-                          scores={metric: arranged(values) for metric, values in zip(metrics, self.scores, strict=True)},
+                          scores=SharedKeyScores(metrics, tuple(arranged(values) for values in self.scores)) if lean
+                          else {metric: arranged(values) for metric, values in zip(metrics, self.scores, strict=True)},
                           output_sha256=arranged(self.hashes), outputs=arranged(self.outputs),
                           output_lengths=arranged(self.lengths), labels=arranged(self.labels), failed=self.failed)
 
 
-def compact_record(record: ItemRecord, keep_fields: Collection[str],
-                   shared_fields: dict[tuple[tuple[str, str], ...], dict[str, str]]) -> None:
+class SharedKeyScores(Mapping[str, Sequence[float | None]]):
+    """A lean snapshot's per-metric scores of one item: the metric names are one tuple shared by
+    every item, the item holds only its values (a dict per item was ~180 B of ~750)."""
+
+    __slots__ = ("_names", "_values")
+
+    def __init__(self, names: tuple[str, ...], values: tuple[Sequence[float | None], ...]) -> None:
+        self._names, self._values = names, values
+
+    def __getitem__(self, metric: str) -> Sequence[float | None]:
+        try:
+            return self._values[self._names.index(metric)]
+        except ValueError:
+            raise KeyError(metric) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+@dataclass
+class Shared:
+    """What records read from one file share: field dicts and metric names."""
+
+    fields: dict[tuple[tuple[str, str], ...], dict[str, str]] = dataclass_field(default_factory=dict)
+    names: dict[tuple[str, ...], tuple[str, ...]] = dataclass_field(default_factory=dict)
+
+
+def compact_record(record: ItemRecord, keep_fields: Collection[str], shared: Shared) -> None:
     """Makes a record read from a file as small as a comparison's (see _ItemsBuilder): only the
     kept fields (one shared dict per distinct value), no hashes, tuples, short outputs shared."""
     kept = tuple((key, sys.intern(value)) for key, value in record.fields.items() if key in keep_fields)
-    record.fields = shared_fields.setdefault(kept, dict(kept))
+    record.fields = shared.fields.setdefault(kept, dict(kept))
     record.output_sha256 = ()
-    record.scores = {metric: tuple(values) for metric, values in record.scores.items()}
+    names = tuple(record.scores)
+    record.scores = SharedKeyScores(shared.names.setdefault(names, names),
+                                    tuple(tuple(values) for values in record.scores.values()))
     record.outputs = tuple(sys.intern(o) if o is not None and len(o) <= 64 else o for o in record.outputs)
     record.output_lengths = tuple(record.output_lengths)
     record.labels = tuple(_intern(label) for label in record.labels)
