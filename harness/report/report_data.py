@@ -148,26 +148,38 @@ def _comparison(inputs: ComparisonInputs, record: GateRecord, source: Literal["r
     # Item means are computed once per run and metric: a 100,000-item report reads them thrice.
     base_means = {metric: metric_item_means(baseline, metric) for metric in baseline.metrics}
     cand_means = {metric: metric_item_means(candidate, metric) for metric in candidate.metrics}
-    moved: list[ItemChange] = []
+    # Changes are kept as (metric, item, kind, |delta|) until chosen for showing: a comparison
+    # where most of 100,000 items moved must not build a record for each.
+    moved: list[_Moved] = []
     sampled: list[ItemChange] = []
     counts = []
     for metric in [m for m in candidate.metrics if m in baseline.metrics]:
-        changed, unchanged = item_changes(baseline, candidate, metric, (base_means[metric], cand_means[metric]),
-                                          higher.get(metric, True))
-        moved += changed
-        sampled += _sample_unchanged(baseline, candidate, metric, unchanged, (base_means[metric], cand_means[metric]))
-        counts.append(ItemCounts(metric=metric, regressed=sum(1 for c in changed if c.change == "regressed"),
-                                 improved=sum(1 for c in changed if c.change == "improved"), unchanged=len(unchanged)))
+        means = (base_means[metric], cand_means[metric])
+        changed, unchanged = item_changes(means, higher.get(metric, True))
+        moved += [(metric, *change) for change in changed]
+        sampled += [_change(baseline, candidate, metric, item_id, "unchanged", means)
+                    for item_id in _sample_unchanged(unchanged)]
+        counts.append(ItemCounts(metric=metric, regressed=sum(1 for c in changed if c[1] == "regressed"),
+                                 improved=sum(1 for c in changed if c[1] == "improved"), unchanged=len(unchanged)))
+
+    def made(chosen: list[_Moved]) -> list[ItemChange]:
+        return [_change(baseline, candidate, metric, item_id, kind, (base_means[metric], cand_means[metric]))
+                for metric, item_id, kind, _ in chosen]
+
     document = ReportDocument(
         kind="comparison", generated_at=now_iso(), harness_version=__version__,
         gate_source=source,
         run=run_summary(folder, read_manifest(folder), candidate.fingerprints.target, score_rows(cand_means)),
         baseline=_baseline_summary(inputs, options, score_rows(base_means)), gate=record, item_counts=counts,
-        top_regressed=_top(moved, "regressed"), top_improved=_top(moved, "improved"), notes=notes)
-    listed = sorted(moved, key=lambda c: c.change != "regressed")[:LISTED_CHANGES]  # stable: by ID within
-    return ReportData(document, folder, candidate, baseline, _with_inputs(folder, listed + sampled),
+        top_regressed=made(_top(moved, "regressed")), top_improved=made(_top(moved, "improved")), notes=notes)
+    listed = sorted(moved, key=lambda c: c[2] != "regressed")[:LISTED_CHANGES]  # stable: by ID within
+    return ReportData(document, folder, candidate, baseline, _with_inputs(folder, made(listed) + sampled),
                       _history(document, inputs, options), _confusion(folder, baseline, candidate),
                       unlisted_changes=len(moved) - len(listed))
+
+
+_Moved = tuple[str, str, ChangeKind, float]
+"""(metric, item ID, regressed or improved, |delta|)."""
 
 
 _CONFUSION_LABELS = 12
@@ -252,26 +264,26 @@ def _run_mean(run_id: str, metric: str, inputs: ComparisonInputs, options: Repor
     return sum(means) / len(means) if means else None
 
 
-def _top(changes: list[ItemChange], kind: str) -> list[ItemChange]:
-    chosen = [c for c in changes if c.change == kind]
-    chosen.sort(key=lambda c: (-abs((c.candidate_score or 0.0) - (c.baseline_score or 0.0)), c.item_id))
+def _top(changes: list[_Moved], kind: str) -> list[_Moved]:
+    chosen = [c for c in changes if c[2] == kind]
+    chosen.sort(key=lambda c: (-c[3], c[1]))
     return chosen[:TOP_ITEMS]
 
 
-def _sample_unchanged(baseline: RunSnapshot, candidate: RunSnapshot, metric: str, unchanged: list[str],
-                      means: tuple[dict[str, float], dict[str, float]]) -> list[ItemChange]:
+def _sample_unchanged(unchanged: list[str]) -> list[str]:
     """At most UNCHANGED_SAMPLE unchanged items, a seeded sample: the same report twice shows the same."""
     chosen = unchanged if len(unchanged) <= UNCHANGED_SAMPLE else random.Random(0).sample(unchanged, UNCHANGED_SAMPLE)
-    return [_change(baseline, candidate, metric, item_id, "unchanged", means) for item_id in sorted(chosen)]
+    return sorted(chosen)
 
 
-def item_changes(baseline: RunSnapshot, candidate: RunSnapshot, metric: str,
-                 means: tuple[dict[str, float], dict[str, float]],
-                 higher_is_better: bool = True) -> tuple[list[ItemChange], list[str]]:
-    """The paired items whose score (mean over epochs, `means` as metric_item_means gives them)
-    regressed or improved, and the IDs of those that stayed."""
+def item_changes(means: tuple[dict[str, float], dict[str, float]],
+                 higher_is_better: bool = True) -> tuple[list[tuple[str, ChangeKind, float]], list[str]]:
+    """From a metric's item means of the baseline and the candidate (metric_item_means), the
+    paired items that regressed or improved, as (item ID, kind, |delta|), and the IDs of those
+    that stayed; by item ID."""
     base, cand = means
-    changed, unchanged = [], []
+    changed: list[tuple[str, ChangeKind, float]] = []
+    unchanged = []
     for item_id in sorted(base.keys() & cand.keys()):
         delta = cand[item_id] - base[item_id]
         if not higher_is_better:
@@ -279,8 +291,7 @@ def item_changes(baseline: RunSnapshot, candidate: RunSnapshot, metric: str,
         if abs(delta) < 1e-12:
             unchanged.append(item_id)
         else:
-            kind: ChangeKind = "improved" if delta > 0 else "regressed"
-            changed.append(_change(baseline, candidate, metric, item_id, kind, means))
+            changed.append((item_id, "improved" if delta > 0 else "regressed", abs(delta)))
     return changed, unchanged
 
 
