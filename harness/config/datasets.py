@@ -121,8 +121,22 @@ def _read_jsonl(path: Path, problems: InputProblems) -> list[tuple[str, dict[str
             if not isinstance(record, dict):
                 problems.add("each line must be a JSON object", file=str(path), location=where)
                 continue
+            if "\\u" in line and _has_lone_surrogate(record):
+                problems.add("a \\uD800-\\uDFFF escape without its pair: not valid Unicode text, and no API "
+                             "would accept it", file=str(path), location=where)
+                continue
             records.append((where, record))
     return records
+
+
+def _has_lone_surrogate(record: dict[str, Any]) -> bool:
+    """JSON may escape half of a UTF-16 pair ("\\ud800"); such a string cannot be encoded as UTF-8,
+    so it would fail the run at its first write instead of here."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _located(fmt: str, records: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:

@@ -28,7 +28,8 @@ CACHE_DIR_ENV: Final = "EVALBATCH_CACHE_DIR"
 CACHE_FILENAME: Final = "responses.sqlite"
 # Long enough for another process's commit (a few milliseconds), short enough that a cache held
 # locked by a stuck process costs a run little: the lookup is skipped and the request is sent.
-_BUSY_TIMEOUT_MS: Final = 2000
+_BUSY_TIMEOUT_MS: Final = 250
+_BUSY_TOLERATED: Final = 3
 
 _SCHEMA = """
     CREATE TABLE IF NOT EXISTS responses (
@@ -59,7 +60,8 @@ def cache_key(provider: str, base_url: str | None, body: dict[str, Any], sample_
     if sample_index is not None:
         parts["sample_index"] = sample_index
     canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    # surrogatepass: a record may hold a lone surrogate (valid JSON, "\ud800"); it must key, not crash.
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _print_warning(message: str) -> None:
@@ -74,6 +76,7 @@ class ResponseCache:
         self._warn = warn
         self.db: sqlite3.Connection | None = None
         self.hits = self.misses = self.stored = 0
+        self._busy = 0
         try:
             self.db = self._open()
         except (sqlite3.Error, OSError) as exc:
@@ -120,9 +123,7 @@ class ResponseCache:
             row = self.db.execute("SELECT text, input_tokens, output_tokens, finish_reason FROM responses"
                                   " WHERE key = ?", (key,)).fetchone()
         except sqlite3.OperationalError as exc:
-            if _is_busy(exc):  # another process holds it too long: send this one instead
-                return None
-            self._disable(exc)
+            self._disable_unless_passing(exc)  # busy: send this one instead
             return None
         except sqlite3.Error as exc:
             self._disable(exc)
@@ -144,8 +145,7 @@ class ResponseCache:
                 (key, completion.text, completion.input_tokens, completion.output_tokens,
                  completion.finish_reason, time.time())).rowcount
         except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
-                self._disable(exc)
+            self._disable_unless_passing(exc)
             return
         except sqlite3.Error as exc:
             self._disable(exc)
@@ -156,6 +156,14 @@ class ResponseCache:
         if self.db is not None:
             self.db.close()
             self.db = None
+
+    def _disable_unless_passing(self, exc: sqlite3.OperationalError) -> None:
+        """A lock another process holds a moment is passing; one held through several waits (a
+        stopped process mid-write, a shell in a transaction) would stall every answer of the run
+        on the event loop, so the cache is turned off."""
+        self._busy += _is_busy(exc)
+        if not _is_busy(exc) or self._busy >= _BUSY_TOLERATED:
+            self._disable(exc)
 
     def _disable(self, exc: BaseException) -> None:
         if self.db is not None:

@@ -87,3 +87,14 @@ def test_unreadable_file_is_a_user_error(tmp_path):
 def test_date_strings_stay_strings(tmp_path):
     dataset = _load(tmp_path, [{"id": "a", "expected": {"date": "2025-03-19"}}])
     assert dataset.items[0].fields["expected"]["date"] == "2025-03-19"
+
+
+def test_a_lone_surrogate_escape_is_bad_input_naming_its_line(tmp_path):
+    """Valid JSON, but not text any API (or our own results file) can hold: reported before anything
+    is sent, instead of crashing the run at its first write."""
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"id": "a", "text": "fine"}\n{"id": "b", "text": "bad \\ud800 half"}\n'
+                    '{"id": "c", "text": "a pair \\ud83d\\ude00 is fine"}\n', encoding="utf-8")
+    with pytest.raises(UserError, match="without its pair") as raised:
+        load_dataset_items(DatasetSpec(path="data.jsonl"), lambda rel: tmp_path / rel)
+    assert raised.value.location == "line 2"
