@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,11 +60,14 @@ class Reuse:
     """One per run (per engine). Not thread-safe: it lives on the engine's event loop."""
 
     def __init__(self, store: RunStore, providers: Mapping[str, Provider], spec: EngineSpec,
-                 scorer: Scorer | None = None, cache: ResponseCache | None = None) -> None:
+                 scorer: Scorer | None = None, cache: ResponseCache | None = None,
+                 priced: Collection[str] | None = None) -> None:
         """`providers` by target label (the lanes'); `cache` defaults to the shared response cache
         when `spec.cache` is on (a damaged cache file is reported once and left out)."""
         self.store = store
         self.spec = spec
+        self.priced = set(providers) if priced is None else set(priced)
+        """Targets whose price is known: a reused answer costs them $0; for the others cost stays unknown."""
         self.scorer = scorer
         self.cache = cache if cache is not None else (ResponseCache() if spec.cache else None)
         self.counts: Counter[str] = Counter()
@@ -205,7 +208,8 @@ class Reuse:
 
     def _reuse(self, request: WorkRequest, answer: Completion, origin: str) -> Completion | None:
         self._keys.pop(request.request_id, None)
-        if not self.store.reuse(request.request_id, answer, origin, self._scores(request, answer.text)):
+        cost = 0.0 if request.target.label in self.priced else None
+        if not self.store.reuse(request.request_id, answer, origin, self._scores(request, answer.text), cost):
             return None  # not waiting to be sent (finished, or in flight elsewhere): the engine skips it
         self.counts[origin] += 1
         return answer

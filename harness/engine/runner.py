@@ -81,7 +81,8 @@ class Engine:
         self._rng = random.Random()
         self._cancel_checked_at = float("-inf")
         self.cancelled = False
-        self.reuse = Reuse(store, {label: lane.provider for label, lane in lanes.items()}, spec, scorer)
+        self.reuse = Reuse(store, {label: lane.provider for label, lane in lanes.items()}, spec, scorer,
+                           priced=[label for label, lane in lanes.items() if lane.price is not None])
         """Answers without sending: identical requests of the run, and the response cache."""
 
     async def run(self, todo: list[WorkRequest]) -> None:
@@ -175,7 +176,8 @@ class Engine:
         lane.breaker.succeeded()
         cost = None
         if lane.price is not None and completion.input_tokens is not None and completion.output_tokens is not None:
-            cost = lane.price.cost(completion.input_tokens, completion.output_tokens)
+            cost = lane.price.cost(completion.input_tokens, completion.output_tokens,
+                                   cached_input_tokens=completion.cached_input_tokens or 0)
         if self.store.succeed(request.request_id, attempt, completion, latency_ms,
                               self._scores(request, completion.text), cost_usd=cost):
             self.reuse.record(request, completion)
@@ -211,9 +213,15 @@ class Engine:
             lane.pacer.pause(self.retry.pause_s(failure, tries.rate_limited_in_row, self._rng))
             self.progress.paused(lane.pacer.paused_until)
         else:
-            await asyncio.sleep(self.retry.delay_s(failure, tries.spent(attempt.in_round), self._rng))
+            await self._wait_unless_stopped(lane, self.retry.delay_s(failure, tries.spent(attempt.in_round), self._rng))
         self.progress.retry_started()
         return True
+
+    async def _wait_unless_stopped(self, lane: TargetLane, seconds: float) -> None:
+        """A backoff (a Retry-After can be minutes) that a cancel or a stopped lane cuts short."""
+        until = time.monotonic() + seconds
+        while (left := until - time.monotonic()) > 0 and self._may_send(lane):
+            await asyncio.sleep(min(left, _CANCEL_CHECK_S))
 
     def _scores(self, request: WorkRequest, output: str) -> list[ScoreRow]:
         """Scored as it arrives so the store alone can be compared; a scorer that fails here

@@ -252,15 +252,17 @@ class RunStore:
                 self._save_scores(scores)
         return bool(changed)
 
-    def reuse(self, request_id: str, completion: Completion, origin: str, scores: Iterable[ScoreRow] = ()) -> bool:
+    def reuse(self, request_id: str, completion: Completion, origin: str, scores: Iterable[ScoreRow] = (),
+              cost_usd: float | None = 0.0) -> bool:
         """A request answered without sending it (origin 'cache' or 'duplicate'): queued ->
-        succeeded, costing nothing. False (nothing changed) when it is not waiting to be sent."""
+        succeeded, costing nothing (cost_usd None: the target's price is unknown, so its spend stays
+        unknown rather than $0). False (nothing changed) when it is not waiting to be sent."""
         with self._transaction():
             changed = self.db.execute(
                 "UPDATE requests SET state = ?, output = ?, input_tokens = ?, output_tokens = ?, finish_reason = ?,"
-                " error = NULL, cost_usd = 0, origin = ?, updated_at = ? WHERE request_id = ? AND state IN (?, ?)",
+                " error = NULL, cost_usd = ?, origin = ?, updated_at = ? WHERE request_id = ? AND state IN (?, ?)",
                 (SUCCEEDED, completion.text, completion.input_tokens, completion.output_tokens,
-                 completion.finish_reason, origin, time.time(), request_id, QUEUED, FAILED_RETRYABLE)).rowcount
+                 completion.finish_reason, cost_usd, origin, time.time(), request_id, QUEUED, FAILED_RETRYABLE)).rowcount
             if changed:
                 self._save_scores(scores)
         return bool(changed)

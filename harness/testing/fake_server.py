@@ -126,6 +126,8 @@ class FakeLLMServer:
         self.replier = replier or keyword_replier({})
         self.faults = faults or []
         self.latency_s = latency_s
+        self.cached_share = 0.0
+        """OpenAI replies report this share of prompt tokens as served by the prompt cache."""
         self.limits = WindowLimits(rpm, tpm, window_s) if rpm is not None or tpm is not None else None
         self.limit_style = limit_style
         self.random_faults = RandomFaults(fault_rate, fault_seed, tuple(fault_kinds), slow_s) if fault_rate else None
@@ -235,7 +237,8 @@ class FakeLLMServer:
             "id": f"chatcmpl-{number}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", "fake"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": usage_in, "completion_tokens": usage_out, "total_tokens": usage_in + usage_out},
+            "usage": {"prompt_tokens": usage_in, "completion_tokens": usage_out, "total_tokens": usage_in + usage_out,
+                      "prompt_tokens_details": {"cached_tokens": int(usage_in * self.cached_share)}},
         }, headers=headers)
 
     def _over_limit(self, arrived: float, exceeded: str, reset_s: float, headers: dict[str, str],

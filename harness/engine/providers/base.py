@@ -28,6 +28,8 @@ class Completion:
     output_tokens: int | None = None
     finish_reason: str | None = None
     rate_limits: dict[str, str] = field(default_factory=dict)
+    cached_input_tokens: int | None = None
+    """The part of input_tokens the provider's prompt cache served (billed at the cached price)."""
 
 
 class ProviderError(Exception):

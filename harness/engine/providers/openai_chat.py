@@ -67,6 +67,7 @@ class OpenAIChatProvider:
             output_tokens=usage.completion_tokens if usage else None,
             finish_reason=choices[0].finish_reason,
             rate_limits=rate_limit_headers(raw.headers),
+            cached_input_tokens=getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None),
         )
 
     def _client_for(self, timeout_s: float):
