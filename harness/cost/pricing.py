@@ -8,6 +8,7 @@ updating a price is an edit of prices.json.
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from importlib import resources
 from typing import Final, Literal
@@ -82,14 +83,21 @@ class PriceTable(BaseModel):
                           source=f"price table entry {name}: {entry.source}")
 
     def entry_for(self, model: str) -> str | None:
-        """The entry a model name takes: its own, else the longest entry that is a prefix of it
-        followed by '-' (gpt-4o-mini-2024-07-18 -> gpt-4o-mini). Requiring the '-' keeps
-        gpt-5.4 from taking gpt-5's price: an unknown model has no price rather than a wrong one."""
+        """The entry a model name takes: its own, else an entry it names with a snapshot suffix
+        (gpt-4o-mini-2024-07-18 -> gpt-4o-mini, claude-sonnet-4-5-20250929 -> claude-sonnet-4-5,
+        -latest). Any other suffix is another model (o1-pro, o1-mini, o3-deep-research, gpt-5.4),
+        and an unknown model has no price rather than a wrong one."""
         model = model.lower()
         if model in self.models:
             return model
-        prefixes = [name for name in self.models if model.startswith(name + "-")]
-        return max(prefixes, key=len) if prefixes else None
+        match = _SNAPSHOT_SUFFIX.search(model)
+        if match is None:
+            return None
+        base = model[:match.start()]
+        return base if base in self.models else None
+
+
+_SNAPSHOT_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 
 
 @lru_cache(maxsize=1)

@@ -39,9 +39,16 @@ def test_an_exact_name_takes_its_entry():
     ("claude-3-5-haiku-latest", (0.8, 4.0)),
     ("GPT-4o-Mini", (0.15, 0.6)),
 ])
-def test_a_snapshot_name_takes_its_longest_prefix(model, expected):
+def test_a_snapshot_name_takes_its_models_price(model, expected):
     provider = "anthropic" if model.startswith("claude") else "openai"
     assert _realtime(price_for(_target(model, provider))) == expected
+
+
+@pytest.mark.parametrize("model", ["o1-pro", "o1-pro-2025-03-19", "o1-mini", "o3-deep-research",
+                                   "o4-mini-deep-research", "gpt-4o-realtime-preview", "gpt-5.4"])
+def test_another_model_sharing_a_name_prefix_has_no_price(model):
+    """o1-pro costs ten times o1; o1-mini a tenth: a suffix other than a snapshot date is another model."""
+    assert price_for(_target(model)) is None
 
 
 def test_an_exact_snapshot_entry_beats_the_prefix():
