@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 import click
 
 from harness.commands.common import EXIT_INTERRUPTED, console, reports_user_errors
+from harness.cost.money import format_usd
 from harness.engine.metrics import RunMetrics, run_metrics
 from harness.engine.states import UNFINISHED_STATES, RequestState
 from harness.engine.store import RunStore
@@ -185,7 +186,7 @@ def status_lines(job: JobStatus, suite_arg: str, manifest: Manifest) -> list[str
     elif job.remaining and job.status not in _FINISHED:
         lines.append(f"{job.remaining:,} request(s) not finished. Resume with: {resume_command(suite_arg, manifest)}")
     lines += [f"target {label} stopped: {reason}" for label, reason in job.stopped_lanes.items()]
-    lines.append("spend so far: " + ("unknown (no prices)" if job.spend_usd is None else f"${job.spend_usd:,.4f}"))
+    lines.append("spend so far: " + ("unknown (no prices)" if job.spend_usd is None else format_usd(job.spend_usd)))
     return lines + run_metrics_lines(job.metrics)
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from harness.config.loader import LoadedSuite
+from harness.cost.money import format_usd
 from harness.engine.metrics import RunMetrics
 from harness.engine.states import UNFINISHED_STATES
 from harness.engine.store import RunStore
@@ -82,8 +83,8 @@ def run_metrics_lines(metrics: RunMetrics) -> list[str]:
     if m.cost_usd is None:
         cost = "cost unknown (no prices)"
     else:
-        cost = (f"cost ${m.cost_usd:,.4f} (${_money(m.cost_per_item_usd)} per item, "
-                f"${_money(m.cost_per_success_usd)} per successful item)")
+        cost = (f"cost {format_usd(m.cost_usd)} ({format_usd(m.cost_per_item_usd)} per item, "
+                f"{format_usd(m.cost_per_success_usd)} per successful item)")
     return [
         f"metrics: {m.submitted:,} submitted, {m.sent:,} sent, {m.completed:,} completed: "
         f"{_percent(m.success_rate)} succeeded, {_percent(m.terminal_failure_rate)} failed terminally; "
@@ -99,10 +100,6 @@ def _percent(value: float | None) -> str:
 
 def _number(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
-
-
-def _money(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:,.6f}"
 
 
 def print_outcome(console: Console, suite_arg: str, plan: RunPlan, outcome: RunOutcome) -> None:

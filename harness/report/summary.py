@@ -261,10 +261,13 @@ def _target_cost(target: str, lines: list[ResultLine], price: ModelPrice | None)
             spent, known = spent + price.cost(line.input_tokens, line.output_tokens), True
         else:
             unpriced += 1
-    items = {line.item_id for line in lines}
-    failing = {line.item_id for line in lines if line.state != RequestState.SUCCEEDED}
-    return TargetCost(target, len(items), len(items - failing), sum(line.input_tokens or 0 for line in lines),
-                      sum(line.output_tokens or 0 for line in lines), spent if known or price is not None else None,
+    # Per item over the items that finished: a cancelled or interrupted run has spent nothing on
+    # the items it never sent, and dividing by them would understate the cost of an item.
+    finished = [line for line in lines if line.state in (RequestState.SUCCEEDED, RequestState.FAILED_TERMINAL)]
+    items = {line.item_id for line in finished}
+    failing = {line.item_id for line in finished if line.state != RequestState.SUCCEEDED}
+    return TargetCost(target, len(items), len(items - failing), sum(line.input_tokens or 0 for line in finished),
+                      sum(line.output_tokens or 0 for line in finished), spent if known or price is not None else None,
                       unpriced)
 
 

@@ -8,6 +8,7 @@ import sqlite3
 import numpy as np
 import pytest
 
+from harness.cost.money import format_usd
 from harness.engine.metrics import RunMetrics, run_metrics
 from harness.engine.providers.base import Completion
 from harness.engine.store import NewRequest, RunStore
@@ -63,7 +64,7 @@ def test_metrics_of_a_run_match_the_server_log_and_the_results(project, cli):
     assert (metrics.from_cache, metrics.duplicates) == (0, 0)
     # Printed after the run, from the same numbers.
     assert "metrics: 6 submitted, 6 sent, 6 completed: 83.3% succeeded, 16.7% failed terminally" in result.output
-    assert "2 answered 429" in result.output and f"cost ${cost:,.4f}" in result.output
+    assert "2 answered 429" in result.output and f"cost {format_usd(cost)}" in result.output
 
 
 def _store_with(tmp_path, count: int) -> RunStore:
