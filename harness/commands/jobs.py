@@ -15,6 +15,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -139,8 +141,12 @@ def job_status(folder: Path, manifest: Manifest, now: float | None = None) -> Jo
             if store.has_table("requests"):
                 states = {state.value: count for state, count in store.state_counts().items()}
                 rate = _recent_rate(store, now) if running else None
-            else:  # a store a kill left before its tables existed
+            elif manifest.status == "running":  # a store a kill left before its tables existed
                 states, rate = {state.value: 0 for state in RequestState}, None
+            else:
+                raise UserError("the run store is empty or was overwritten (it has no run tables)",
+                                file=str(folder / RunStore.FILENAME), hint="restore run.sqlite from a backup, "
+                                "or start over with `evalbatch run SUITE --new` (a new run re-sends every request)")
             cancel = store.has_table("meta") and store.cancel_requested()
             stopped = (store.get_meta("lanes_stopped", {}) if store.has_table("meta") else {}) or {}
             metrics = run_metrics(store)
@@ -249,25 +255,51 @@ def cancel(run: str, suite: Path | None, reports_dir: Path | None) -> None:
     holder = lock_holder(folder)
     if holder is None:
         holder = _mark_cancelled(folder, manifest)
-    if holder is not None:
+    if holder is _NOTHING_LEFT:
+        click.echo(f"run {manifest.run_id} has nothing left to send; nothing to cancel")
+    elif holder is not None:
         click.echo(f"cancel requested: {holder} stops sending now and exits after its in-flight requests finish; "
                    f"run {manifest.run_id} stays resumable (status cancelled). Resume with: {resume}")
     else:
         click.echo(f"run {manifest.run_id} cancelled (no process was running it). Resume with: {resume}")
 
 
+_NOTHING_LEFT = "nothing left to send"
+
+
 def _mark_cancelled(folder: Path, manifest: Manifest) -> str | None:
     """Marks an idle run cancelled under its run lock, so a process starting meanwhile cannot have
-    its manifest overwritten; returns that process instead when it got the lock first."""
+    its manifest overwritten; returns that process instead when it got the lock first, and
+    _NOTHING_LEFT when the run has nothing left to send."""
     try:
         lock = RunLock.acquire(folder, manifest.run_id)
     except UserError:
         return lock_holder(folder) or "the process that just started it"
     with lock:
         current = read_manifest(folder)
+        if current.status in ("complete", "stopped_early") or not _has_unfinished(folder):
+            # It finished between our first look and the lock, or only terminal failures are
+            # left (nothing to stop): cancelling it would only keep it from being promoted.
+            with _store(folder) as store:
+                store.clear_cancel()
+            return _NOTHING_LEFT
         if current.status != "cancelled":
             write_manifest(folder, current.model_copy(update={"status": "cancelled"}))
     return None
+
+
+@contextmanager
+def _store(folder: Path) -> Iterator[RunStore]:
+    store = RunStore.existing(folder)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _has_unfinished(folder: Path) -> bool:
+    with _store(folder) as store:
+        return any(store.state_counts()[state] for state in UNFINISHED_STATES)
 
 
 # -- retry --failed ------------------------------------------------------------------------
@@ -352,12 +384,9 @@ def _monitor(plan, manifest: Manifest):
 
 
 def _left_to_send(folder: Path) -> tuple[int, int]:
-    store = RunStore.read_only(folder / RunStore.FILENAME)
-    try:
-        with store.reading():
-            counts = store.state_counts() if store.has_table("requests") else dict.fromkeys(RequestState, 0)
-    finally:
-        store.close()
+    """Failed and unfinished requests; an empty or overwritten store is bad input, as for `run`."""
+    with _store(folder) as store:
+        counts = store.state_counts()
     return counts[RequestState.FAILED_TERMINAL], sum(counts[state] for state in UNFINISHED_STATES)
 
 

@@ -182,3 +182,25 @@ def test_retry_refuses_when_the_frozen_prompt_text_changed(project, cli):
         refused = cli("retry", str(run_dir), "--failed")
     assert refused.exit_code == 2 and server.log.total == 0
     assert "prompt route@v1 changed since run" in refused.output and "v1.j2" in refused.output
+
+
+def test_cancel_a_run_with_nothing_left_to_send_changes_nothing(project, cli):
+    """Only terminal failures left: cancelling would only keep the run from being promoted."""
+    with FakeLLMServer(keyword_replier(TICKET_REPLIES), [FaultRule(status=400, times=99, match="billed")]) as server:
+        project.write_suite(base_suite(server.base_url))
+        assert cli("run", str(project.suite_path)).exit_code == 1
+    [run_dir] = project.run_dirs()
+    before = read_manifest(run_dir).status
+    result = cli("cancel", str(run_dir))
+    assert result.exit_code == 0 and "nothing to cancel" in result.output
+    assert read_manifest(run_dir).status == before == "incomplete" and not _cancel_flag(run_dir)
+
+
+def test_status_and_retry_of_an_emptied_store_are_bad_input(project, cli, fake_server):
+    project.write_suite(base_suite(fake_server.base_url))
+    assert cli("run", str(project.suite_path)).exit_code == 0
+    [run_dir] = project.run_dirs()
+    (run_dir / "run.sqlite").write_bytes(b"")
+    for args in (("status", str(run_dir)), ("retry", str(run_dir), "--failed")):
+        result = cli(*args)
+        assert result.exit_code == 2 and "the run store is empty" in result.output
