@@ -213,3 +213,43 @@ def test_run_report_option(project, fake_server, cli):
     cases = ET.parse(folder / "report.junit.xml").getroot().find("testsuite").findall("testcase")
     assert [case.get("name") for case in cases] == ["accuracy", "requests"]
     assert "<h2>Scores</h2>" in (folder / "report.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.embedded
+def test_reports_of_an_embedded_model_gate(tmp_path, cli):
+    """The tickets suite on its first 12 tickets, v1 (few-shot) as baseline, v2 (zero-shot) gated
+    with every report written: each says what gate.json and the stores say."""
+    import shutil
+
+    import yaml
+
+    from tests.conftest import REPO
+
+    shutil.copytree(REPO / "prompts" / "ticket-routing", tmp_path / "prompts" / "ticket-routing")
+    (tmp_path / "suites" / "data").mkdir(parents=True)
+    shutil.copy(REPO / "suites" / "data" / "tickets.jsonl", tmp_path / "suites" / "data" / "tickets.jsonl")
+    suite = yaml.safe_load((REPO / "suites" / "tickets.yaml").read_text(encoding="utf-8"))
+    suite["slices"].append({"name": "first12", "first_n": 12})
+    suite["evaluate"] = ["first12"]
+    suite_path = tmp_path / "suites" / "tickets.yaml"
+    suite_path.write_text(yaml.safe_dump(suite, sort_keys=False), encoding="utf-8")
+    baseline_run = _run(["run", str(suite_path)])
+    assert cli("baseline", "set", str(suite_path), "--from", baseline_run).exit_code == 0
+    candidate_run = _run(["run", str(suite_path), "--prompt-version", "v2"])
+    gated = cli("gate", candidate_run, "--reports-dir", str(tmp_path / "reports"),
+                "--report", "html", "--report", "md", "--report", "junit", "--report", "json")
+    assert gated.exit_code in (1, 3), gated.output  # zero-shot on 12 items: FAIL or INCONCLUSIVE
+
+    folder = tmp_path / "reports" / "tickets" / candidate_run
+    gate = json.loads((folder / "gate.json").read_text(encoding="utf-8"))
+    document = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    assert document["gate"] == gate
+    lines = [json.loads(line) for line in (folder / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    values = [line["scores"]["accuracy"]["value"] for line in lines]
+    assert document["run"]["scores"][0]["mean"] == pytest.approx(sum(values) / len(values))
+    assert document["run"]["model"] == "gemma3-270m-q4_k_m" and document["run"]["metrics"]["submitted"] == 12
+    failure = ET.parse(folder / "report.junit.xml").getroot().find("testsuite").find("testcase").find("failure")
+    assert failure is not None and failure.get("message") == gate["reasons"][0]
+    assert (folder / "report.md").read_text(encoding="utf-8").startswith(f"## evalbatch gate: **{gate['verdict']}**")
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    assert f'<span class="verdict v-{gate["verdict"]}" id="verdict">{gate["verdict"]}</span>' in html
