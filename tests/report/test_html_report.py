@@ -80,6 +80,9 @@ def test_numbers_are_the_gate_records(gated, page):
     assert f'{metric["p"]:.3g}' in html
     for subset in gate["comparison"]["subsets"]:  # lang=en and the hostile category, escaped
         assert f'<td class="n">{subset["comparison"]["n"]}</td>' in html
+    # The baseline's history: who set it from which run, and the metric from it to the candidate.
+    history = html[html.index('<section id="history">'):]
+    assert f"<td>{gated.baseline_run}</td>" in history and "<svg" in history
 
 
 def test_items_data_lists_every_changed_item(gated, page):
