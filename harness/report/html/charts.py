@@ -120,12 +120,12 @@ def histograms(baseline: list[float], candidate: list[float], xlabel: str) -> st
     return _svg(figure)
 
 
-def trend(dates: list[str], values: list[float], ylabel: str) -> str:
-    """A metric over the baseline's history (one point per setting)."""
+def trend(labels: list[str], values: list[float], ylabel: str) -> str:
+    """A metric over the baseline's history (one point per setting, then the candidate)."""
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(7.2, 2.2))
     axes.plot(range(len(values)), values, marker="o", color=_LINE)
-    axes.set_xticks(range(len(dates)), dates)
+    axes.set_xticks(range(len(labels)), labels)
     axes.set_ylabel(ylabel)
     for side in ("top", "right"):
         axes.spines[side].set_visible(False)
