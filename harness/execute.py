@@ -118,7 +118,10 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
     if options.retry_failed:
         store.requeue_failed()
     staged = _staged_work(plan, options.monitor, run.manifest, _unfinished(store))
+    limits = options.limits or RateLimits()
     manifest = run.manifest.model_copy(update={"status": "running", "ended_at": None, "looks": staged.looks,
+                                               "options": run.manifest.options.model_copy(
+                                                   update={"rpm": limits.rpm, "tpm": limits.tpm}),
                                                "look_schedule": staged.schedule})
     write_manifest(folder, manifest)
     looks = list(staged.looks)

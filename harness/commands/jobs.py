@@ -315,6 +315,7 @@ def retry(run: str, failed: bool, suite: Path | None, reports_dir: Path | None) 
     requests are never sent again, and the prompt is the version the run was made with, whatever
     the suite names now. Requests the run had not finished (interrupted, cancelled) are sent too.
     Exit codes as for `run`."""
+    from harness.config.suite import RateLimits
     from harness.execute import RunInterrupted, RunOptions, execute
     from harness.report.run_view import print_outcome
 
@@ -334,8 +335,10 @@ def retry(run: str, failed: bool, suite: Path | None, reports_dir: Path | None) 
               f"(frozen in the run)" + (f" and sending its {unfinished} unfinished request(s)" if unfinished else ""),
               soft_wrap=True)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # a cancelled CI job stops as cleanly as Ctrl-C
+    recorded = manifest.options  # the rate limits the run was sent under hold for its retries too
+    limits = RateLimits(rpm=recorded.rpm, tpm=recorded.tpm) if recorded.rpm or recorded.tpm else None
     options = RunOptions(resume_id=manifest.run_id, retry_failed=True, reports_dir=_reports_dir_of(folder, plan),
-                         monitor=_monitor(plan, manifest))
+                         monitor=_monitor(plan, manifest), limits=limits)
     try:
         outcome = execute(plan, options, out)
     except RunInterrupted as stop:

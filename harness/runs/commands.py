@@ -24,6 +24,9 @@ def resume_command(suite: str, manifest: Manifest, *, retry_failed: bool = False
         words += ["--sample", str(options.sample)]
     if options.reports_dir is not None:
         words += ["--reports-dir", options.reports_dir]
+    for flag, value in (("--rpm", options.rpm), ("--tpm", options.tpm)):
+        if value is not None:
+            words += [flag, f"{value:g}"]
     words += ["--resume", manifest.run_id]
     if retry_failed:
         words.append("--retry-failed")

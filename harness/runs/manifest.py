@@ -56,6 +56,8 @@ class RunOptionsRecord(BaseModel):
     reports_dir: str | None = Field(default=None, description="--reports-dir, resolved (None: the suite's).")
     full_promotion: bool = Field(default=False, description="The full run of `promote --full`: finishing it "
                                  "also writes validated.jsonl and needs_review.jsonl.")
+    rpm: float | None = Field(default=None, description="--rpm of the latest session (None: the suite's limits).")
+    tpm: float | None = Field(default=None, description="--tpm of the latest session.")
 
 
 class GatePolicyRecord(BaseModel):

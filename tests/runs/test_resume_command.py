@@ -26,7 +26,7 @@ def test_the_printed_resume_command_resumes_the_same_run(project, cli, slow_serv
     project.write_suite(base_suite(slow_server.base_url))
     reports = tmp_path / "other reports"
     process = start("run", str(project.suite_path), "--reports-dir", str(reports), "--slice", "all",
-                    "--limit", "100", "--prompt-version", "v2", "--sample", "110")
+                    "--limit", "100", "--prompt-version", "v2", "--sample", "110", "--rpm", "60000")
     run_dir = wait_for_progress(reports / "demo", process, at_least=10)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
@@ -34,7 +34,9 @@ def test_the_printed_resume_command_resumes_the_same_run(project, cli, slow_serv
     command = re.search(r"Resume with: (.+)", err).group(1)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["options"] == {"slices": ["all"], "limit": 100, "prompt_version": "v2", "sample": 110,
-                                   "reports_dir": str(reports.resolve()), "full_promotion": False}
+                                   "reports_dir": str(reports.resolve()), "full_promotion": False,
+                                   "rpm": 60000.0, "tpm": None}
+    assert "--rpm 60000 --resume" in command  # the resumed session is paced as the first was
     done_before = succeeded_ids(run_dir)
     slow_server.log.reset()
 
