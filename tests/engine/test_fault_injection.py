@@ -55,11 +55,16 @@ def test_every_request_succeeds_once_through_every_kind_of_fault(project, cli, f
     assert len(log.successes) == requests and set(log.successes.values()) == {1}
 
     db = sqlite3.connect(f"file:{run_dir / 'run.sqlite'}?mode=ro", uri=True)
-    rows = db.execute("SELECT request_id, status, outcome FROM attempts").fetchall()
+    rows = db.execute("SELECT request_id, status, outcome, error FROM attempts").fetchall()
     db.close()
-    assert len(rows) == log.total  # every attempt the server saw is in the store
-    assert Counter(request_id for request_id, _, _ in rows) == log.attempts
-    assert Counter(outcome for _, _, outcome in rows)["succeeded"] == requests
+    # Every attempt the server saw is in the store. A few more may be: a kept-alive connection the
+    # server had just closed (the reset fault) fails in the client before the server reads it.
+    unseen = Counter(request_id for request_id, _, _, _ in rows) - log.attempts
+    assert not log.attempts - Counter(request_id for request_id, _, _, _ in rows)
+    never_reached = Counter(request_id for request_id, status, _, error in rows
+                            if status is None and (error or "").startswith("connection error"))
+    assert not unseen - never_reached
+    assert Counter(outcome for _, _, outcome, _ in rows)["succeeded"] == requests
     # 429s for pace do not spend the retry budget; everything else does.
-    spent = Counter(request_id for request_id, status, _ in rows if status != 429)
+    spent = Counter(request_id for request_id, status, _, _ in rows if status != 429)
     assert max(spent.values()) <= MAX_RETRIES + 1
