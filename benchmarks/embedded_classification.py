@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rich.console import Console  # noqa: E402
 
-from harness.engine.providers.local import _load, EMBEDDED_MODEL  # noqa: E402
+from harness.engine.providers.local import EMBEDDED_MODEL, _load  # noqa: E402
 from harness.execute import RunOptions, execute  # noqa: E402
 from harness.plan import PlanOptions, plan_run  # noqa: E402
 from harness.report.summary import summarize_scores  # noqa: E402
