@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -76,3 +77,24 @@ async def bare_openai_loop(base_url: str, prompts: list[str], concurrency: int) 
     elapsed = time.perf_counter() - started
     await client.close()
     return elapsed
+
+
+def timed_evalbatch_run(base_url: str, count: int, concurrency: int, root: Path) -> tuple[float, float]:
+    """A whole `evalbatch run` process of `count` requests to the fake server: its wall time, and its
+    send phase (first attempt's start to last attempt's end) as the run store recorded it."""
+    records = [{"id": f"b{n:06d}", "text": f"benchmark ticket {n}", "label": "billing"} for n in range(count)]
+    suite = {
+        "name": "bench", "dataset": {"path": "data.jsonl"}, "slices": [{"name": "all"}],
+        "prompt": {"name": "bench", "version": "v1"},
+        "targets": [{"provider": "openai", "model": "fake", "base_url": base_url + "/v1",
+                     "params": {"max_tokens": 5, "temperature": 0}}],
+        "scorers": [{"type": "exact_match", "target": "label"}],
+        "engine": {"concurrency": concurrency, "timeout_s": 60},
+    }
+    wall, done = run_evalbatch("run", str(write_project(root, suite, records, "Ticket: {{ text }}\nTeam:")), "--new")
+    if done.returncode != 0:
+        raise SystemExit(f"evalbatch run exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    [store] = (root / "reports" / "bench").glob("*/run.sqlite")
+    with sqlite3.connect(store) as db:
+        first, last = db.execute("SELECT MIN(started_at), MAX(ended_at) FROM attempts").fetchone()
+    return wall, last - first

@@ -21,61 +21,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import openai  # noqa: E402
 
-from benchmarks._common import REPO, start_fake_server, write_project  # noqa: E402
+from benchmarks._common import bare_openai_loop, start_fake_server, timed_evalbatch_run  # noqa: E402
 
 TARGET = 0.95
-
-
-async def bare_loop(base_url: str, prompts: list[str], concurrency: int) -> float:
-    client = openai.AsyncOpenAI(api_key="bench", base_url=base_url + "/v1", max_retries=0)
-    limit = asyncio.Semaphore(concurrency)
-
-    async def one(prompt: str) -> None:
-        async with limit:
-            await client.chat.completions.create(model="fake", messages=[{"role": "user", "content": prompt}],
-                                                 max_tokens=5, temperature=0)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(one(p) for p in prompts))
-    elapsed = time.perf_counter() - started
-    await client.close()
-    return elapsed
-
-
-def evalbatch_run(base_url: str, count: int, concurrency: int, root: Path) -> tuple[float, float]:
-    """Wall time of the whole process, and its send phase as the run store recorded it."""
-    records = [{"id": f"b{n:06d}", "text": f"benchmark ticket {n}", "label": "billing"} for n in range(count)]
-    suite = {
-        "name": "bench", "dataset": {"path": "data.jsonl"}, "slices": [{"name": "all"}],
-        "prompt": {"name": "bench", "version": "v1"},
-        "targets": [{"provider": "openai", "model": "fake", "base_url": base_url + "/v1",
-                     "params": {"max_tokens": 5, "temperature": 0}}],
-        "scorers": [{"type": "exact_match", "target": "label"}],
-        "engine": {"concurrency": concurrency, "timeout_s": 60},
-    }
-    path = write_project(root, suite, records, "Ticket: {{ text }}\nTeam:")
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", "from harness.cli import main; main()", "run", str(path), "--new"],
-                          cwd=REPO, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"evalbatch run exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    [store] = (root / "reports" / "bench").glob("*/run.sqlite")
-    with sqlite3.connect(store) as db:
-        first, last = db.execute("SELECT MIN(started_at), MAX(ended_at) FROM attempts").fetchone()
-    return elapsed, last - first
 
 
 def main() -> None:
@@ -88,11 +44,11 @@ def main() -> None:
     bare_times, whole_times, send_times = [], [], []
     try:
         prompts = [f"Ticket: benchmark ticket {n}\nTeam:" for n in range(args.requests)]
-        asyncio.run(bare_loop(base_url, prompts[:200], args.concurrency))  # warm-up: connections, imports
+        asyncio.run(bare_openai_loop(base_url, prompts[:200], args.concurrency))  # warm-up: connections, imports
         for _ in range(args.rounds):
-            bare_times.append(asyncio.run(bare_loop(base_url, prompts, args.concurrency)))
+            bare_times.append(asyncio.run(bare_openai_loop(base_url, prompts, args.concurrency)))
             with tempfile.TemporaryDirectory() as tmp:
-                whole, send = evalbatch_run(base_url, args.requests, args.concurrency, Path(tmp))
+                whole, send = timed_evalbatch_run(base_url, args.requests, args.concurrency, Path(tmp))
             whole_times.append(whole)
             send_times.append(send)
     finally:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -27,29 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import bare_openai_loop, run_evalbatch, start_fake_server, write_project  # noqa: E402
+from benchmarks._common import bare_openai_loop, start_fake_server, timed_evalbatch_run  # noqa: E402
 
 RATIO_TARGET = 1.1
-
-
-def evalbatch_run(base_url: str, count: int, concurrency: int, root: Path) -> tuple[float, float]:
-    """Wall time of the whole process, and its send phase as the run store recorded it."""
-    records = [{"id": f"b{n:06d}", "text": f"benchmark ticket {n}", "label": "billing"} for n in range(count)]
-    suite = {
-        "name": "bench", "dataset": {"path": "data.jsonl"}, "slices": [{"name": "all"}],
-        "prompt": {"name": "bench", "version": "v1"},
-        "targets": [{"provider": "openai", "model": "fake", "base_url": base_url + "/v1",
-                     "params": {"max_tokens": 5, "temperature": 0}}],
-        "scorers": [{"type": "exact_match", "target": "label"}],
-        "engine": {"concurrency": concurrency, "timeout_s": 60},
-    }
-    wall, done = run_evalbatch("run", str(write_project(root, suite, records, "Ticket: {{ text }}\nTeam:")), "--new")
-    if done.returncode != 0:
-        raise SystemExit(f"evalbatch run exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    [store] = (root / "reports" / "bench").glob("*/run.sqlite")
-    with sqlite3.connect(store) as db:
-        first, last = db.execute("SELECT MIN(started_at), MAX(ended_at) FROM attempts").fetchone()
-    return wall, last - first
 
 
 def main() -> None:
@@ -69,7 +48,7 @@ def main() -> None:
         for _ in range(args.rounds):
             bare_times.append(asyncio.run(bare_openai_loop(base_url, prompts, args.concurrency)))
             with tempfile.TemporaryDirectory() as tmp:
-                wall, send = evalbatch_run(base_url, args.requests, args.concurrency, Path(tmp))
+                wall, send = timed_evalbatch_run(base_url, args.requests, args.concurrency, Path(tmp))
             walls.append(wall)
             sends.append(send)
     finally:
