@@ -8,7 +8,6 @@ with the printed command).
 from __future__ import annotations
 
 import math
-import signal
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -16,7 +15,13 @@ from typing import NoReturn
 import click
 
 from harness import __version__
-from harness.commands.common import EXIT_FAILED_REQUESTS, EXIT_INTERRUPTED, console, reports_user_errors
+from harness.commands.common import (
+    EXIT_FAILED_REQUESTS,
+    console,
+    exit_interrupted,
+    reports_user_errors,
+    stop_on_sigterm,
+)
 from harness.commands.report import report_option, write_reports
 from harness.errors import UserError
 
@@ -90,13 +95,13 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
                   f"{plan.suite.spec.epochs} epoch(s) = {len(plan.requests)} requests; prompt {plan.prompt.label} "
                   f"({plan.prompt.fingerprint[:12]})")
     # A CI job being cancelled sends SIGTERM: stop as cleanly as on Ctrl-C.
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    stop_on_sigterm()
     try:
         limits = RateLimits(rpm=rpm, tpm=tpm) if rpm or tpm else None
         outcome = execute(plan, RunOptions(resume_id, force_new, retry_failed, reports_dir, monitor, limits=limits),
                           console)
     except RunInterrupted as stop:
-        _exit_interrupted(suite, stop)
+        exit_interrupted(suite, stop)
     print_summary(console, outcome.lines, outcome.manifest.wall_time_s, SummaryOptions.of_plan(plan))
     print_looks(console, outcome.manifest.looks)
     print_run_metrics(console, outcome.manifest.metrics)
@@ -109,18 +114,6 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
     elif outcome.manifest.status != "complete":
         print_what_is_left(console, suite, outcome, plan.suite.spec.engine.max_retries)
         sys.exit(EXIT_FAILED_REQUESTS)
-
-
-def _exit_interrupted(suite: str, stop) -> NoReturn:
-    from harness.runs.commands import resume_command
-
-    click.echo(f"\nInterrupted. Everything finished so far is stored in {stop.folder}.\n"
-               f"Resume with: {resume_command(suite, stop.manifest)}", err=True)
-    sys.exit(EXIT_INTERRUPTED)
-
-
-def _raise_keyboard_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 @main.command()
@@ -453,11 +446,11 @@ def _run_full_promotion(suite: str, plan) -> None:
     from harness.runs.commands import resume_command
 
     console = _console()
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # a cancelled CI job stops cleanly too
+    stop_on_sigterm()  # a cancelled CI job stops cleanly too
     try:
         outcome = execute(plan, RunOptions(force_new=True, full_promotion=True), console)
     except RunInterrupted as stop:
-        _exit_interrupted(suite, stop)  # the printed `evalbatch run` command finishes and sorts it
+        exit_interrupted(suite, stop)  # the printed `evalbatch run` command finishes and sorts it
     print_summary(console, outcome.lines, outcome.manifest.wall_time_s, SummaryOptions.of_plan(plan))
     console.print(f"run {outcome.manifest.run_id}: {outcome.manifest.status}; results in {outcome.folder}")
     print_full_run_split(console, plan.suite, outcome)

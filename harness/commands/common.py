@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from functools import wraps
+from typing import NoReturn
 
 import click
 from rich.console import Console
@@ -32,3 +34,22 @@ def reports_user_errors(command):
             sys.exit(EXIT_BAD_INPUT)
 
     return wrapper
+
+
+def exit_interrupted(suite_arg: str, stop) -> NoReturn:
+    """After Ctrl-C or SIGTERM (a RunInterrupted `stop`): where the finished work is, and the
+    command that resumes this very run; exit code 130."""
+    from harness.runs.commands import resume_command
+
+    click.echo(f"\nInterrupted. Everything finished so far is stored in {stop.folder}.\n"
+               f"Resume with: {resume_command(suite_arg, stop.manifest)}", err=True)
+    sys.exit(EXIT_INTERRUPTED)
+
+
+def stop_on_sigterm() -> None:
+    """A cancelled CI job sends SIGTERM: stop as cleanly as on Ctrl-C."""
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+
+
+def _raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt

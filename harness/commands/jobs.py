@@ -12,18 +12,17 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from harness.commands.common import EXIT_INTERRUPTED, console, reports_user_errors
+from harness.commands.common import console, exit_interrupted, reports_user_errors, stop_on_sigterm
 from harness.cost.money import format_usd
 from harness.engine.metrics import RunMetrics, run_metrics
 from harness.engine.states import UNFINISHED_STATES, RequestState
@@ -334,7 +333,7 @@ def retry(run: str, failed: bool, suite: Path | None, reports_dir: Path | None) 
     out.print(f"Retrying {failures} failed request(s) of run {manifest.run_id} with prompt {plan.prompt.label} "
               f"(frozen in the run)" + (f" and sending its {unfinished} unfinished request(s)" if unfinished else ""),
               soft_wrap=True)
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # a cancelled CI job stops as cleanly as Ctrl-C
+    stop_on_sigterm()  # a cancelled CI job stops as cleanly as Ctrl-C
     recorded = manifest.options  # the rate limits the run was sent under hold for its retries too
     limits = RateLimits(rpm=recorded.rpm, tpm=recorded.tpm) if recorded.rpm or recorded.tpm else None
     options = RunOptions(resume_id=manifest.run_id, retry_failed=True, reports_dir=_reports_dir_of(folder, plan),
@@ -342,7 +341,7 @@ def retry(run: str, failed: bool, suite: Path | None, reports_dir: Path | None) 
     try:
         outcome = execute(plan, options, out)
     except RunInterrupted as stop:
-        _exit_interrupted(suite_arg, stop)
+        exit_interrupted(suite_arg, stop)
     print_outcome(out, suite_arg, plan, outcome)
     if outcome.manifest.status not in _FINISHED:
         sys.exit(1)
@@ -393,13 +392,3 @@ def _left_to_send(folder: Path) -> tuple[int, int]:
     return counts[RequestState.FAILED_TERMINAL], sum(counts[state] for state in UNFINISHED_STATES)
 
 
-def _exit_interrupted(suite_arg: str, stop) -> NoReturn:
-    from harness.runs.commands import resume_command
-
-    click.echo(f"\nInterrupted. Everything finished so far is stored in {stop.folder}.\n"
-               f"Resume with: {resume_command(suite_arg, stop.manifest)}", err=True)
-    sys.exit(EXIT_INTERRUPTED)
-
-
-def _raise_keyboard_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
