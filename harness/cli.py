@@ -479,6 +479,9 @@ main.add_command(retry)
 from harness.commands.report import report  # noqa: E402
 
 main.add_command(report)
+from harness.commands.changed import changed  # noqa: E402
+
+main.add_command(changed)
 
 
 if __name__ == "__main__":
