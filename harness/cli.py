@@ -183,12 +183,16 @@ def baseline() -> None:
 @click.option("--name", default=None, help="Baseline name (default: the suite's gate.baseline, 'production').")
 @click.option("--target", default=None, help="The target to take, for runs of several targets.")
 @click.option("--note", default="", help="Why, for the history.")
+@click.option("--force", is_flag=True, help="Set it even though the run's gate failed (kept in the history).")
 @reports_user_errors
-def baseline_set(suite: str, run_id: str, name: str | None, target: str | None, note: str) -> None:
-    """Make run RUN_ID of SUITE a baseline (committed to git; earlier ones stay in its history)."""
+def baseline_set(suite: str, run_id: str, name: str | None, target: str | None, note: str, force: bool) -> None:
+    """Make run RUN_ID of SUITE a baseline (committed to git; earlier ones stay in its history).
+    Refused for a run whose latest gate failed, unless --force."""
     from harness.compare.baseline import set_baseline
     from harness.compare.snapshot import snapshot_run
+    from harness.compare.verdict import Verdict
     from harness.config.loader import load_suite
+    from harness.runs.gate_record import read_gate_record
     from harness.runs.locate import find_run, search_dirs
 
     loaded = load_suite(suite)
@@ -196,7 +200,15 @@ def baseline_set(suite: str, run_id: str, name: str | None, target: str | None, 
     snapshot = snapshot_run(folder, target, loaded.spec.scoring.failed_as_zero)
     if snapshot.fingerprints.suite != loaded.spec.name:
         raise UserError(f"run {run_id} is of suite {snapshot.fingerprints.suite!r}, not {loaded.spec.name!r}")
-    path = set_baseline(loaded.project_dir, snapshot, name or loaded.spec.gate.baseline, note)
+    # A gate decided on another target of the run says nothing about the one taken here.
+    gated = read_gate_record(folder)
+    verdict = gated.verdict if gated is not None and gated.target == snapshot.fingerprints.target else None
+    if verdict is Verdict.FAIL and not force:
+        raise UserError(f"run {snapshot.run_id}'s gate failed; a failed run does not replace a baseline",
+                        file=str(folder / "gate.json"), hint="; ".join(gated.reasons[:3] if gated else [])
+                        + " (set it anyway with --force and say why with --note)")
+    path = set_baseline(loaded.project_dir, snapshot, name or loaded.spec.gate.baseline, note,
+                        gate=None if verdict is None else str(verdict), forced=force and verdict is Verdict.FAIL)
     click.echo(f"baseline {path.stem} of {loaded.spec.name} set from run {snapshot.run_id} "
                f"({snapshot.fingerprints.prompt}, {len(snapshot.items)} items): {path}")
 
@@ -226,7 +238,8 @@ def baseline_show(suite: str, name: str | None) -> None:
     click.echo("history:")
     for event in found.history:
         click.echo(f"  {event.set_at} {event.set_by}: {event.name} <- run {event.from_run} ({event.prompt}, "
-                   f"{event.model}){' - ' + event.note if event.note else ''}")
+                   f"{event.model}){' - ' + event.note if event.note else ''}"
+                   f"{' [forced over a FAILED gate]' if event.forced else ''}")
 
 
 def _print_promotion_status(suite: str, loaded, found) -> None:

@@ -14,6 +14,7 @@ import getpass
 import hashlib
 import json
 import os
+import subprocess
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Final, Literal
@@ -47,6 +48,9 @@ class BaselineEvent(BaseModel):
     set_at: str
     set_by: str
     note: str = ""
+    gate: str | None = Field(default=None, description="The verdict of the run's latest gate when it was set "
+                             "(None: never gated, or a history entry from before gates were recorded).")
+    forced: bool = Field(default=False, description="Set with --force over a failed gate.")
 
 
 class Baseline(BaseModel):
@@ -77,12 +81,14 @@ def baseline_path(project_dir: Path, suite: str, name: str) -> Path:
 
 
 def set_baseline(project_dir: Path, snapshot: RunSnapshot, name: str, note: str = "",
-                 line_format_items: int = LINE_FORMAT_ITEMS) -> Path:
-    """Writes (or replaces) the baseline, carrying its history forward."""
+                 line_format_items: int = LINE_FORMAT_ITEMS, gate: str | None = None, forced: bool = False) -> Path:
+    """Writes (or replaces) the baseline, carrying its history forward. `gate`: the run's gate
+    verdict, kept in the history with `forced` so a baseline set over a failed gate stays visible."""
     path = baseline_path(project_dir, snapshot.fingerprints.suite, name)
     history = read_baseline_header(path).history if path.is_file() else []
     event = BaselineEvent(name=name, from_run=snapshot.run_id, prompt=snapshot.fingerprints.prompt,
-                          model=snapshot.fingerprints.model, set_at=now_iso(), set_by=current_user(), note=note)
+                          model=snapshot.fingerprints.model, set_at=now_iso(), set_by=current_user(project_dir), note=note,
+                          gate=gate, forced=forced)
     path.parent.mkdir(parents=True, exist_ok=True)
     if len(snapshot.items) < line_format_items:
         baseline = Baseline(name=name, set_at=event.set_at, set_by=event.set_by, snapshot=snapshot,
@@ -184,11 +190,19 @@ def _item_lines(handle, digest, path: Path, keep_fields: Collection[str] | None)
         yield line.id, line.record
 
 
-def current_user() -> str:
+def current_user(project_dir: Path | None = None) -> str:
     """Who set it, for the history: git's user name if configured, else the login name."""
-    for variable in ("GIT_AUTHOR_NAME", "USER"):
-        if os.environ.get(variable):
-            return os.environ[variable]
+    if os.environ.get("GIT_AUTHOR_NAME"):
+        return os.environ["GIT_AUTHOR_NAME"]
+    try:
+        configured = subprocess.run(["git", "config", "user.name"], cwd=project_dir, capture_output=True,
+                                    text=True, check=False, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        configured = ""
+    if configured:
+        return configured
+    if os.environ.get("USER"):
+        return os.environ["USER"]
     try:
         return getpass.getuser()
     except (KeyError, OSError):
