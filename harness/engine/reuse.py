@@ -215,13 +215,18 @@ class Reuse:
         return answer
 
     def _scores(self, request: WorkRequest, output: str) -> list[ScoreRow]:
-        """As the engine scores: a scorer that fails here only leaves the end-of-run pass to do it."""
-        if self.scorer is None:
-            return []
-        try:
-            return self.scorer(request, output)
-        except Exception:  # noqa: BLE001 - the end-of-run scoring reports it
-            return []
+        return score_as_it_arrives(self.scorer, request, output)
+
+
+def score_as_it_arrives(scorer: Scorer | None, request: WorkRequest, output: str) -> list[ScoreRow]:
+    """Scores stored with the answer, so the store alone can be compared; a scorer that fails here
+    only leaves the scores to the end-of-run pass, which reports it."""
+    if scorer is None:
+        return []
+    try:
+        return scorer(request, output)
+    except Exception:  # noqa: BLE001 - the end-of-run scoring reports it
+        return []
 
 
 def _body_maker(provider: Provider) -> Callable[[ProviderRequest], dict[str, Any]]:

@@ -22,7 +22,7 @@ from harness.engine.providers.http_errors import is_connection_error
 from harness.engine.rate_headers import read_rate_limits
 from harness.engine.requests import WorkRequest
 from harness.engine.retry import RequestTries, RetryPolicy
-from harness.engine.reuse import Reuse
+from harness.engine.reuse import Reuse, score_as_it_arrives
 from harness.engine.store import RunStore, ScoreRow
 
 Scorer = Callable[[WorkRequest, str], list[ScoreRow]]
@@ -224,14 +224,7 @@ class Engine:
             await asyncio.sleep(min(left, _CANCEL_CHECK_S))
 
     def _scores(self, request: WorkRequest, output: str) -> list[ScoreRow]:
-        """Scored as it arrives so the store alone can be compared; a scorer that fails here
-        only delays the scores to the end-of-run pass."""
-        if self.scorer is None:
-            return []
-        try:
-            return self.scorer(request, output)
-        except Exception:  # noqa: BLE001 - the end-of-run scoring reports it
-            return []
+        return score_as_it_arrives(self.scorer, request, output)
 
     async def _call(self, provider: Provider, request: ProviderRequest) -> Completion:
         try:
