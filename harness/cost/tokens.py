@@ -42,6 +42,9 @@ _ENCODING_BY_PREFIX: Final = {
 # primed with 3 more; figures from OpenAI's cookbook ("How to count tokens with tiktoken").
 # Anthropic's overhead is unpublished; the same figures stand in for it.
 TOKENS_PER_MESSAGE: Final = 3
+TOKENS_PER_ROLE: Final = 1
+"""The role's own name (user, system, assistant: one token each), which the cookbook counts as
+part of the message's content."""
 TOKENS_REPLY_PRIMING: Final = 3
 
 CHARS_PER_TOKEN: Final = 4
@@ -99,4 +102,4 @@ def prompt_side_tokens(target: TargetSpec, rendered_prompt: RenderedPrompt) -> i
     else:
         contents = [message.content for message in rendered_prompt.messages]
     text_tokens = sum(estimate_prompt_tokens(target, content) for content in contents)
-    return text_tokens + TOKENS_PER_MESSAGE * len(contents) + TOKENS_REPLY_PRIMING
+    return text_tokens + (TOKENS_PER_MESSAGE + TOKENS_PER_ROLE) * len(contents) + TOKENS_REPLY_PRIMING

@@ -24,10 +24,14 @@ def _estimate(cli, project, *args: str) -> dict:
     return json.loads(result.output)
 
 
+OVERHEAD = 7
+"""Per one-message request: 3 tokens of message overhead, 1 for the role, 3 of reply priming."""
+
+
 def _prompt_tokens(model: str) -> int:
     # The fixture's prompt is "Ticket: {{ text }}\nTeam:", sent as one user message: 3 tokens of
-    # message overhead and 3 of reply priming each.
-    return sum(count_text_tokens(model, f"Ticket: {t['text']}\nTeam:") + 6 for t in TICKETS)
+    # message overhead, 1 for the role and 3 of reply priming each.
+    return sum(count_text_tokens(model, f"Ticket: {t['text']}\nTeam:") + OVERHEAD for t in TICKETS)
 
 
 def test_tokens_time_and_cost_of_a_priced_target(cli, project, fake_server):
@@ -73,7 +77,7 @@ def test_the_suite_pricing_and_engine_limits_apply(cli, project, fake_server):
     project.write_suite(suite)
     (target,) = _estimate(cli, project)["targets"]
     # chars/4 per message (rounded up per prompt) plus 6 tokens of overhead each, at $1 a token.
-    assert target["input_tokens"] == sum(-(-len(f"Ticket: {t['text']}\nTeam:") // 4) + 6 for t in TICKETS)
+    assert target["input_tokens"] == sum(-(-len(f"Ticket: {t['text']}\nTeam:") // 4) + OVERHEAD for t in TICKETS)
     assert target["realtime_usd"] == pytest.approx(target["input_tokens"])
     assert target["batch_usd"] == pytest.approx(target["input_tokens"] * 0.25)
     assert target["pace"]["minutes"] == pytest.approx(0.1) and target["pace"]["days"] == pytest.approx(1.5)
@@ -85,7 +89,7 @@ def test_slice_limit_and_prompt_version_select_like_run(cli, project, fake_serve
     estimate = _estimate(cli, project, "--limit", "2", "--prompt-version", "v2", "--slice", "all")
     (target,) = estimate["targets"]
     assert (estimate["prompt"], estimate["items"], target["requests"]) == ("route@v2", 2, 2)
-    assert target["input_tokens"] == sum(count_text_tokens("gpt-4", t["text"]) + 6 for t in TICKETS[:2])
+    assert target["input_tokens"] == sum(count_text_tokens("gpt-4", t["text"]) + OVERHEAD for t in TICKETS[:2])
 
 
 def test_several_targets_get_a_row_each_and_a_total(cli, project, fake_server):

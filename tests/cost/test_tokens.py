@@ -11,6 +11,7 @@ from harness.config.prompts import ChatMessage, RenderedPrompt
 from harness.config.suite import TargetSpec
 from harness.cost.tokens import (
     TOKENS_PER_MESSAGE,
+    TOKENS_PER_ROLE,
     TOKENS_REPLY_PRIMING,
     encoding_name,
     estimate_prompt_tokens,
@@ -65,14 +66,15 @@ def test_other_models_count_chars_over_four_rounded_up(provider, model):
 def test_a_completion_request_counts_its_prompt_one_message_and_all_of_max_tokens():
     target = _target("gpt-4", max_tokens=50)
     tokens = estimate_request_tokens(target, RenderedPrompt(text="tiktoken is great!"))
-    assert tokens == 6 + TOKENS_PER_MESSAGE + TOKENS_REPLY_PRIMING + 50
+    # As OpenAI's cookbook counts it: 6 for the text, 3 per message, 1 for the role "user", 3 priming.
+    assert tokens == 6 + TOKENS_PER_MESSAGE + TOKENS_PER_ROLE + TOKENS_REPLY_PRIMING + 50
 
 
 def test_a_chat_request_counts_each_message_and_its_overhead():
     target = _target("claude-haiku-4-5", provider="anthropic", max_tokens=7)
     messages = (ChatMessage("system", "x" * 40), ChatMessage("user", "y" * 9), ChatMessage("assistant", "ok"))
     tokens = estimate_request_tokens(target, RenderedPrompt(messages=messages))
-    assert tokens == (10 + 3 + 1) + 3 * TOKENS_PER_MESSAGE + TOKENS_REPLY_PRIMING + 7
+    assert tokens == (10 + 3 + 1) + 3 * (TOKENS_PER_MESSAGE + TOKENS_PER_ROLE) + TOKENS_REPLY_PRIMING + 7
 
 
 def test_importing_the_module_does_not_load_the_tokenizer_library():
