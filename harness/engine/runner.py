@@ -23,7 +23,7 @@ from harness.engine.rate_headers import read_rate_limits
 from harness.engine.requests import WorkRequest
 from harness.engine.retry import RequestTries, RetryPolicy
 from harness.engine.reuse import Reuse, score_as_it_arrives
-from harness.engine.store import RunStore, ScoreRow
+from harness.engine.store import Attempt, RunStore, ScoreRow
 
 Scorer = Callable[[WorkRequest, str], list[ScoreRow]]
 
@@ -183,7 +183,7 @@ class Engine:
             self.reuse.record(request, completion)
             self.progress.succeeded(completion)
 
-    async def _failed(self, request: WorkRequest, lane: TargetLane, ticket: Ticket, attempt,
+    async def _failed(self, request: WorkRequest, lane: TargetLane, ticket: Ticket, attempt: Attempt,
                       failure: ProviderError, tries: RequestTries) -> bool:
         """Records the failure; True when the request is to be sent again (after its wait)."""
         lane.pacer.observe(ticket, read_rate_limits(failure.rate_limits), None)
