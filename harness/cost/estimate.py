@@ -12,6 +12,7 @@ from harness.cost.pricing import ModelPrice, price_for
 from harness.cost.tokens import CHARS_PER_TOKEN, encoding_name, prompt_side_tokens
 
 if TYPE_CHECKING:  # only a finished plan is read, never planned here
+    from harness.engine.requests import WorkRequest
     from harness.plan import RunPlan
 
 ESTIMATE_VERSION: Final = 1
@@ -32,6 +33,8 @@ class TargetEstimate(BaseModel):
     provider: str
     model: str
     requests: int
+    duplicates: int = Field(default=0, description="Requests identical to another of the run (temperature 0): "
+                            "sent once, so tokens, time and cost count only the requests sent.")
     input_tokens: int = Field(description="Prompt tokens plus the chat format's per-message overhead, estimated.")
     max_output_tokens: int = Field(description="requests x max_tokens: the most the replies can bill.")
     tokenizer: str = Field(description="The tokenizer counted with, or 'chars/4' where none is known offline.")
@@ -82,7 +85,8 @@ def estimate_plan(plan: RunPlan) -> SuiteEstimate:
 
 
 def _estimate_target(plan: RunPlan, spec: SuiteSpec, target: TargetSpec) -> TargetEstimate:
-    requests = [r for r in plan.requests if r.target is target]
+    planned = [r for r in plan.requests if r.target is target]
+    requests = _sent_once(planned, target)
     input_tokens = sum(prompt_side_tokens(target, r.prompt) for r in requests)
     max_output = len(requests) * target.params.max_tokens
     limits = target.limits.merged_over(spec.engine.limits) if target.limits else spec.engine.limits
@@ -92,10 +96,30 @@ def _estimate_target(plan: RunPlan, spec: SuiteSpec, target: TargetSpec) -> Targ
         "batch_input_usd": price.cost(input_tokens, 0, batch=True),
         "batch_max_output_usd": price.cost(0, max_output, batch=True)}
     return TargetEstimate(
-        target=target.label, provider=target.provider, model=target.model, requests=len(requests),
+        target=target.label, provider=target.provider, model=target.model, requests=len(planned),
+        duplicates=len(planned) - len(requests),
         input_tokens=input_tokens, max_output_tokens=max_output,
         tokenizer=encoding_name(target.model) or f"chars/{CHARS_PER_TOKEN}",
         pace=pace(len(requests), input_tokens + max_output, limits), price=price, **costs)
+
+
+def _sent_once(requests: list[WorkRequest], target: TargetSpec) -> list[WorkRequest]:
+    """The requests the engine sends: of identical deterministic requests (temperature 0, as the
+    engine's dedupe sees it) only the first. Anthropic's default temperature is 1, so an Anthropic
+    target that sets none is sampled."""
+    params = target.params
+    deterministic = params.temperature == 0 and (target.provider != "anthropic"
+                                                 or "temperature" in params.model_fields_set)
+    if not deterministic:
+        return requests
+    seen: set[tuple] = set()
+    unique = []
+    for request in requests:
+        key = (request.prompt.text, tuple((m.role, m.content) for m in request.prompt.messages))
+        if key not in seen:
+            seen.add(key)
+            unique.append(request)
+    return unique
 
 
 def pace(requests: int, tokens: int, limits: RateLimits) -> Pace:

@@ -37,10 +37,10 @@ def total_line(targets: list[TargetEstimate]) -> str:
     if all(t.realtime_usd is not None for t in targets):
         parts.append(f"realtime up to {usd(sum(t.realtime_usd or 0 for t in targets))}, batch up to "
                      f"{usd(sum(t.batch_usd or 0 for t in targets))}")
-    paced = [t for t in targets if t.pace.minutes is not None]
+    paced = [t for t in targets if t.pace.minutes is not None or t.pace.days is not None]
     if paced:
         # Each target has its own lane, sent side by side: the slowest one sets the run's time.
-        slowest = max(paced, key=lambda t: t.pace.minutes or 0)
+        slowest = max(paced, key=lambda t: max((t.pace.days or 0) * 24 * 60, t.pace.minutes or 0))
         parts.append(f"time {duration(slowest)} (targets are sent side by side; {slowest.target} is the slowest)")
     return "; ".join(parts)
 
@@ -48,6 +48,9 @@ def total_line(targets: list[TargetEstimate]) -> str:
 def notes(target: TargetEstimate) -> list[str]:
     found = [f"input tokens counted with {target.tokenizer}"
              + (" (no offline tokenizer for this model: a rough figure)" if target.tokenizer.startswith("chars") else "")]
+    if target.duplicates:
+        found.append(f"{target.duplicates:,} of its {target.requests:,} requests repeat another exactly "
+                     "(temperature 0): they are sent once, and tokens, time and cost count only what is sent")
     price = target.price
     if price is None:
         found.append(f"no price known for model {target.model}: add pricing: to the target")
@@ -62,7 +65,8 @@ def notes(target: TargetEstimate) -> list[str]:
     if pace.minutes is None and pace.days is None:
         found.append("no limits declared (engine.limits or the target's limits: rpm, tpm); time not estimated")
     else:
-        found.append(f"limits {limits_text(pace.limits)}: {target.requests:,} requests, {target.request_tokens:,} "
+        found.append(f"limits {limits_text(pace.limits)}: {target.requests - target.duplicates:,} requests sent, "
+                     f"{target.request_tokens:,} "
                      "tokens counted against tpm (prompt + max_tokens)")
     if pace.days is not None and pace.days > 1:
         found.append(f"the daily limits allow this work in no less than {pace.days:,.1f} days")
@@ -74,9 +78,11 @@ def limits_text(limits: RateLimits) -> str:
 
 
 def duration(target: TargetEstimate) -> str:
-    minutes = target.pace.minutes
+    minutes, days = target.pace.minutes, target.pace.days
+    if days is not None and days > 1:  # a daily limit binds: the minute limits do not set the time
+        return f"{days:,.1f} days (daily limits)"
     if minutes is None:
-        return "days, see below" if target.pace.days and target.pace.days > 1 else "no limits declared"
+        return "no limits declared"
     if minutes < 1:
         return f"{minutes * 60:.0f} s"
     if minutes < 120:

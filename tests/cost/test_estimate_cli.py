@@ -57,7 +57,7 @@ def test_the_printed_estimate(cli, project, fake_server):
     tokens = _prompt_tokens("gpt-4o-mini") + 30
     assert "demo: 6 items in slices ['all'], 6 requests, prompt route@v1; nothing sent" in result.output
     assert f"{tokens / 100:.1f} min" in result.output  # the token limit decides
-    assert f"limits tpm 100: 6 requests, {tokens:,} tokens counted against tpm" in result.output
+    assert f"limits tpm 100: 6 requests sent, {tokens:,} tokens counted against tpm" in result.output
     assert "prices per million tokens: input $0.15, output $0.6, batch $0.075 / $0.3 (taken 2026-11-30" \
         in result.output
 
@@ -137,3 +137,24 @@ def test_the_slowest_target_sets_the_time_of_several(cli, project, fake_server):
     result = cli("estimate", str(project.suite_path))
     assert result.exit_code == 0, result.output
     assert "time 6.0 min (targets are sent side by side; fake is the slowest)" in result.output
+
+
+@pytest.mark.parametrize(("temperature", "sent"), [(0.0, 6), (0.7, 12)])
+def test_identical_deterministic_requests_count_once_as_the_engine_sends_them(cli, project, fake_server,
+                                                                              temperature, sent):
+    """Two epochs at temperature 0 repeat each request exactly: the engine sends each once (dedupe),
+    so the estimate counts tokens and time for what is sent; sampled epochs are all sent."""
+    suite = _suite(fake_server, params={"temperature": temperature, "max_tokens": 5})
+    suite["epochs"] = 2
+    project.write_suite(suite)
+    (target,) = _estimate(cli, project)["targets"]
+    assert target["requests"] == 12 and target["duplicates"] == 12 - sent
+    assert target["max_output_tokens"] == sent * 5
+    assert target["input_tokens"] == sent // 6 * _prompt_tokens("fake-model")
+
+
+def test_a_binding_daily_limit_sets_the_time_shown(cli, project, fake_server):
+    project.write_suite(_suite(fake_server, limits={"rpm": 100, "rpd": 3}))  # 6 requests, 3 a day
+    result = cli("estimate", str(project.suite_path))
+    assert result.exit_code == 0, result.output
+    assert "2.0 days (daily" in result.output  # in the table's time column, not the minute limits' 4 s
