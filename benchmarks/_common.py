@@ -82,19 +82,45 @@ async def bare_openai_loop(base_url: str, prompts: list[str], concurrency: int) 
 def timed_evalbatch_run(base_url: str, count: int, concurrency: int, root: Path) -> tuple[float, float]:
     """A whole `evalbatch run` process of `count` requests to the fake server: its wall time, and its
     send phase (first attempt's start to last attempt's end) as the run store recorded it."""
-    records = [{"id": f"b{n:06d}", "text": f"benchmark ticket {n}", "label": "billing"} for n in range(count)]
-    suite = {
-        "name": "bench", "dataset": {"path": "data.jsonl"}, "slices": [{"name": "all"}],
-        "prompt": {"name": "bench", "version": "v1"},
-        "targets": [{"provider": "openai", "model": "fake", "base_url": base_url + "/v1",
-                     "params": {"max_tokens": 5, "temperature": 0}}],
-        "scorers": [{"type": "exact_match", "target": "label"}],
-        "engine": {"concurrency": concurrency, "timeout_s": 60},
-    }
-    wall, done = run_evalbatch("run", str(write_project(root, suite, records, "Ticket: {{ text }}\nTeam:")), "--new")
+    suite = bench_suite(base_url, {"concurrency": concurrency, "timeout_s": 60})
+    wall, done = run_evalbatch("run", str(write_project(root, suite, bench_records(count), BENCH_TEMPLATE)), "--new")
     if done.returncode != 0:
         raise SystemExit(f"evalbatch run exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     [store] = (root / "reports" / "bench").glob("*/run.sqlite")
     with sqlite3.connect(store) as db:
         first, last = db.execute("SELECT MIN(started_at), MAX(ended_at) FROM attempts").fetchone()
     return wall, last - first
+
+
+BENCH_TEMPLATE = "Ticket: {{ text }}\nTeam:"
+
+
+def bench_records(count: int) -> list[dict]:
+    return [{"id": f"b{n:06d}", "text": f"benchmark ticket {n}", "label": "billing"} for n in range(count)]
+
+
+def bench_suite(base_url: str, engine: dict) -> dict:
+    """One target on the fake server, one exact-match scorer: the engine is what is measured."""
+    return {
+        "name": "bench", "dataset": {"path": "data.jsonl"}, "slices": [{"name": "all"}],
+        "prompt": {"name": "bench", "version": "v1"},
+        "targets": [{"provider": "openai", "model": "fake", "base_url": base_url + "/v1",
+                     "params": {"max_tokens": 5, "temperature": 0}}],
+        "scorers": [{"type": "exact_match", "target": "label"}],
+        "engine": engine,
+    }
+
+
+def gate_bench_suite(base_url: str, labels: list[str]) -> dict:
+    """A suite with clusters, a category field and guardrails: comparisons do all their work."""
+    return {
+        "version": 1, "name": "bench",
+        "dataset": {"path": "data.jsonl", "id_field": "id", "cluster_field": "customer"},
+        "slices": [{"name": "all"}], "prompt": {"name": "bench", "version": "v1"},
+        "targets": [{"name": "fake", "provider": "openai", "model": "fake", "base_url": base_url + "/v1",
+                     "params": {"max_tokens": 5, "temperature": 0}}],
+        "scorers": [{"type": "label_in_set", "name": "accuracy", "target": "label", "labels": labels}],
+        "engine": {"concurrency": 64, "timeout_s": 60},
+        "gate": {"baseline": "production", "category_field": "lang",
+                 "guardrails": [{"metric": "empty_output"}, {"metric": "output_length"}]},
+    }

@@ -25,7 +25,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rich.console import Console  # noqa: E402
 
-from benchmarks._common import reset_server_stats, server_stats, start_fake_server, write_project  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    BENCH_TEMPLATE,
+    bench_records,
+    bench_suite,
+    reset_server_stats,
+    server_stats,
+    start_fake_server,
+    write_project,
+)
 from harness.execute import RunOptions, execute  # noqa: E402
 from harness.plan import plan_run  # noqa: E402
 from harness.testing.fake_limits import FAULT_KINDS  # noqa: E402
@@ -39,16 +47,8 @@ def engine_settings(args: argparse.Namespace) -> dict:
 
 
 def run_once(base_url: str, args: argparse.Namespace, root: Path) -> float:
-    records = [{"id": f"b{n:06d}", "text": f"benchmark ticket {n}", "label": "billing"} for n in range(args.requests)]
-    suite = {
-        "name": "bench", "dataset": {"path": "data.jsonl"}, "slices": [{"name": "all"}],
-        "prompt": {"name": "bench", "version": "v1"},
-        "targets": [{"provider": "openai", "model": "fake", "base_url": base_url + "/v1",
-                     "params": {"max_tokens": 5, "temperature": 0}}],
-        "scorers": [{"type": "exact_match", "target": "label"}],
-        "engine": engine_settings(args),
-    }
-    plan = plan_run(write_project(root, suite, records, "Ticket: {{ text }}\nTeam:"))
+    suite = bench_suite(base_url, engine_settings(args))
+    plan = plan_run(write_project(root, suite, bench_records(args.requests), BENCH_TEMPLATE))
     reset_server_stats(base_url)
     started = time.perf_counter()
     outcome = execute(plan, RunOptions(force_new=True), Console(file=io.StringIO()))

@@ -28,7 +28,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import REPO, start_fake_server  # noqa: E402
+from benchmarks._common import REPO, gate_bench_suite, start_fake_server  # noqa: E402
 
 RSS_LIMIT_MB = 300.0
 GROWTH_LIMIT = 1.2
@@ -56,17 +56,7 @@ def write_suite_project(root: Path, base_url: str, items: int) -> Path:
             text = f"benchmark ticket {n}: " + "the invoice shows a charge I do not recognise " * (1 + n % 4)
             handle.write(json.dumps({"id": f"b{n:07d}", "text": text, "label": LABELS[n % 7 % 5],
                                      "customer": f"c{n % 997}", "lang": "en" if n % 3 else "de"}) + "\n")
-    suite = {
-        "version": 1, "name": "bench",
-        "dataset": {"path": "data.jsonl", "id_field": "id", "cluster_field": "customer"},
-        "slices": [{"name": "all"}], "prompt": {"name": "bench", "version": "v1"},
-        "targets": [{"name": "fake", "provider": "openai", "model": "fake", "base_url": base_url + "/v1",
-                     "params": {"max_tokens": 5, "temperature": 0}}],
-        "scorers": [{"type": "label_in_set", "name": "accuracy", "target": "label", "labels": LABELS}],
-        "engine": {"concurrency": 64, "timeout_s": 60},
-        "gate": {"baseline": "production", "category_field": "lang",
-                 "guardrails": [{"metric": "empty_output"}, {"metric": "output_length"}]},
-    }
+    suite = gate_bench_suite(base_url, LABELS)
     path = root / "suites" / "bench.yaml"
     path.write_text(yaml.safe_dump(suite, sort_keys=False), encoding="utf-8")
     return path

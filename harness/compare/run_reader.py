@@ -17,8 +17,7 @@ from typing import Any
 
 from harness.engine.states import RequestState
 from harness.engine.store import RunStore
-from harness.errors import UserError
-from harness.runs.results import RESULTS_FILE, read_results_file, scalar_fields
+from harness.runs.results import read_results_file, run_source, scalar_fields
 
 _BATCH = 2000
 
@@ -46,33 +45,18 @@ def run_rows(folder: Path, target: str, label_scorers: frozenset[str],
              keep_fields: Collection[str] | None = None) -> Iterator[RunRow]:
     """The target's requests in the order they were planned. keep_fields: only these of the
     item's short fields (None: all of them)."""
-    store_path = folder / RunStore.FILENAME
-    results = folder / RESULTS_FILE
-    if store_path.is_file():
-        try:
-            store = RunStore.read_only(store_path)
-        except UserError:
-            if not results.is_file():
-                raise
-            store = None  # e.g. a copied folder SQLite cannot open read-only: the file still tells
-        if store is not None:
-            try:
-                if store.has_table("items"):
-                    yield from _StoreReader(store, label_scorers, keep_fields).rows(target)
-                    return
-            finally:
-                store.close()
-    if not results.is_file():
-        missing = "has no run.sqlite" if not store_path.is_file() else "has a run store too old to hold its items"
-        raise UserError(f"the run {missing} and no {RESULTS_FILE}", file=str(folder),
-                        hint="resume the run with `evalbatch run SUITE --resume RUN_ID`: it upgrades the store "
-                             f"and writes {RESULTS_FILE} without re-sending what finished")
-    for line in read_results_file(results):
-        if line.target == target:
-            fields = line.fields if keep_fields is None else {k: v for k, v in line.fields.items() if k in keep_fields}
-            yield RunRow(line.item_id, line.sample_index, line.state, line.output, line.input_tokens,
-                         line.output_tokens, line.latency_ms, tuple(line.slices), line.cluster, fields,
-                         {name: (score.get("value"), _label(score.get("detail"))) for name, score in line.scores.items()})
+    with run_source(folder) as source:
+        if isinstance(source, RunStore):
+            yield from _StoreReader(source, label_scorers, keep_fields).rows(target)
+            return
+        for line in read_results_file(source):
+            if line.target == target:
+                fields = line.fields if keep_fields is None else {k: v for k, v in line.fields.items()
+                                                                   if k in keep_fields}
+                yield RunRow(line.item_id, line.sample_index, line.state, line.output, line.input_tokens,
+                             line.output_tokens, line.latency_ms, tuple(line.slices), line.cluster, fields,
+                             {name: (score.get("value"), _label(score.get("detail")))
+                              for name, score in line.scores.items()})
 
 
 # A field name SQLite's JSON path can hold as is, between double quotes.

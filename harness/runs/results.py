@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, cast
@@ -208,6 +209,14 @@ def read_results_file(path: Path) -> Iterator[ResultLine]:
 def read_run_lines(folder: Path) -> list[ResultLine]:
     """A run's lines as its store holds them now (opened read-only: the run may be running in
     another process). Stores older than the items table fall back to results.jsonl."""
+    with run_source(folder) as source:
+        return result_lines(source) if isinstance(source, RunStore) else list(read_results_file(source))
+
+
+@contextmanager
+def run_source(folder: Path) -> Iterator[RunStore | Path]:
+    """Where a run's lines are read from: its store, read-only and closed afterwards, when it holds
+    the items; else its results.jsonl. Neither is a UserError saying how to get one."""
     store_path = folder / RunStore.FILENAME
     results = folder / RESULTS_FILE
     if store_path.is_file():
@@ -220,7 +229,8 @@ def read_run_lines(folder: Path) -> list[ResultLine]:
         if store is not None:
             try:
                 if store.has_table("items"):
-                    return result_lines(store)
+                    yield store
+                    return
             finally:
                 store.close()
     if not results.is_file():
@@ -228,7 +238,7 @@ def read_run_lines(folder: Path) -> list[ResultLine]:
         raise UserError(f"the run {missing} and no {RESULTS_FILE}", file=str(folder),
                         hint="resume the run with `evalbatch run SUITE --resume RUN_ID`: it upgrades the store "
                              f"and writes {RESULTS_FILE} without re-sending what finished")
-    return list(read_results_file(results))
+    yield results
 
 
 def short_fields(item: StoredItem) -> dict[str, str]:
