@@ -7,7 +7,6 @@ with the printed command).
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -19,6 +18,7 @@ from harness.commands.common import (
     EXIT_FAILED_REQUESTS,
     console,
     exit_interrupted,
+    finite,
     reports_user_errors,
     stop_on_sigterm,
 )
@@ -26,12 +26,6 @@ from harness.commands.report import report_option, write_reports
 from harness.errors import UserError
 
 _console = console
-
-
-def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
-    if value is not None and not math.isfinite(value):
-        raise click.BadParameter(f"{value} is not a finite number", ctx=ctx, param=param)
-    return value
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,9 +50,9 @@ def main() -> None:
 @click.option("--retry-failed", is_flag=True, help="Give requests that failed terminally another set of attempts.")
 @click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write runs under DIR/<suite>/ instead of the suite's output.dir (default <project>/reports).")
-@click.option("--rpm", type=click.FloatRange(min=0, min_open=True), metavar="N", callback=_finite,
+@click.option("--rpm", type=click.FloatRange(min=0, min_open=True), metavar="N", callback=finite,
               help="Send at most N requests per minute to each target (over the suite's engine.limits).")
-@click.option("--tpm", type=click.FloatRange(min=0, min_open=True), metavar="N", callback=_finite,
+@click.option("--tpm", type=click.FloatRange(min=0, min_open=True), metavar="N", callback=finite,
               help="Send at most N tokens per minute to each target (prompt estimate + max_tokens).")
 @click.option("--cache/--no-cache", default=None,
               help="Answer requests from the shared response cache and add new answers to it, or not "

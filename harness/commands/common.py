@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 from functools import wraps
@@ -53,3 +54,10 @@ def stop_on_sigterm() -> None:
 
 def _raise_keyboard_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
+
+
+def finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """An option callback: nan and inf are no numbers a user means (FloatRange lets them through)."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number", ctx=ctx, param=param)
+    return value

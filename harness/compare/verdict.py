@@ -57,6 +57,7 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
+from harness.compare.multiple_testing import holm_adjusted
 from harness.compare.paired import PairedComparison
 from harness.compare.paired_binary import score_interval, score_verdicts
 from harness.compare.power import (
@@ -488,17 +489,6 @@ def _holm(checks: Sequence[GuardrailCheck], fwer: float) -> tuple[GuardrailOutco
     return tuple(
         GuardrailOutcome(c, float(p), bool(p <= fwer) and c.worsened) for c, p in zip(checks, adjusted, strict=True)
     )
-
-
-def holm_adjusted(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values (statsmodels' multipletests(method="holm") computes the
-    same; done here because importing statsmodels pulls in pandas, ~70 MB and 0.4 s per gate)."""
-    order = np.argsort(p_values, kind="stable")
-    m = len(order)
-    steps = np.maximum.accumulate([(m - rank) * p_values[i] for rank, i in enumerate(order)])
-    adjusted = np.empty(m)
-    adjusted[order] = np.minimum(steps, 1.0)
-    return [float(p) for p in adjusted]
 
 
 def _benjamini_hochberg(checks: Sequence[GuardrailCheck], q: float) -> tuple[GuardrailOutcome, ...]:
