@@ -18,7 +18,6 @@ from harness.engine.breaker import CircuitBreaker, is_rate_limited
 from harness.engine.concurrency import AdaptiveConcurrency
 from harness.engine.pacing import LanePacer, Ticket
 from harness.engine.providers.base import Completion, Provider, ProviderError, ProviderRequest
-from harness.engine.providers.http_errors import is_connection_error
 from harness.engine.rate_headers import read_rate_limits
 from harness.engine.requests import WorkRequest
 from harness.engine.retry import RequestTries, RetryPolicy
@@ -117,8 +116,8 @@ class Engine:
             lane.paused_recorded_s = lane.pacer.paused_s
         if paused:
             self.store.set_meta("rate_limit_paused_s", self.store.get_meta("rate_limit_paused_s", 0.0) + paused)
-        if self.stopped_lanes():
-            self.store.set_meta("lanes_stopped", self.stopped_lanes())
+        if stopped := self.stopped_lanes():
+            self.store.set_meta("lanes_stopped", stopped)
 
     async def _worker(self, queue: deque[WorkRequest]) -> None:
         while queue and not self._cancel_requested():
@@ -187,7 +186,7 @@ class Engine:
                       failure: ProviderError, tries: RequestTries) -> bool:
         """Records the failure; True when the request is to be sent again (after its wait)."""
         lane.pacer.observe(ticket, read_rate_limits(failure.rate_limits), None)
-        if is_connection_error(failure):
+        if failure.no_reply:
             lane.pacer.refund(ticket)
         if failure.status in (429, 529) and failure.kind == "transient":
             lane.concurrency.overloaded()

@@ -36,8 +36,12 @@ class ProviderError(Exception):
     """A failed call, classified so the engine knows whether trying again can help."""
 
     def __init__(self, message: str, *, kind: ErrorKind, status: int | None = None,
-                 retry_after_s: float | None = None, rate_limits: dict[str, str] | None = None) -> None:
+                 retry_after_s: float | None = None, rate_limits: dict[str, str] | None = None,
+                 no_reply: bool = False) -> None:
         super().__init__(message)
+        self.no_reply = no_reply
+        """The connection failed before any HTTP reply: the lane gives back what the request was
+        counted as (usually the server never saw it; a dropped connection is counted back too)."""
         self.kind = kind
         self.status = status
         self.retry_after_s = retry_after_s

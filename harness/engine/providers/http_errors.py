@@ -110,7 +110,8 @@ def sdk_errors(sdk: ModuleType, timeout_s: float) -> Iterator[None]:
     except sdk.APITimeoutError:
         raise ProviderError(f"timed out after {timeout_s:g} s", kind="transient") from None
     except sdk.APIConnectionError as exc:
-        raise ProviderError(f"connection error: cannot reach {_where(exc)}: {_cause(exc)}", kind="transient") from None
+        raise ProviderError(f"connection error: cannot reach {_where(exc)}: {_cause(exc)}", kind="transient",
+                            no_reply=True) from None
     except sdk.APIStatusError as exc:
         raise status_error(exc.status_code, exc.response.text, exc.response.headers, _where(exc)) from None
     except (sdk.APIResponseValidationError, ValueError) as exc:
@@ -136,8 +137,3 @@ def _cause(exc: Exception) -> str:
             causes.append(text)
         cause = cause.__cause__ or cause.__context__
     return causes[-1] if causes else str(exc)
-
-
-def is_connection_error(error: ProviderError) -> bool:
-    """The request never reached a server (nothing was counted against any limit)."""
-    return error.status is None and str(error).startswith("connection error")
