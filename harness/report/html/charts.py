@@ -41,8 +41,12 @@ def _pyplot():
 
 def _svg(figure) -> str:
     """The figure as an <svg> element alone (no XML declaration, doctype or metadata), with a
-    fixed id salt, so the same report renders to the same bytes."""
+    fixed id salt, so the same report renders to the same bytes. Every chart is drawn open: no top
+    or right frame line."""
     plt = _pyplot()
+    for axes in figure.axes:
+        for side in ("top", "right"):
+            axes.spines[side].set_visible(False)
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
     plt.close(figure)
@@ -74,8 +78,6 @@ def forest_plot(rows: list[ForestRow], margin_pts: float | None) -> str:
     axes.set_yticks(range(len(rows)), [_short(r.label) for r in reversed(rows)])
     axes.set_ylim(-0.6, len(rows) - 0.2)
     axes.set_xlabel("candidate − baseline (points), 95% CI")
-    for side in ("top", "right"):
-        axes.spines[side].set_visible(False)
     axes.tick_params(colors=_INK)
     return _svg(figure)
 
@@ -91,8 +93,6 @@ def bar_pairs(labels: list[str], baseline: list[float], candidate: list[float], 
     axes.invert_yaxis()
     axes.set_xlabel(xlabel)
     axes.legend(frameon=False, loc="lower right")
-    for side in ("top", "right"):
-        axes.spines[side].set_visible(False)
     return _svg(figure)
 
 
@@ -115,8 +115,6 @@ def histograms(baseline: list[float], candidate: list[float], xlabel: str) -> st
     axes.set_xlabel(xlabel)
     axes.set_ylabel("items")
     axes.legend(frameon=False)
-    for side in ("top", "right"):
-        axes.spines[side].set_visible(False)
     return _svg(figure)
 
 
@@ -127,6 +125,4 @@ def trend(labels: list[str], values: list[float], ylabel: str) -> str:
     axes.plot(range(len(values)), values, marker="o", color=_LINE)
     axes.set_xticks(range(len(labels)), labels)
     axes.set_ylabel(ylabel)
-    for side in ("top", "right"):
-        axes.spines[side].set_visible(False)
     return _svg(figure)
