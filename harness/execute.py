@@ -42,6 +42,12 @@ class RunOptions:
     full_promotion: bool = False
     limits: RateLimits | None = None
     """--rpm/--tpm: rate limits for every target, over the suite's."""
+    mode: str | None = None
+    """--mode realtime|batch for every target (None: the run's recorded --mode, else each target's own)."""
+    collect_only: bool = False
+    """`evalbatch collect`: re-attach to the run's provider batches; submit and send nothing new."""
+    wait: bool = True
+    """Wait for live provider batches to end (False: collect only those that have ended)."""
 
 
 @dataclass(frozen=True)
@@ -118,10 +124,13 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
     if options.retry_failed:
         store.requeue_failed()
     staged = _staged_work(plan, options.monitor, run.manifest, _unfinished(store))
+    batch = _batch_session(plan, options, run, console)
+    todo = [[]] if options.collect_only else staged.todo if batch is None else batch.realtime_stages(staged.todo)
     limits = options.limits or RateLimits()
     manifest = run.manifest.model_copy(update={"status": "running", "ended_at": None, "looks": staged.looks,
                                                "options": run.manifest.options.model_copy(
-                                                   update={"rpm": limits.rpm, "tpm": limits.tpm}),
+                                                   update={"rpm": limits.rpm, "tpm": limits.tpm,
+                                                           "mode": batch.mode if batch else None}),
                                                "look_schedule": staged.schedule})
     write_manifest(folder, manifest)
     looks = list(staged.looks)
@@ -142,11 +151,15 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
         write_manifest(folder, manifest.model_copy(update={"looks": looks}))
         return decision.stop
 
-    remaining = sum(len(stage) for stage in staged.todo)
+    remaining = sum(len(stage) for stage in todo)
     try:
+        if batch is not None:
+            batch.submit()
         with RichProgress(len(plan.requests), len(plan.requests) - remaining, console) as progress:
             engine = Engine(store, run.lanes, plan.suite.spec.engine, progress, _scorer(plan))
-            stopped = asyncio.run(_drive(engine, staged.todo, run.lanes, after_stage if options.monitor else None))
+            stopped = asyncio.run(_drive(engine, todo, run.lanes, after_stage if options.monitor else None))
+        if batch is not None:
+            batch.collect()
     except (KeyboardInterrupt, _Terminated) as stop:
         try:
             store.requeue_unfinished()
@@ -163,6 +176,14 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
     _write_results(plan, store, folder)
     manifest = _finish(folder, manifest.model_copy(update={"looks": looks}), _status(store, stopped), store, session)
     return RunOutcome(manifest, folder)
+
+
+def _batch_session(plan: RunPlan, options: RunOptions, run: RunContext, console: Console):
+    """The run's provider batches (batch mode): None when no target is in batch mode and no
+    batch of an earlier session is left to collect."""
+    from harness.engine.batch.in_run import BatchPart
+
+    return BatchPart.of_run(plan, run.store, run.lanes, options, console.print)
 
 
 @dataclass(frozen=True)
