@@ -48,3 +48,8 @@ def store_rows(run_dir: Path, query: str, args: tuple = ()) -> list[tuple]:
 
 def states(run_dir: Path) -> dict[str, str]:
     return dict(store_rows(run_dir, "SELECT request_id, state FROM requests"))  # type: ignore[arg-type]
+
+
+def by_item(lines: dict[str, tuple]) -> dict[str, tuple]:
+    """results() keyed by item (request IDs differ between base URLs, e.g. through a proxy)."""
+    return {line[0]: line[1:] for line in lines.values()}

@@ -1,0 +1,125 @@
+"""SIGKILL a real `evalbatch run` in batch mode at each step of a submission, then resume: the
+run re-attaches, the server counts exactly one batch creation (and one upload) per chunk, and
+the results are complete and equal a realtime run's."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.testing.fake_batch_lifecycle import BatchScript
+from tests.engine.batch_proxy import HoldingProxy
+from tests.engine.batch_support import batch_suite, by_item, only_run, realtime_suite, results, store_rows
+
+
+def _start(*args: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
+    env["ANTHROPIC_API_KEY"] = "test-key"
+    return subprocess.Popen([sys.executable, "-m", "harness.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _finish(*args: str) -> str:
+    process = _start(*args)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, out + err
+    return out
+
+
+def _wait_until(process: subprocess.Popen, ready, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        if ready():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"never reached: {what}")
+
+
+def _kill(process: subprocess.Popen) -> None:
+    process.kill()
+    process.wait(timeout=10)
+
+
+def _run_dir(reports: Path) -> Path | None:
+    found = [p for p in (reports / "demo").glob("*/") if (p / "run.sqlite").exists()]
+    return found[0] if found else None
+
+
+def _chunks(reports: Path) -> list[tuple]:
+    run_dir = _run_dir(reports)
+    if run_dir is None:
+        return []
+    try:
+        return store_rows(run_dir, "SELECT input_file_id, batch_id, status FROM provider_batches")
+    except Exception:  # the table is not created yet
+        return []
+
+
+@pytest.fixture
+def reference(project, cli, fake_server) -> dict[str, tuple]:
+    project.write_suite(realtime_suite(fake_server.base_url))
+    reports = project.root / "realtime"
+    assert cli("run", str(project.suite_path), "--reports-dir", str(reports)).exit_code == 0
+    return results(only_run(reports))
+
+
+@pytest.mark.parametrize("hold", ["before", "after"])
+def test_killed_between_upload_and_recording_the_batch_creates_it_once(project, fake_server, reference, hold):
+    """before: the create never reached the provider, so resuming creates the batch from the file
+    already uploaded (no second upload); after: the provider made the batch but the process died
+    before recording its ID, so resuming finds it by its input file instead of making another."""
+    with HoldingProxy(fake_server.base_url) as proxy:
+        proxy.hold = hold
+        project.write_suite(batch_suite(proxy.base_url))
+        reports = project.root / "reports"
+        process = _start("run", str(project.suite_path))
+        _wait_until(process, proxy.held.is_set, "a held batch creation")
+        [(file_id, batch_id, status)] = _chunks(reports)
+        assert file_id is not None and batch_id is None and status == "uploaded"  # the file ID was committed first
+        _kill(process)
+        assert fake_server.batches.log.creations["openai"] == (1 if hold == "after" else 0)
+        proxy.hold = None
+        _finish("run", str(project.suite_path))  # resumes the unfinished run of the same work
+    run_dir = only_run(reports)
+    assert by_item(results(run_dir)) == by_item(reference)
+    assert fake_server.batches.log.creations["openai"] == 1
+    assert fake_server.batches.log.files_uploaded == 1
+    assert sorted(fake_server.batches.log.answered.values()) == [1] * len(reference)
+
+
+def test_killed_after_create_then_collected_from_another_process(project, cli, fake_server, reference):
+    fake_server.batches.script = BatchScript(in_progress_polls=5)
+    project.write_suite(batch_suite(fake_server.base_url))
+    reports = project.root / "reports"
+    process = _start("run", str(project.suite_path))
+    _wait_until(process, lambda: any(batch_id for _, batch_id, _ in _chunks(reports)), "a recorded batch ID")
+    _kill(process)
+    run_dir = _run_dir(reports)
+    assert run_dir is not None
+    # A new process that merely opens the run must not re-queue what sits in the live batch.
+    assert {state for (state,) in store_rows(run_dir, "SELECT state FROM requests")} <= {"in_batch", "succeeded"}
+    out = _finish("collect", run_dir.name, "--suite", str(project.suite_path))
+    assert "Collecting 1 provider batch" in out
+    assert results(run_dir) == reference
+    assert fake_server.batches.log.creations["openai"] == 1
+
+
+def test_killed_while_polling_then_resumed(project, fake_server, reference):
+    fake_server.batches.script = BatchScript(in_progress_polls=20)
+    project.write_suite(batch_suite(fake_server.base_url))
+    reports = project.root / "reports"
+    process = _start("run", str(project.suite_path))
+    _wait_until(process, lambda: any(status == "in_progress" for _, _, status in _chunks(reports)),
+                "a batch in progress")
+    _kill(process)
+    out = _finish("run", str(project.suite_path))
+    assert "Resuming" in out
+    assert results(only_run(reports)) == reference
+    assert fake_server.batches.log.creations["openai"] == 1
+    assert fake_server.batches.log.files_uploaded == 1
