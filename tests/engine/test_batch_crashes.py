@@ -61,35 +61,48 @@ def _chunks(reports: Path) -> list[tuple]:
         return []
 
 
-@pytest.fixture
-def reference(project, cli, fake_server) -> dict[str, tuple]:
-    project.write_suite(realtime_suite(fake_server.base_url))
-    reports = project.root / "realtime"
+def _reference(project, cli, fake_server, provider: str = "openai") -> dict[str, tuple]:
+    project.write_suite(realtime_suite(fake_server.base_url, provider))
+    reports = project.root / f"realtime-{provider}"
     assert cli("run", str(project.suite_path), "--reports-dir", str(reports)).exit_code == 0
     return results(only_run(reports))
 
 
-@pytest.mark.parametrize("hold", ["before", "after"])
-def test_killed_between_upload_and_recording_the_batch_creates_it_once(project, fake_server, reference, hold):
+@pytest.fixture
+def reference(project, cli, fake_server, monkeypatch) -> dict[str, tuple]:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    return _reference(project, cli, fake_server)
+
+
+@pytest.mark.parametrize(("provider", "hold"), [("openai", "before"), ("openai", "after"), ("anthropic", "before"),
+                                               ("anthropic", "after")])
+def test_killed_between_upload_and_recording_the_batch_creates_it_once(project, cli, fake_server, provider, hold,
+                                                                         monkeypatch):
     """before: the create never reached the provider, so resuming creates the batch from the file
     already uploaded (no second upload); after: the provider made the batch but the process died
     before recording its ID, so resuming finds it by its input file instead of making another."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    reference = _reference(project, cli, fake_server, provider)
     with HoldingProxy(fake_server.base_url) as proxy:
         proxy.hold = hold
-        project.write_suite(batch_suite(proxy.base_url))
+        project.write_suite(batch_suite(proxy.base_url, provider))
         reports = project.root / "reports"
         process = _start("run", str(project.suite_path))
         _wait_until(process, proxy.held.is_set, "a held batch creation")
         [(file_id, batch_id, status)] = _chunks(reports)
-        assert file_id is not None and batch_id is None and status == "uploaded"  # the file ID was committed first
+        assert batch_id is None
+        if provider == "openai":  # the input file's ID was committed before the create was sent
+            assert file_id is not None and status == "uploaded"
+        else:  # no file: the members were committed before the create was sent
+            assert file_id is None and status == "planned"
         _kill(process)
-        assert fake_server.batches.log.creations["openai"] == (1 if hold == "after" else 0)
+        assert fake_server.batches.log.creations[provider] == (1 if hold == "after" else 0)
         proxy.hold = None
         _finish("run", str(project.suite_path))  # resumes the unfinished run of the same work
     run_dir = only_run(reports)
     assert by_item(results(run_dir)) == by_item(reference)
-    assert fake_server.batches.log.creations["openai"] == 1
-    assert fake_server.batches.log.files_uploaded == 1
+    assert fake_server.batches.log.creations[provider] == 1
+    assert fake_server.batches.log.files_uploaded == (1 if provider == "openai" else 0)
     assert sorted(fake_server.batches.log.answered.values()) == [1] * len(reference)
 
 
