@@ -157,7 +157,7 @@ class BatchSpec(StrictModel):
     poll_s: float = Field(default=30.0, gt=0, le=3600, description="Seconds between looks at a live provider batch.")
     max_requests: int | None = Field(default=None, ge=1, description="Requests per provider batch (default and "
                                      "ceiling: the provider's limit, 50,000 OpenAI, 100,000 Anthropic).")
-    max_bytes: int | None = Field(default=None, ge=1024, description="Bytes per provider batch (default and "
+    max_bytes: int | None = Field(default=None, ge=1, description="Bytes per provider batch (default and "
                                   "ceiling: the provider's limit, 200 MB OpenAI, 256 MB Anthropic).")
 
 
