@@ -152,10 +152,11 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
         return decision.stop
 
     remaining = sum(len(stage) for stage in todo)
+    total = len(plan.requests) if batch is None else batch.realtime_total(plan.requests)
     try:
         if batch is not None:
             batch.submit()
-        with RichProgress(len(plan.requests), len(plan.requests) - remaining, console) as progress:
+        with RichProgress(total, total - remaining, console) as progress:
             engine = Engine(store, run.lanes, plan.suite.spec.engine, progress, _scorer(plan))
             stopped = asyncio.run(_drive(engine, todo, run.lanes, after_stage if options.monitor else None))
         if batch is not None:

@@ -16,6 +16,7 @@ from harness.engine.batch.batch_store import BatchStore
 from harness.engine.batch.registry import batch_providers
 from harness.engine.batch.session import BatchSession, BatchTarget
 from harness.engine.requests import WorkRequest
+from harness.engine.states import RequestState
 from harness.engine.store import RunStore, ScoreRow
 from harness.errors import UserError
 
@@ -70,9 +71,18 @@ class BatchPart:
         return cls(mode, session, options.collect_only, options.wait)
 
     def realtime_stages(self, stages: list[list[WorkRequest]]) -> list[list[WorkRequest]]:
-        """The stages without the requests of batch targets (the realtime engine's share)."""
+        """The stages without the requests of batch targets, nor any request sitting in a live
+        batch of an earlier session (the realtime engine's share)."""
         labels = {t.target.label for t in self.session.targets if t.new_work}
-        return [[r for r in stage if r.target.label not in labels] for stage in stages]
+        in_batch = {row[0] for row in self.session.store.db.execute(
+            "SELECT request_id FROM requests WHERE state = ?", (RequestState.IN_BATCH,))}
+        return [[r for r in stage if r.target.label not in labels and r.request_id not in in_batch]
+                for stage in stages]
+
+    def realtime_total(self, requests: list[WorkRequest]) -> int:
+        """How many of the run's requests the realtime engine is responsible for (its progress total)."""
+        labels = {t.target.label for t in self.session.targets if t.new_work}
+        return sum(1 for r in requests if r.target.label not in labels)
 
     def submit(self) -> None:
         self.session.submit()
