@@ -1,4 +1,4 @@
-"""`evalbatch export RUN --format openai-batch`: a run's unanswered requests as OpenAI batch input
+"""`evalbatch export RUN --format openai-batch`: a run's requests waiting to be sent as OpenAI batch input
 JSONL, which the OpenAI Batch API and `vllm run-batch` accept. custom_id is the request ID and the
 body is exactly what the engine would send (built by the target's own provider), so `evalbatch
 import` can reconcile the outputs into the run. One model per file: one file per target, split at
@@ -115,27 +115,41 @@ class BodyMaker:
         return self._providers[label]
 
 
+SENDABLE = (RequestState.QUEUED, RequestState.FAILED_RETRYABLE)
+"""What export writes: requests waiting to be sent (never one that succeeded, nor one inside a live
+provider batch)."""
+
+
 @click.command("export")
 @click.argument("run")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), required=True,
               help="openai-batch: the JSONL of the OpenAI Batch API and `vllm run-batch` (custom_id = request ID).")
+@click.option("--failed", "include_failed", is_flag=True,
+              help="Also the requests that failed terminally, in a new retry round (as `retry --failed` does).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="The file to write (default: RUN_FOLDER/exports/openai-batch.<target>.jsonl). Several files "
+              help="The file to write (default: RUN_FOLDER/exports/openai-batch.jsonl). Several files "
                    "(several targets, or over 50,000 requests or 200 MB) are named <stem>.<target>[.<part>]<suffix>.")
 @click.option("--suite", type=click.Path(dir_okay=False, path_type=Path),
               help="The suite (default: the one the run was made from).")
 @click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where runs are found (default: found from the current directory; RUN may be a folder's path).")
 @reports_user_errors
-def export(run: str, fmt: str, out: Path | None, suite: Path | None, reports_dir: Path | None) -> None:
-    """Write RUN's requests that have not succeeded as batch input files, one model per file, to run
-    with the OpenAI Batch API or `vllm run-batch` and read back with `evalbatch import RUN FILE`.
-    RUN may also be a suite file: its run is created (or its unfinished run taken) without sending
-    anything."""
+def export(run: str, fmt: str, include_failed: bool, out: Path | None, suite: Path | None,
+           reports_dir: Path | None) -> None:
+    """Write RUN's requests waiting to be sent as batch input files, one model per file, to run with
+    the OpenAI Batch API or `vllm run-batch` and read back with `evalbatch import RUN FILE`. RUN may
+    also be a suite file: its run is created (or its unfinished run taken) without sending anything."""
     out_console = console()
     with held_run(run, suite, reports_dir) as held:
+        held.store.requeue_unfinished()  # we hold the run: what is still "processing" was abandoned
+        if include_failed:
+            held.store.requeue_failed()
         states = request_states(held.store)
-        todo = [r for r in held.plan.requests if states.get(r.request_id) != RequestState.SUCCEEDED]
+        todo = [r for r in held.plan.requests if states.get(r.request_id) in SENDABLE]
+        failed = sum(1 for state in states.values() if state == RequestState.FAILED_TERMINAL)
+        if failed:
+            out_console.print(f"{failed} request(s) failed terminally and are not exported; add --failed to "
+                              "export them too (a new retry round)", soft_wrap=True)
         skipped = sorted({r.target.label for r in todo if r.target.provider not in EXPORTABLE_PROVIDERS})
         exportable = [r for r in todo if r.target.provider in EXPORTABLE_PROVIDERS]
         if skipped:
@@ -145,7 +159,7 @@ def export(run: str, fmt: str, out: Path | None, suite: Path | None, reports_dir
             if skipped:
                 raise UserError(f"run {held.manifest.run_id} has no requests of an OpenAI-compatible target to export",
                                 hint="batch other providers with `evalbatch run --mode batch`")
-            out_console.print(f"run {held.manifest.run_id}: every request has succeeded; nothing to export")
+            out_console.print(f"run {held.manifest.run_id}: no request is waiting to be sent; nothing to export")
             return
         files = _write_files(exportable, out or held.folder / "exports" / "openai-batch.jsonl")
     for path, count, target in files:
@@ -176,13 +190,14 @@ def _write_files(requests: list[WorkRequest], base: Path) -> list[tuple[Path, in
     return written
 
 
-def _chunks(lines: Iterator[str]) -> Iterator[list[str]]:
-    """Lines in files of at most MAX_REQUESTS_PER_FILE lines and MAX_BYTES_PER_FILE bytes."""
+def _chunks(lines: Iterator[str], max_requests: int = MAX_REQUESTS_PER_FILE,
+            max_bytes: int = MAX_BYTES_PER_FILE) -> Iterator[list[str]]:
+    """Lines in files the Batch API takes: at most max_requests lines and max_bytes bytes each."""
     chunk: list[str] = []
     size = 0
     for line in lines:
         length = len(line.encode())
-        if chunk and (len(chunk) >= MAX_REQUESTS_PER_FILE or size + length > MAX_BYTES_PER_FILE):
+        if chunk and (len(chunk) >= max_requests or size + length > max_bytes):
             yield chunk
             chunk, size = [], 0
         chunk.append(line)

@@ -181,7 +181,7 @@ def _record(held: HeldRun, checked: Checked) -> Tally:
 
 def _why_not(request: WorkRequest, states: dict[str, RequestState]) -> str:
     state = states.get(request.request_id)
-    hint = (" (send it again with `evalbatch retry RUN --failed`, or import after that)"
+    hint = (" (it takes an answer again once in a new retry round: `evalbatch export RUN --failed`)"
             if state == RequestState.FAILED_TERMINAL else "")
     return f"request {request.request_id} is {state}{hint}"
 

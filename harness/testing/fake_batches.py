@@ -170,8 +170,9 @@ class FakeBatches:
         return self._handled(upload)
 
     async def _list_files(self, request: Request) -> Response:
-        return self._handled(lambda: {"object": "list", "has_more": False,
-                                      "data": [f.as_object() for f in reversed(self._files.values())]})
+        purpose = request.query_params.get("purpose")
+        return self._handled(lambda: {"object": "list", "has_more": False, "data": [
+            f.as_object() for f in reversed(self._files.values()) if purpose in (None, f.purpose)]})
 
     def _file(self, request: Request) -> StoredFile:
         file_id = request.path_params["file_id"]

@@ -12,9 +12,10 @@ from pathlib import Path
 import openai
 import pytest
 
+from harness.commands.export import _chunks
 from harness.engine.states import RequestState
 from harness.engine.store import RunStore
-from harness.testing.fake_server import FakeLLMServer
+from harness.testing.fake_server import FakeLLMServer, FaultRule
 from tests.conftest import TICKET_REPLIES, TICKETS, base_suite
 
 
@@ -213,3 +214,54 @@ def test_only_openai_compatible_targets_export(project, cli, tmp_path, provider,
     result = cli("export", str(project.suite_path), "--format", "openai-batch", "--reports-dir", str(tmp_path / "r"))
     assert result.exit_code == 2
     assert "no requests of an OpenAI-compatible target to export" in result.output
+
+
+def test_one_file_per_target_each_of_one_model(project, cli, tmp_path):
+    suite = base_suite()
+    suite["targets"].append({**suite["targets"][0], "name": "other", "model": "other-model"})
+    project.write_suite(suite)
+    out = tmp_path / "requests.jsonl"
+    result = cli("export", str(project.suite_path), "--format", "openai-batch", "--reports-dir",
+                 str(tmp_path / "r"), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    files = sorted(tmp_path.glob("requests.*.jsonl"))
+    assert [f.name for f in files] == ["requests.fake.jsonl", "requests.other.jsonl"] and not out.exists()
+    models = [{json.loads(line)["body"]["model"] for line in f.read_text().splitlines()} for f in files]
+    assert models == [{"fake-model"}, {"other-model"}]
+    assert all(len(f.read_text().splitlines()) == len(TICKETS) for f in files)
+
+
+def test_files_split_at_the_per_file_limits():
+    lines = [f'{{"n": {i}}}\n' for i in range(7)]
+    assert [len(chunk) for chunk in _chunks(iter(lines), max_requests=3)] == [3, 3, 1]
+    assert [len(chunk) for chunk in _chunks(iter(lines), max_bytes=len(lines[0]) * 2)] == [2, 2, 2, 1]
+
+
+def test_a_realtime_run_left_incomplete_exports_only_what_did_not_succeed(project, cli, tmp_path):
+    """The scale-out path: what a realtime run could not finish is run elsewhere and imported."""
+    with FakeLLMServer(keyword_replier_for_tickets(), faults=[FaultRule(status=400, times=99, match="crashes")]) as server:
+        project.write_suite(base_suite(server.base_url))
+        reports = tmp_path / "runs"
+        assert cli("run", str(project.suite_path), "--reports-dir", str(reports)).exit_code == 1
+    folder = _run_folder(reports)
+    out = tmp_path / "rest.jsonl"
+    export = ("export", folder.name, "--format", "openai-batch", "--reports-dir", str(reports), "--out", str(out))
+    result = cli(*export)
+    assert result.exit_code == 0 and "1 request(s) failed terminally and are not exported" in result.output
+    assert "nothing to export" in result.output and not out.exists()
+    result = cli(*export, "--failed")
+    assert result.exit_code == 0, result.output
+    (line,) = [json.loads(text) for text in out.read_text().splitlines()]
+    assert "crashes" in line["body"]["messages"][-1]["content"]
+    assert _states(folder)[line["custom_id"]] == RequestState.QUEUED  # in a new retry round
+    outputs = _write_jsonl(tmp_path / "out.jsonl", _by_hand([line]))
+    result = cli("import", folder.name, str(outputs), "--reports-dir", str(reports))
+    assert result.exit_code == 0 and "the run is complete" in result.output
+    assert set(_states(folder).values()) == {RequestState.SUCCEEDED}
+    assert _scores(folder)[line["custom_id"]]["accuracy"] == (1.0, True)
+
+
+def keyword_replier_for_tickets():
+    from harness.testing.fake_server import keyword_replier
+
+    return keyword_replier(TICKET_REPLIES)
