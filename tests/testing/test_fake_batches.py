@@ -116,6 +116,14 @@ def test_openai_batch_fails_at_validation_naming_each_bad_line(server):
     assert not server.batches.log.submitted
 
 
+def test_openai_scripted_failure_fails_at_validation(server):
+    server.batches.queue(BatchScript(outcome="failed", validating_polls=2))
+    client = _openai(server)
+    seen, batch = _poll_to_end(client, _submit(client, _lines()).id)
+    assert seen == ["validating", "failed"] and [e.code for e in batch.errors.data] == ["invalid_request"]
+    assert batch.output_file_id is None and batch.error_file_id is None and not server.batches.log.answered
+
+
 def test_openai_batch_expires_with_some_lines_done(server):
     server.batches.script = BatchScript(outcome="expired", done_lines=2, shuffle_seed=None)
     client = _openai(server)
