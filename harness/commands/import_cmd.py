@@ -79,6 +79,9 @@ def import_outputs(run: str, file: Path, requests_file: Path | None, suite: Path
         maker = BodyMaker()
         problems = _check_requests_file(requests_file, requests, maker) if requests_file else []
         checked = _check_outputs(file, requests, maker, problems)
+        if not (checked.answers or checked.failures or checked.problems):
+            raise UserError("no output lines in the file", file=str(file),
+                            hint="give the output (or error) file of `vllm run-batch` or the OpenAI Batch API")
         checked.problems[:0] = problems
         if checked.problems:
             shown = checked.problems[:_SHOWN_PROBLEMS]

@@ -265,3 +265,21 @@ def keyword_replier_for_tickets():
     from harness.testing.fake_server import keyword_replier
 
     return keyword_replier(TICKET_REPLIES)
+
+
+def test_a_run_in_use_is_refused_and_an_empty_file_is_bad_input(project, cli, tmp_path):
+    from harness.runs.lock import RunLock
+
+    reports = tmp_path / "runs"
+    exported = _export(cli, project, reports, tmp_path / "requests.jsonl")
+    folder = _run_folder(reports)
+    outputs = _write_jsonl(tmp_path / "out.jsonl", _by_hand(exported))
+    with RunLock.acquire(folder, folder.name):  # another process is working on the run
+        result = cli("import", str(folder), str(outputs))
+        assert result.exit_code == 2 and "is in use by" in result.output
+        assert cli("export", str(folder), "--format", "openai-batch").exit_code == 2
+    assert set(_states(folder).values()) == {RequestState.QUEUED}
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    result = cli("import", str(folder), str(empty))
+    assert result.exit_code == 2 and "no output lines in the file" in result.output
