@@ -156,7 +156,8 @@ class LiveBatch:
 
     def status(self) -> str:
         """OpenAI's status vocabulary, from the poll count alone."""
-        stages = ["validating"] if self.validation_errors else self.script.stages(self.provider)
+        stages = (["validating"] * max(1, self.script.validating_polls) if self.validation_errors
+                  else self.script.stages(self.provider))
         if self.cancel_poll is not None:
             return "cancelling" if self.polls - self.cancel_poll < self.script.cancel_polls else "cancelled"
         if self.polls < len(stages):
@@ -189,7 +190,7 @@ def settle(batch: LiveBatch, now: float, answer: AnswerFn, log: BatchLog) -> Non
     batch.reached.setdefault(status, now)
     if status not in TERMINAL or batch.results is not None:
         return
-    if status == "failed" and batch.provider == "openai":
+    if batch.validation_errors or status == "failed":  # nothing of an invalid or failed batch ran
         batch.results = []
         return
     batch.results = _line_results(batch, answer, log)

@@ -89,7 +89,7 @@ def anthropic_batch_object(batch: LiveBatch, base_url: str) -> dict[str, Any]:
 def openai_lines(data: bytes, endpoint: str, limits: BatchLimits) -> tuple[list[BatchLine], list[dict[str, Any]]]:
     """The input file's lines, or the validation errors OpenAI would report (errors.data)."""
     if len(data) > limits.openai_bytes:
-        return [], [_validation("file_too_large", None, f"The input file is {len(data)} bytes; a batch input file "
+        return [], [validation_error("file_too_large", None, f"The input file is {len(data)} bytes; a batch input file "
                                 f"may be at most {limits.openai_bytes} bytes.")]
     lines: list[BatchLine] = []
     errors: list[dict[str, Any]] = []
@@ -100,19 +100,19 @@ def openai_lines(data: bytes, endpoint: str, limits: BatchLimits) -> tuple[list[
         try:
             entry = json.loads(text)
         except json.JSONDecodeError:
-            errors.append(_validation("invalid_json_line", number, "This line is not parseable as valid JSON."))
+            errors.append(validation_error("invalid_json_line", number, "This line is not parseable as valid JSON."))
             continue
         problem = _line_problem(entry, endpoint, seen, lines[0].body.get("model") if lines else None)
         if problem is not None:
-            errors.append(_validation(problem[0], number, problem[1], problem[2]))
+            errors.append(validation_error(problem[0], number, problem[1], problem[2]))
             continue
         seen.add(entry["custom_id"])
         lines.append(BatchLine(entry["custom_id"], entry["body"]))
     if len(lines) > limits.openai_requests:
-        errors.append(_validation("too_many_requests", None, f"The input file has {len(lines)} requests; a batch "
+        errors.append(validation_error("too_many_requests", None, f"The input file has {len(lines)} requests; a batch "
                                   f"may hold at most {limits.openai_requests}."))
     if not lines and not errors:
-        errors.append(_validation("empty_file", None, "The input file has no requests."))
+        errors.append(validation_error("empty_file", None, "The input file has no requests."))
     return lines, errors
 
 
@@ -139,7 +139,7 @@ def _line_problem(entry: Any, endpoint: str, seen: set[str], model: str | None) 
     return None
 
 
-def _validation(code: str, line: int | None, message: str, param: str | None = None) -> dict[str, Any]:
+def validation_error(code: str, line: int | None, message: str, param: str | None = None) -> dict[str, Any]:
     """One entry of a failed batch's errors.data (line is 1-based)."""
     return {"code": code, "line": line, "message": message, "param": param or None}
 

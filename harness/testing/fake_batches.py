@@ -49,6 +49,7 @@ from harness.testing.fake_batch_wire import (
     openai_batch_object,
     openai_lines,
     openai_result_line,
+    validation_error,
 )
 
 SERVED_ENDPOINT = "/v1/chat/completions"
@@ -170,8 +171,9 @@ class FakeBatches:
         return self._handled(upload)
 
     async def _list_files(self, request: Request) -> Response:
-        return self._handled(lambda: {"object": "list", "has_more": False,
-                                      "data": [f.as_object() for f in reversed(self._files.values())]})
+        purpose = request.query_params.get("purpose")
+        return self._handled(lambda: {"object": "list", "has_more": False, "data": [
+            f.as_object() for f in reversed(self._files.values()) if purpose in (None, f.purpose)]})
 
     def _file(self, request: Request) -> StoredFile:
         file_id = request.path_params["file_id"]
@@ -200,7 +202,10 @@ class FakeBatches:
 
     # -- OpenAI batches -------------------------------------------------------------------------
     async def _openai_create(self, request: Request) -> Response:
-        params = await request.json()
+        try:
+            params = await request.json()
+        except ValueError:
+            params = {}  # reported as the missing parameters it lacks
 
         def create() -> dict[str, Any]:
             try:
@@ -226,7 +231,10 @@ class FakeBatches:
             raise ApiError(400, f"Invalid 'input_file_id': '{params.get('input_file_id')}'. No file with purpose "
                                 "'batch' has this id.", "input_file_id")
         lines, errors = openai_lines(stored.data, endpoint, self.limits)
-        batch = LiveBatch("openai", self._new_id("batch_"), lines, self._next_script(), time.time(),
+        script = self._next_script()
+        if script.outcome == "failed" and not errors:
+            errors = [validation_error("invalid_request", None, "The batch failed validation (scripted).")]
+        batch = LiveBatch("openai", self._new_id("batch_"), lines, script, time.time(),
                           endpoint=endpoint, input_file_id=stored.id, metadata=params.get("metadata"),
                           validation_errors=errors)
         self._register(batch)
@@ -307,7 +315,10 @@ class FakeBatches:
         if len(raw) > self.limits.anthropic_bytes:
             raise ApiError(413, f"Request exceeds the maximum size of {self.limits.anthropic_bytes} bytes "
                                 "for a message batch.")
-        requests = json.loads(raw).get("requests")
+        try:
+            requests = json.loads(raw).get("requests")
+        except (ValueError, AttributeError):
+            raise ApiError(400, "The request body is not a JSON object.") from None
         if not isinstance(requests, list) or not requests:
             raise ApiError(400, "requests: Field required (a non-empty list)")
         if len(requests) > self.limits.anthropic_requests:

@@ -116,6 +116,14 @@ def test_openai_batch_fails_at_validation_naming_each_bad_line(server):
     assert not server.batches.log.submitted
 
 
+def test_openai_scripted_failure_fails_at_validation(server):
+    server.batches.queue(BatchScript(outcome="failed", validating_polls=2))
+    client = _openai(server)
+    seen, batch = _poll_to_end(client, _submit(client, _lines()).id)
+    assert seen == ["validating", "failed"] and [e.code for e in batch.errors.data] == ["invalid_request"]
+    assert batch.output_file_id is None and batch.error_file_id is None and not server.batches.log.answered
+
+
 def test_openai_batch_expires_with_some_lines_done(server):
     server.batches.script = BatchScript(outcome="expired", done_lines=2, shuffle_seed=None)
     client = _openai(server)
@@ -202,6 +210,8 @@ def test_openai_files_list_retrieve_download_delete(server):
     assert client.files.retrieve(uploaded.id).id == uploaded.id
     assert client.files.content(uploaded.id).content == data
     assert [f.id for f in client.files.list()] == [uploaded.id]
+    assert [f.id for f in client.files.list(purpose="batch")] == [uploaded.id]
+    assert not list(client.files.list(purpose="batch_output"))
     assert client.files.delete(uploaded.id).deleted is True
     with pytest.raises(openai.NotFoundError):
         client.files.retrieve(uploaded.id)
@@ -333,3 +343,30 @@ def test_control_endpoints_script_batches_and_report_counters(server):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(bad)
     assert refused.value.code == 400
+
+
+def test_the_server_started_from_a_shell_takes_batch_scripts_and_limits():
+    """`python -m harness.testing.fake_server --batch-script ... --batch-limits ...` (for benchmarks and
+    tests that run the server in its own process)."""
+    import subprocess
+    import sys
+
+    script = json.dumps({"outcome": "expired", "done_lines": 1, "validating_polls": 0})
+    process = subprocess.Popen([sys.executable, "-m", "harness.testing.fake_server", "--reply", "billing",
+                                "--batch-script", script, "--batch-limits", json.dumps({"openai_requests": 2})],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        base_url = process.stdout.readline().strip()
+        client = openai.OpenAI(api_key="test", base_url=base_url + "/v1", max_retries=0)
+        created = _submit(client, _lines(PROMPTS[:2]))
+        seen, batch = _poll_to_end(client, created.id)
+        assert seen == ["in_progress", "expired"]
+        (answered,) = _jsonl(client.files.content(batch.output_file_id).text)
+        assert answered["response"]["body"]["choices"][0]["message"]["content"] == "billing"
+        _, too_many = _poll_to_end(client, _submit(client, _lines(PROMPTS[:3])).id)
+        assert [e.code for e in too_many.errors.data] == ["too_many_requests"]
+        stats = json.loads(urllib.request.urlopen(base_url + "/_fake/batches/stats").read())
+        assert stats["creations"] == {"openai": 2} and stats["answered"] == {"req-0": 1}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
