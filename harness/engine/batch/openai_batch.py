@@ -10,7 +10,6 @@ error.code (e.g. batch_expired) is no HTTP status and is never read as one.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
@@ -20,12 +19,19 @@ import openai
 from harness.config.suite import TargetSpec
 from harness.engine.batch.base import BatchApiError, BatchInfo, BatchLimits, LineResult
 from harness.engine.batch.calls import batch_call
+from harness.engine.batch.openai_format import (
+    MAX_BYTES_PER_FILE,
+    MAX_REQUESTS_PER_FILE,
+    BatchInputLine,
+    completion_of,
+    failure_of,
+    parse_output_line,
+)
 from harness.engine.batch.registry import register_batch_api
-from harness.engine.providers.base import Completion
-from harness.engine.providers.http_errors import shorten, status_error
+from harness.engine.providers.http_errors import shorten
 
 ENDPOINT: Final = "/v1/chat/completions"
-LIMITS = BatchLimits(max_requests=50_000, max_bytes=200 * 1024 * 1024)
+LIMITS = BatchLimits(max_requests=MAX_REQUESTS_PER_FILE, max_bytes=MAX_BYTES_PER_FILE)
 _ENDED = frozenset({"completed", "failed", "expired", "cancelled"})
 _PLACEHOLDER_KEY = "not-needed-for-local-servers"
 _FIND_WINDOW_S = 3600.0
@@ -46,8 +52,7 @@ class OpenAIBatchApi:
         self.client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
 
     def line(self, custom_id: str, body: dict[str, Any]) -> bytes:
-        record = {"custom_id": custom_id, "method": "POST", "url": ENDPOINT, "body": body}
-        return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+        return BatchInputLine(custom_id=custom_id, url=ENDPOINT, body=body).to_jsonl().encode()
 
     async def submit(self, lines: list[bytes], on_file: Callable[[str, int], Awaitable[None]]) -> BatchInfo:
         content = b"".join(lines)
@@ -103,37 +108,17 @@ class OpenAIBatchApi:
 def read_output_line(text: str) -> LineResult:
     """One line of an output or error file (OpenAI's, or vLLM run-batch's, which has its shape)."""
     try:
-        record = json.loads(text)
-        custom_id = str(record["custom_id"])
-    except (ValueError, KeyError, TypeError):
-        raise BatchApiError(f"a batch result line is not an OpenAI batch output line: {shorten(text, 120)}",
-                            final=True) from None
-    response, error = record.get("response"), record.get("error")
-    if isinstance(response, dict) and response.get("status_code") is not None:
-        status = int(response["status_code"])
-        body = response.get("body") or {}
-        if status == 200:
-            return _completion_line(custom_id, body)
-        failure = status_error(status, json.dumps(body), {})
-        return LineResult(custom_id, error=failure.describe(), status=status, final=failure.kind == "terminal")
-    # No HTTP reply: the line never ran (batch_expired, batch_cancelled, ...); error.code is a
-    # name, not a status. Sending it again can help.
-    code = (error or {}).get("code") or "no_response"
-    message = (error or {}).get("message") or "the batch returned no response for this request"
-    return LineResult(custom_id, error=f"{code}: {message}", status=None, final=False)
-
-
-def _completion_line(custom_id: str, body: dict[str, Any]) -> LineResult:
-    choices = body.get("choices") or []
-    if not choices:
-        return LineResult(custom_id, error="malformed response: no choices", status=200, final=False)
-    usage = body.get("usage") or {}
-    details = usage.get("prompt_tokens_details") or {}
-    completion = Completion(
-        text=(choices[0].get("message") or {}).get("content") or "",
-        input_tokens=usage.get("prompt_tokens"), output_tokens=usage.get("completion_tokens"),
-        finish_reason=choices[0].get("finish_reason"), cached_input_tokens=details.get("cached_tokens"))
-    return LineResult(custom_id, completion=completion)
+        line = parse_output_line(text)
+    except ValueError as exc:
+        raise BatchApiError(f"a batch result line is not an OpenAI batch output line ({exc}): "
+                            f"{shorten(text, 120)}", final=True) from None
+    if line.answered:
+        try:
+            return LineResult(line.custom_id, completion=completion_of(line))
+        except ValueError as exc:
+            return LineResult(line.custom_id, error=f"malformed response: {exc}", status=200, final=False)
+    failure = failure_of(line)
+    return LineResult(line.custom_id, error=failure.message, status=failure.status, final=not failure.retryable)
 
 
 def _info(batch: Any) -> BatchInfo:
