@@ -25,6 +25,7 @@ def test_batch_requests_cost_half_the_realtime_price(project, cli, fake_server, 
         project.write_suite(suite)
         result = cli("run", str(project.suite_path), "--reports-dir", str(project.root / mode))
         assert result.exit_code == 0, result.output
+        assert ("at the batch price" in result.output) == (mode == "batch")  # it says which price it paid
         runs[mode] = _costs(only_run(project.root / mode))
     for item, (realtime_cost, tokens_in, tokens_out) in runs["realtime"].items():
         batch_cost, batch_in, batch_out = runs["batch"][item]

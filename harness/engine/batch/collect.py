@@ -71,7 +71,9 @@ class TargetCollector:
             " with no result for this request"
         counts = self.batches.collect(chunk, settled, why)
         summary = ", ".join(f"{state} {count:,}" for state, count in sorted(counts.items())) or "nothing"
+        spent = self.batches.cost_of(chunk)
         return f"collected batch {info.batch_id} ({info.status}): {summary}" + \
+            ("" if spent is None else f"; ${spent:.4f} at the batch price") + \
             (f"; {unknown} line(s) with an unknown custom_id ignored" if unknown else "")
 
     def _cost(self, completion) -> float | None:
