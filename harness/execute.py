@@ -92,6 +92,9 @@ class _Terminated(Exception):
 
 def execute(plan: RunPlan, options: RunOptions, console: Console) -> RunOutcome:
     lanes = _open_lanes(plan, options.limits)
+    from harness.engine.batch.in_run import check_batch_options
+
+    check_batch_options(plan, options)  # before a run folder exists
     choice = RunChoice(options.resume_id, options.force_new, options.reports_dir, options.full_promotion)
     with claim_run(plan, choice, console) as claimed:
         if claimed.resumed:

@@ -43,6 +43,19 @@ def batch_targets(targets: list[TargetSpec], mode: str | None, where: str) -> li
     return chosen
 
 
+def check_batch_options(plan, options) -> None:
+    """What can be refused before a run folder exists: a --mode batch (or a suite's mode: batch)
+    on a target without a batch API, or on a sequential sample."""
+    chosen = batch_targets(plan.suite.spec.targets, options.mode, str(plan.suite.path))
+    if chosen and options.monitor is not None:
+        raise _sequential_refused(plan)
+
+
+def _sequential_refused(plan) -> UserError:
+    return UserError("a sequential sample cannot be sent in batch mode: its looks need the results of each "
+                     "stage as it finishes", file=str(plan.suite.path), hint="use --mode realtime")
+
+
 @dataclass(frozen=True)
 class BatchPart:
     """A run's batch work in one session: its mode, its session, and what execute asks of it."""
@@ -63,8 +76,7 @@ class BatchPart:
         if not involved:
             return None
         if chosen and options.monitor is not None:
-            raise UserError("a sequential sample cannot be sent in batch mode: its looks need the results of "
-                            "each stage as it finishes", file=str(plan.suite.path), hint="use --mode realtime")
+            raise _sequential_refused(plan)
         session = BatchSession(store, [BatchTarget(t, lanes[t.label].provider, new_work=t.label in chosen
                                                    and not options.collect_only) for t in involved],
                                plan.suite.spec.engine, item_scorer(store, plan.scorers, plan.items_by_id), say)
