@@ -4,7 +4,9 @@ the results are complete and equal a realtime run's."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -136,3 +138,25 @@ def test_killed_while_polling_then_resumed(project, fake_server, reference):
     assert results(only_run(reports)) == reference
     assert fake_server.batches.log.creations["openai"] == 1
     assert fake_server.batches.log.files_uploaded == 1
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_while_polling_stops_cleanly_and_collect_finishes(project, fake_server, reference, stop_signal):
+    fake_server.batches.script = BatchScript(in_progress_polls=10**6)  # never ends while the first process watches
+    project.write_suite(batch_suite(fake_server.base_url, poll_s=0.05))
+    reports = project.root / "reports"
+    process = _start("run", str(project.suite_path))
+    _wait_until(process, lambda: any(status == "in_progress" for _, _, status in _chunks(reports)),
+                "a batch in progress")
+    process.send_signal(stop_signal)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, out + err
+    assert "Traceback" not in err and "Resume with: evalbatch run" in err
+    run_dir = only_run(reports)
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"
+    assert {state for (state,) in store_rows(run_dir, "SELECT state FROM requests")} == {"in_batch"}
+    [batch] = fake_server.batches.batches()
+    batch.script = BatchScript()  # the provider gets on with it meanwhile
+    _finish("collect", run_dir.name, "--suite", str(project.suite_path))
+    assert results(run_dir) == reference
+    assert fake_server.batches.log.creations["openai"] == 1
