@@ -15,6 +15,7 @@ from rich.console import Console
 
 from harness.config.suite import RateLimits
 from harness.cost.pricing import price_for
+from harness.engine.batch.in_run import BatchPart, check_batch_options, run_mode
 from harness.engine.metrics import run_metrics
 from harness.engine.progress import RichProgress
 from harness.engine.providers.base import ProviderError
@@ -92,8 +93,6 @@ class _Terminated(Exception):
 
 def execute(plan: RunPlan, options: RunOptions, console: Console) -> RunOutcome:
     lanes = _open_lanes(plan, options.limits)
-    from harness.engine.batch.in_run import check_batch_options
-
     check_batch_options(plan, options)  # before a run folder exists
     choice = RunChoice(options.resume_id, options.force_new, options.reports_dir, options.full_promotion)
     with claim_run(plan, choice, console) as claimed:
@@ -127,13 +126,14 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
     if options.retry_failed:
         store.requeue_failed()
     staged = _staged_work(plan, options.monitor, run.manifest, _unfinished(store))
-    batch = _batch_session(plan, options, run, console)
+    mode = run_mode(store, options.mode)
+    batch = BatchPart.of_run(plan, run, options, mode, console.print)
     todo = [[]] if options.collect_only else staged.todo if batch is None else batch.realtime_stages(staged.todo)
     limits = options.limits or RateLimits()
     manifest = run.manifest.model_copy(update={"status": "running", "ended_at": None, "looks": staged.looks,
                                                "options": run.manifest.options.model_copy(
                                                    update={"rpm": limits.rpm, "tpm": limits.tpm,
-                                                           "mode": batch.mode if batch else None}),
+                                                           "mode": mode}),
                                                "look_schedule": staged.schedule})
     write_manifest(folder, manifest)
     looks = list(staged.looks)
@@ -180,14 +180,6 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
     _write_results(plan, store, folder)
     manifest = _finish(folder, manifest.model_copy(update={"looks": looks}), _status(store, stopped), store, session)
     return RunOutcome(manifest, folder)
-
-
-def _batch_session(plan: RunPlan, options: RunOptions, run: RunContext, console: Console):
-    """The run's provider batches (batch mode): None when no target is in batch mode and no
-    batch of an earlier session is left to collect."""
-    from harness.engine.batch.in_run import BatchPart
-
-    return BatchPart.of_run(plan, run.store, run.lanes, options, console.print)
 
 
 @dataclass(frozen=True)

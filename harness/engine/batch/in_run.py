@@ -9,16 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.config.suite import TargetSpec
 from harness.engine.batch.batch_store import BatchStore
 from harness.engine.batch.registry import batch_providers
 from harness.engine.batch.session import BatchSession, BatchTarget
+from harness.engine.providers.base import RequestBodies
 from harness.engine.requests import WorkRequest
 from harness.engine.states import RequestState
 from harness.engine.store import RunStore, ScoreRow
 from harness.errors import UserError
+
+if TYPE_CHECKING:
+    from harness.execute import RunContext, RunOptions
+    from harness.plan import RunPlan
 
 MODE_META = "mode"
 
@@ -43,7 +48,7 @@ def batch_targets(targets: list[TargetSpec], mode: str | None, where: str) -> li
     return chosen
 
 
-def check_batch_options(plan, options) -> None:
+def check_batch_options(plan: RunPlan, options: RunOptions) -> None:
     """What can be refused before a run folder exists: a --mode batch (or a suite's mode: batch)
     on a target without a batch API, or on a sequential sample."""
     chosen = batch_targets(plan.suite.spec.targets, options.mode, str(plan.suite.path))
@@ -51,24 +56,24 @@ def check_batch_options(plan, options) -> None:
         raise _sequential_refused(plan)
 
 
-def _sequential_refused(plan) -> UserError:
+def _sequential_refused(plan: RunPlan) -> UserError:
     return UserError("a sequential sample cannot be sent in batch mode: its looks need the results of each "
                      "stage as it finishes", file=str(plan.suite.path), hint="use --mode realtime")
 
 
 @dataclass(frozen=True)
 class BatchPart:
-    """A run's batch work in one session: its mode, its session, and what execute asks of it."""
+    """A run's batch work in one session: what execute asks of it."""
 
-    mode: str | None
     session: BatchSession
-    collect_only: bool
     wait: bool
 
     @classmethod
-    def of_run(cls, plan, store: RunStore, lanes: dict[str, Any], options, say: Callable[[str], None]) -> BatchPart | None:
-        """None when no target is in batch mode and no batch of an earlier session is open."""
-        mode = run_mode(store, options.mode)
+    def of_run(cls, plan: RunPlan, run: RunContext, options: RunOptions, mode: str | None,
+               say: Callable[[str], None]) -> BatchPart | None:
+        """The run's batch work under `mode` (the run's --mode); None when no target is in batch
+        mode and no batch of an earlier session is open."""
+        store = run.store
         targets = plan.suite.spec.targets
         chosen = {t.label for t in batch_targets(targets, mode, str(plan.suite.path))}
         open_labels = {chunk.target for chunk in BatchStore(store).chunks(open_only=True)}
@@ -77,10 +82,11 @@ class BatchPart:
             return None
         if chosen and options.monitor is not None:
             raise _sequential_refused(plan)
-        session = BatchSession(store, [BatchTarget(t, lanes[t.label].provider, new_work=t.label in chosen
-                                                   and not options.collect_only) for t in involved],
+        new_work = {label for label in chosen if not options.collect_only}
+        session = BatchSession(store, [BatchTarget(t, _bodies(run.lanes[t.label].provider, t), t.label in new_work)
+                                       for t in involved],
                                plan.suite.spec.engine, item_scorer(store, plan.scorers, plan.items_by_id), say)
-        return cls(mode, session, options.collect_only, options.wait)
+        return cls(session, options.wait)
 
     def realtime_stages(self, stages: list[list[WorkRequest]]) -> list[list[WorkRequest]]:
         """The stages without the requests of batch targets, nor any request sitting in a live
@@ -101,6 +107,14 @@ class BatchPart:
 
     def collect(self) -> None:
         self.session.collect(wait=self.wait)
+
+
+def _bodies(provider: object, target: TargetSpec) -> RequestBodies:
+    """The target's realtime provider, which builds the bodies its batch lines carry."""
+    if not isinstance(provider, RequestBodies):
+        raise UserError(f"target {target.label!r}: provider {target.provider!r} cannot build request bodies, so "
+                        "it cannot be sent in batch mode", hint="use --mode realtime")
+    return provider
 
 
 def item_scorer(store: RunStore, scorers: list, items: dict[str, Any]) -> Callable[[str, str], list[ScoreRow]]:
