@@ -46,6 +46,8 @@ def openai_batch_object(batch: LiveBatch) -> dict[str, Any]:
     answered = [r for r in results if r.kind == "succeeded"]
     usage_in = sum(r.body["usage"]["prompt_tokens"] for r in answered if r.body)
     usage_out = sum(r.body["usage"]["completion_tokens"] for r in answered if r.body)
+    cached = sum((r.body["usage"].get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+                 for r in answered if r.body)
     ended = batch.results is not None
     failed_validation = bool(batch.validation_errors)
     return {
@@ -60,7 +62,7 @@ def openai_batch_object(batch: LiveBatch) -> dict[str, Any]:
                            "completed": len(answered) if ended else 0,
                            "failed": len(results) - len(answered) if ended else 0},
         "metadata": batch.metadata,
-        "usage": {"input_tokens": usage_in, "input_tokens_details": {"cached_tokens": 0},
+        "usage": {"input_tokens": usage_in, "input_tokens_details": {"cached_tokens": cached},
                   "output_tokens": usage_out, "output_tokens_details": {"reasoning_tokens": 0},
                   "total_tokens": usage_in + usage_out},
     }

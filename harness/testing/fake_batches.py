@@ -53,6 +53,7 @@ from harness.testing.fake_batch_wire import (
 )
 
 SERVED_ENDPOINT = "/v1/chat/completions"
+SDK_ONLY_ARGUMENTS = frozenset({"extra_body", "extra_headers", "extra_query", "timeout"})
 
 ReplyFn = Callable[[dict[str, Any], str, int], dict[str, Any]]
 """The fake model: (request body, "openai" | "anthropic", reply number) -> the provider's reply body."""
@@ -119,11 +120,15 @@ class FakeBatches:
         """One line through the fake model, unless scripted to fail or malformed."""
         provider = batch.provider
         messages = line.body.get("messages")
-        prompt = str(messages[-1].get("content", "")) if isinstance(messages, list) and messages else ""
+        last = messages[-1] if isinstance(messages, list) and messages else None
+        prompt = str(last.get("content", "")) if isinstance(last, dict) else ""
         if (status := line_error(prompt, batch.script)) is not None:
             return status, error_body(provider, status, "scripted line failure")
-        if not isinstance(messages, list) or not messages or not line.body.get("model"):
+        if not isinstance(last, dict) or not line.body.get("model"):
             return 400, error_body(provider, 400, "model and messages are required")
+        if misplaced := sorted(SDK_ONLY_ARGUMENTS & line.body.keys()):
+            # The SDKs' own keyword arguments: a body that carries one was passed through unmerged.
+            return 400, error_body(provider, 400, f"{misplaced[0]}: Extra inputs are not permitted")
         if provider == "anthropic" and not (isinstance(line.body.get("max_tokens"), int)
                                             and line.body["max_tokens"] >= 1):
             return 400, error_body(provider, 400, "max_tokens: Field required (an integer >= 1)")

@@ -283,3 +283,40 @@ def test_a_run_in_use_is_refused_and_an_empty_file_is_bad_input(project, cli, tm
     empty.write_text("\n")
     result = cli("import", str(folder), str(empty))
     assert result.exit_code == 2 and "no output lines in the file" in result.output
+
+
+def test_an_expired_fake_batch_imports_its_output_and_error_files_and_the_rest_goes_again(
+        project, cli, fake_server, tmp_path):
+    from harness.testing.fake_batch_lifecycle import BatchScript
+
+    project.write_suite(base_suite(fake_server.base_url))
+    realtime_scores = _scores(_realtime(cli, project, tmp_path))
+    reports = tmp_path / "batch"
+    exported = _export(cli, project, reports, tmp_path / "requests.jsonl")
+    folder = _run_folder(reports)
+    fake_server.batches.script = BatchScript(outcome="expired", done_lines=3, line_errors={"crashes": 400})
+    client = openai.OpenAI(api_key="test", base_url=fake_server.base_url + "/v1", max_retries=0)
+    uploaded = client.files.create(file=("in.jsonl", (tmp_path / "requests.jsonl").read_bytes()), purpose="batch")
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
+    while batch.status != "expired":
+        batch = client.batches.retrieve(batch.id)
+    output = _write_jsonl(tmp_path / "output.jsonl", client.files.content(batch.output_file_id).text.splitlines())
+    errors = _write_jsonl(tmp_path / "errors.jsonl", client.files.content(batch.error_file_id).text.splitlines())
+    assert cli("import", folder.name, str(output), "--reports-dir", str(reports)).exit_code == 0
+    assert cli("import", folder.name, str(errors), "--reports-dir", str(reports)).exit_code == 1
+    states = _states(folder)
+    crashes = next(line["custom_id"] for line in exported if "crashes" in line["body"]["messages"][-1]["content"])
+    assert states[crashes] == RequestState.FAILED_TERMINAL  # HTTP 400: sending it again cannot help
+    assert sorted(states.values()).count(RequestState.SUCCEEDED) == 2
+    assert sorted(states.values()).count(RequestState.FAILED_RETRYABLE) == 3  # batch_expired: never ran
+
+    rest = tmp_path / "rest.jsonl"
+    result = cli("export", folder.name, "--format", "openai-batch", "--reports-dir", str(reports), "--out", str(rest))
+    assert result.exit_code == 0 and len(rest.read_text().splitlines()) == 3
+    fake_server.batches.script = BatchScript()
+    _through_fake_batch_api(fake_server, rest, tmp_path / "rest-out.jsonl")
+    assert cli("import", folder.name, str(tmp_path / "rest-out.jsonl"), "--reports-dir", str(reports)).exit_code == 0
+    imported = _scores(folder)
+    assert set(imported) == set(realtime_scores) - {crashes}
+    assert all(imported[rid] == realtime_scores[rid] for rid in imported)
+    assert max(fake_server.batches.log.answered.values()) == 1  # no request answered twice

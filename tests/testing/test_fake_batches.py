@@ -311,12 +311,16 @@ def test_anthropic_expired_cancelled_and_errored_lines(server):
     with pytest.raises(anthropic.BadRequestError, match="ended"):
         client.messages.batches.cancel(cancelled.id)
 
-    missing_max_tokens = [{"custom_id": "no-max", "params": {"model": "m", "messages": [{"role": "user",
-                                                                                          "content": "hi"}]}}]
-    plain = client.messages.batches.create(requests=missing_max_tokens)
+    message = [{"role": "user", "content": "hi"}]
+    malformed = [{"custom_id": "no-max", "params": {"model": "m", "messages": message}},
+                 {"custom_id": "unmerged", "params": {"model": "m", "messages": message, "max_tokens": 5,
+                                                      "extra_body": {"temperature": 0}}}]
+    plain = client.messages.batches.create(requests=malformed)
     _anthropic_to_end(client, plain.id)
-    (line,) = client.messages.batches.results(plain.id)
-    assert line.result.type == "errored" and line.result.error.error.type == "invalid_request_error"
+    results = {line.custom_id: line.result for line in client.messages.batches.results(plain.id)}
+    assert {cid: (r.type, r.error.error.type) for cid, r in results.items()} == {
+        "no-max": ("errored", "invalid_request_error"), "unmerged": ("errored", "invalid_request_error")}
+    assert "extra_body" in results["unmerged"].error.error.message
     assert server.batches.log.answered == Counter({"req-0": 2})
 
 
