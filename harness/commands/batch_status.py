@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config.suite import EngineSpec, TargetSpec
+from harness.cost.money import format_usd
 from harness.engine.batch.batch_store import BatchStore, has_batches
 from harness.engine.batch.session import BatchSession, BatchTarget
 from harness.engine.store import RunStore
@@ -32,7 +33,7 @@ def batch_lines(rows: list[dict[str, Any]]) -> list[str]:
         name = row["batch_id"] or f"(not created yet; input file {row['input_file_id'] or 'not uploaded'})"
         expiry = "" if row["expires_in_s"] is None or row["collected"] else (
             f", expires in {_age(row['expires_in_s'])}" if row["expires_in_s"] > 0 else ", past its expiry")
-        cost = "" if row["cost_usd"] is None else f", ${row['cost_usd']:.4f} at the batch price"
+        cost = "" if row["cost_usd"] is None else f", {format_usd(row['cost_usd'])} at the batch price"
         lines.append(f"batch {name} ({row['provider']}, target {row['target']}): {row['status']}, "
                      f"{row['completed']:,}/{row['requests']:,} done, {row['failed']:,} failed, "
                      f"age {_age(row['age_s'])}{expiry}{cost}" + ("; collected" if row["collected"] else ""))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from harness.cost.money import format_usd
 from harness.cost.pricing import ModelPrice
 from harness.engine.batch.base import BatchApi, BatchInfo
 from harness.engine.batch.batch_store import BatchStore, Chunk, Settled
@@ -73,7 +74,7 @@ class TargetCollector:
         summary = ", ".join(f"{state} {count:,}" for state, count in sorted(counts.items())) or "nothing"
         spent = self.batches.cost_of(chunk)
         return f"collected batch {info.batch_id} ({info.status}): {summary}" + \
-            ("" if spent is None else f"; ${spent:.4f} at the batch price") + \
+            ("" if spent is None else f"; {format_usd(spent)} at the batch price") + \
             (f"; {unknown} line(s) with an unknown custom_id ignored" if unknown else "")
 
     def _cost(self, completion) -> float | None:
