@@ -4,7 +4,11 @@ results they compare with a realtime run of the same suite."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +57,34 @@ def states(run_dir: Path) -> dict[str, str]:
 def by_item(lines: dict[str, tuple]) -> dict[str, tuple]:
     """results() keyed by item (request IDs differ between base URLs, e.g. through a proxy)."""
     return {line[0]: line[1:] for line in lines.values()}
+
+
+# -- real `evalbatch` processes, for the tests that kill them ---------------------------------
+def start(*args: str) -> subprocess.Popen:
+    """`evalbatch ARGS` in a new process: no developer keys; a placeholder Anthropic key for the fake server."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
+    env["ANTHROPIC_API_KEY"] = "test-key"
+    return subprocess.Popen([sys.executable, "-m", "harness.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def finish(*args: str) -> str:
+    process = start(*args)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, out + err
+    return out
+
+
+def wait_until(process: subprocess.Popen, ready, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        if ready():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"never reached: {what}")
+
+
+def kill(process: subprocess.Popen) -> None:
+    process.kill()
+    process.wait(timeout=10)

@@ -5,47 +5,25 @@ the results are complete and equal a realtime run's."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from harness.testing.fake_batch_lifecycle import BatchScript
 from tests.engine.batch_proxy import HoldingProxy
-from tests.engine.batch_support import batch_suite, by_item, only_run, realtime_suite, results, store_rows
-
-
-def _start(*args: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
-    env["ANTHROPIC_API_KEY"] = "test-key"
-    return subprocess.Popen([sys.executable, "-m", "harness.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-
-
-def _finish(*args: str) -> str:
-    process = _start(*args)
-    out, err = process.communicate(timeout=120)
-    assert process.returncode == 0, out + err
-    return out
-
-
-def _wait_until(process: subprocess.Popen, ready, what: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()
-        if ready():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"never reached: {what}")
-
-
-def _kill(process: subprocess.Popen) -> None:
-    process.kill()
-    process.wait(timeout=10)
+from tests.engine.batch_support import (
+    batch_suite,
+    by_item,
+    finish,
+    kill,
+    only_run,
+    realtime_suite,
+    results,
+    start,
+    store_rows,
+    wait_until,
+)
 
 
 def _run_dir(reports: Path) -> Path | None:
@@ -89,18 +67,18 @@ def test_killed_between_upload_and_recording_the_batch_creates_it_once(project, 
         proxy.hold = hold
         project.write_suite(batch_suite(proxy.base_url, provider))
         reports = project.root / "reports"
-        process = _start("run", str(project.suite_path))
-        _wait_until(process, proxy.held.is_set, "a held batch creation")
+        process = start("run", str(project.suite_path))
+        wait_until(process, proxy.held.is_set, "a held batch creation")
         [(file_id, batch_id, status)] = _chunks(reports)
         assert batch_id is None
         if provider == "openai":  # the input file's ID was committed before the create was sent
             assert file_id is not None and status == "uploaded"
         else:  # no file: the members were committed before the create was sent
             assert file_id is None and status == "planned"
-        _kill(process)
+        kill(process)
         assert fake_server.batches.log.creations[provider] == (1 if hold == "after" else 0)
         proxy.hold = None
-        _finish("run", str(project.suite_path))  # resumes the unfinished run of the same work
+        finish("run", str(project.suite_path))  # resumes the unfinished run of the same work
     run_dir = only_run(reports)
     assert by_item(results(run_dir)) == by_item(reference)
     assert fake_server.batches.log.creations[provider] == 1
@@ -112,14 +90,14 @@ def test_killed_after_create_then_collected_from_another_process(project, cli, f
     fake_server.batches.script = BatchScript(in_progress_polls=5)
     project.write_suite(batch_suite(fake_server.base_url))
     reports = project.root / "reports"
-    process = _start("run", str(project.suite_path))
-    _wait_until(process, lambda: any(batch_id for _, batch_id, _ in _chunks(reports)), "a recorded batch ID")
-    _kill(process)
+    process = start("run", str(project.suite_path))
+    wait_until(process, lambda: any(batch_id for _, batch_id, _ in _chunks(reports)), "a recorded batch ID")
+    kill(process)
     run_dir = _run_dir(reports)
     assert run_dir is not None
     # A new process that merely opens the run must not re-queue what sits in the live batch.
     assert {state for (state,) in store_rows(run_dir, "SELECT state FROM requests")} <= {"in_batch", "succeeded"}
-    out = _finish("collect", run_dir.name, "--suite", str(project.suite_path))
+    out = finish("collect", run_dir.name, "--suite", str(project.suite_path))
     assert "Collecting 1 provider batch" in out
     assert results(run_dir) == reference
     assert fake_server.batches.log.creations["openai"] == 1
@@ -129,11 +107,11 @@ def test_killed_while_polling_then_resumed(project, fake_server, reference):
     fake_server.batches.script = BatchScript(in_progress_polls=20)
     project.write_suite(batch_suite(fake_server.base_url))
     reports = project.root / "reports"
-    process = _start("run", str(project.suite_path))
-    _wait_until(process, lambda: any(status == "in_progress" for _, _, status in _chunks(reports)),
+    process = start("run", str(project.suite_path))
+    wait_until(process, lambda: any(status == "in_progress" for _, _, status in _chunks(reports)),
                 "a batch in progress")
-    _kill(process)
-    out = _finish("run", str(project.suite_path))
+    kill(process)
+    out = finish("run", str(project.suite_path))
     assert "Resuming" in out
     assert results(only_run(reports)) == reference
     assert fake_server.batches.log.creations["openai"] == 1
@@ -145,8 +123,8 @@ def test_interrupted_while_polling_stops_cleanly_and_collect_finishes(project, f
     fake_server.batches.script = BatchScript(in_progress_polls=10**6)  # never ends while the first process watches
     project.write_suite(batch_suite(fake_server.base_url, poll_s=0.05))
     reports = project.root / "reports"
-    process = _start("run", str(project.suite_path))
-    _wait_until(process, lambda: any(status == "in_progress" for _, _, status in _chunks(reports)),
+    process = start("run", str(project.suite_path))
+    wait_until(process, lambda: any(status == "in_progress" for _, _, status in _chunks(reports)),
                 "a batch in progress")
     process.send_signal(stop_signal)
     out, err = process.communicate(timeout=60)
@@ -157,6 +135,6 @@ def test_interrupted_while_polling_stops_cleanly_and_collect_finishes(project, f
     assert {state for (state,) in store_rows(run_dir, "SELECT state FROM requests")} == {"in_batch"}
     [batch] = fake_server.batches.batches()
     batch.script = BatchScript()  # the provider gets on with it meanwhile
-    _finish("collect", run_dir.name, "--suite", str(project.suite_path))
+    finish("collect", run_dir.name, "--suite", str(project.suite_path))
     assert results(run_dir) == reference
     assert fake_server.batches.log.creations["openai"] == 1

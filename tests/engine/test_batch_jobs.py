@@ -5,9 +5,6 @@ provider batches, and `promote --full --mode batch` against the fake server."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -15,7 +12,7 @@ import pytest
 from harness.testing.fake_batch_lifecycle import BatchLimits, BatchScript
 from harness.testing.fake_server import FakeLLMServer
 from tests.conftest import base_suite, write_records
-from tests.engine.batch_support import batch_suite, only_run, realtime_suite, results, states, store_rows
+from tests.engine.batch_support import batch_suite, only_run, realtime_suite, results, start, states, store_rows
 
 
 @pytest.fixture
@@ -44,12 +41,6 @@ def test_a_job_over_the_per_batch_limits_is_split_and_reassembled(project, cli, 
     assert len(members) == 6 and {count for _, count in members} == {1}
 
 
-def _start(*args: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
-    return subprocess.Popen([sys.executable, "-m", "harness.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-
-
 def _wait_for_batch(project, process, status: str):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -71,7 +62,7 @@ def test_cancel_part_way_records_what_completed_and_retry_sends_the_rest(project
                                                                          watched):
     fake_server.batches.script = BatchScript(in_progress_polls=10**6, done_lines=2)  # runs until cancelled
     project.write_suite(batch_suite(fake_server.base_url, poll_s=0.05))
-    process = _start("run", str(project.suite_path))
+    process = start("run", str(project.suite_path))
     run_dir = _wait_for_batch(project, process, "in_progress")
     if not watched:  # the process is gone: cancel itself collects what the batch completed
         process.kill()
