@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -57,6 +58,13 @@ def run_evalbatch(*args: str) -> tuple[float, subprocess.CompletedProcess]:
     done = subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
                           cwd=REPO, env=env)
     return time.perf_counter() - started, done
+
+
+def child_cpu_s() -> float:
+    """CPU seconds (user + system) of this process's finished children so far: a process's share
+    is the difference around it. Less sensitive than wall time to other work on the machine."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def bare_loop_process(base_url: str, count: int, concurrency: int) -> tuple[float, float]:

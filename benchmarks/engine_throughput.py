@@ -36,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-from benchmarks._common import bare_loop_process, start_fake_server, timed_evalbatch_run  # noqa: E402
+from benchmarks._common import bare_loop_process, child_cpu_s, start_fake_server, timed_evalbatch_run  # noqa: E402
 
 TARGET = 0.95
 
@@ -49,14 +49,19 @@ def main() -> None:
     args = parser.parse_args()
     server, base_url = start_fake_server()
     bare_walls, bare_loops, whole_times, send_times = [], [], [], []
+    bare_cpus, whole_cpus = [], []
     try:
         bare_loop_process(base_url, 200, args.concurrency)  # warm-up: the server, the OS's file cache
         for _ in range(args.rounds):
+            cpu = child_cpu_s()
             bare_wall, bare_loop = bare_loop_process(base_url, args.requests, args.concurrency)
+            bare_cpus.append(child_cpu_s() - cpu)
             bare_walls.append(bare_wall)
             bare_loops.append(bare_loop)
             with tempfile.TemporaryDirectory() as tmp:
+                cpu = child_cpu_s()
                 whole, send = timed_evalbatch_run(base_url, args.requests, args.concurrency, Path(tmp))
+                whole_cpus.append(child_cpu_s() - cpu)
             whole_times.append(whole)
             send_times.append(send)
     finally:
@@ -74,6 +79,10 @@ def main() -> None:
     print(f"ratio whole process / bare whole process: {bare / whole:.2f} (target >= {TARGET})")
     print(f"ratio send phase / bare loop alone      : {loop / send:.2f} (start-up excluded on both sides)")
     print(f"start-up and wrap-up: evalbatch {whole - send:.2f} s, bare loop {bare - loop:.2f} s")
+    bare_cpu, whole_cpu = statistics.median(bare_cpus), statistics.median(whole_cpus)
+    print(f"CPU per process (user+sys): evalbatch {whole_cpu:.2f} s ({whole_cpu / n * 1e6:.0f} us/request), "
+          f"bare loop {bare_cpu:.2f} s ({bare_cpu / n * 1e6:.0f} us/request); ratio bare / evalbatch "
+          f"{bare_cpu / whole_cpu:.2f}")
 
 
 if __name__ == "__main__":

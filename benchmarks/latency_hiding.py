@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import bare_loop_process, start_fake_server, timed_evalbatch_run  # noqa: E402
+from benchmarks._common import bare_loop_process, child_cpu_s, start_fake_server, timed_evalbatch_run  # noqa: E402
 
 RATIO_TARGET = 1.1
 
@@ -47,14 +47,19 @@ def main() -> None:
     loops: list[float] = []
     walls: list[float] = []
     sends: list[float] = []
+    cpus: dict[str, list[float]] = {"bare": [], "evalbatch": []}
     try:
         bare_loop_process(base_url, args.concurrency, args.concurrency)  # warm-up: the server, the OS's file cache
         for _ in range(args.rounds):
+            cpu = child_cpu_s()
             bare_wall, bare_loop = bare_loop_process(base_url, args.requests, args.concurrency)
+            cpus["bare"].append(child_cpu_s() - cpu)
             bare_times.append(bare_wall)
             loops.append(bare_loop)
             with tempfile.TemporaryDirectory() as tmp:
+                cpu = child_cpu_s()
                 wall, send = timed_evalbatch_run(base_url, args.requests, args.concurrency, Path(tmp))
+                cpus["evalbatch"].append(child_cpu_s() - cpu)
             walls.append(wall)
             sends.append(send)
     finally:
@@ -68,6 +73,8 @@ def main() -> None:
         print(f"{name:22}: {value:6.2f} s (rounds {', '.join(f'{t:.2f}' for t in times)})")
     print(f"ratio evalbatch wall / bare wall   : {wall / bare:.2f} (target <= {RATIO_TARGET})")
     print(f"ratio send phase / bare loop alone : {send / loop:.2f} (start-up and wrap-up excluded on both sides)")
+    print("CPU per process (user+sys, medians): " + ", ".join(
+        f"{name} {statistics.median(times):.2f} s" for name, times in cpus.items()))
 
 
 if __name__ == "__main__":
