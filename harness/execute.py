@@ -86,18 +86,28 @@ class _Terminated(Exception):
 
 
 def execute(plan: RunPlan, options: RunOptions, console: Console) -> RunOutcome:
-    with _no_collection():  # opening the providers imports their SDKs: objects that all live on
+    with _collector_paused():
         lanes = _open_lanes(plan, options.limits)
-    choice = RunChoice(options.resume_id, options.force_new, options.reports_dir, options.full_promotion)
-    with _long_lived_objects_frozen(), claim_run(plan, choice, console) as claimed:
-        if claimed.resumed:
-            console.print(f"Resuming {'run' if options.resume_id else 'unfinished run'} {claimed.manifest.run_id}"
-                          + ("" if options.resume_id else " (use --new to start over)"))
-        return _run_in_store(plan, options, RunContext(claimed.folder, claimed.manifest, claimed.store, lanes), console)
+        # What is alive now (modules, the providers' SDKs and their types, the plan) lives as long
+        # as the run: the collector need not walk it again while requests are in flight.
+        gc.freeze()
+    try:
+        choice = RunChoice(options.resume_id, options.force_new, options.reports_dir, options.full_promotion)
+        with claim_run(plan, choice, console) as claimed:
+            if claimed.resumed:
+                console.print(f"Resuming {'run' if options.resume_id else 'unfinished run'} {claimed.manifest.run_id}"
+                              + ("" if options.resume_id else " (use --new to start over)"))
+            return _run_in_store(plan, options, RunContext(claimed.folder, claimed.manifest, claimed.store, lanes),
+                                 console)
+    finally:
+        gc.unfreeze()  # a process that goes on (tests, a promotion's full run) collects it as before
 
 
 @contextmanager
-def _no_collection() -> Iterator[None]:
+def _collector_paused() -> Iterator[None]:
+    """No garbage collection while opening the providers imports their SDKs (some 100,000 objects,
+    all of which live on): each full pass would walk them all. With `gc.freeze()` at the end, none
+    ever walks them during the run; a full pass took about 5% of a run's time."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -105,20 +115,6 @@ def _no_collection() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-@contextmanager
-def _long_lived_objects_frozen() -> Iterator[None]:
-    """What is alive once the providers are open (modules, the SDKs' types, the plan) lives as
-    long as the run: the garbage collector's full passes need not walk it again and again while
-    requests are in flight (some 100,000 objects, most of them the SDK's: a full pass took about
-    5% of a run's time). Unfrozen afterwards, so a process that goes on (tests, a promotion's full
-    run) collects them as before."""
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 @dataclass(frozen=True)
