@@ -148,7 +148,7 @@ class Engine:
         if reused is not None:
             self.progress.succeeded(reused)
             return
-        raw_prompt_tokens = prompt_side_tokens(lane.target, request.prompt)
+        raw_prompt_tokens = prompt_side_tokens(lane.target, request.prompt, lane.pacer.declares_token_limits)
         tries = RequestTries()
         while self._may_send(lane):
             async with lane.concurrency:

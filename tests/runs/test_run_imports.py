@@ -38,10 +38,16 @@ def _run_recording_modules(tmp_path, *args: str) -> tuple[subprocess.CompletedPr
     return done, json.loads(out.read_text(encoding="utf-8"))
 
 
-def test_a_whole_run_loads_none_of_the_libraries_other_commands_need(project, fake_server, tmp_path):
-    suite = base_suite(fake_server.base_url)
+def _openai_model_suite(server_url: str) -> dict:
+    """A model name the tokenizer knows (the fake server answers any): loading it is then a choice."""
+    suite = base_suite(server_url)
+    suite["targets"][0]["model"] = "gpt-4o-mini"
     suite["scorers"].append({"type": "exact_match", "name": "exact", "target": "label"})
-    project.write_suite(suite)
+    return suite
+
+
+def test_a_whole_run_loads_none_of_the_libraries_other_commands_need(project, fake_server, tmp_path):
+    project.write_suite(_openai_model_suite(fake_server.base_url))
     done, modules = _run_recording_modules(tmp_path, "run", str(project.suite_path))
     assert done.returncode in (0, 1), done.stderr  # a6 is answered wrongly: scores, not failures
     assert "6 requests" in done.stdout and "complete" in done.stdout, done.stdout
@@ -54,3 +60,12 @@ def test_the_command_line_alone_loads_no_provider_sdk_or_statistics(tmp_path):
     assert done.returncode == 0 and "run" in done.stdout
     heavy = NOT_ON_THE_RUN_PATH + ("openai", "httpx2", "httpx")
     assert {name: _loaded(modules, name) for name in heavy if _loaded(modules, name)} == {}
+
+
+def test_the_tokenizer_is_loaded_when_a_token_limit_is_declared(project, fake_server, tmp_path):
+    # Then prompts are counted exactly from the first request on; without one, chars/4 scaled by
+    # the usage replies report does, and the tokenizer's ~0.8 s load is spared (above).
+    project.write_suite(_openai_model_suite(fake_server.base_url))
+    done, modules = _run_recording_modules(tmp_path, "run", str(project.suite_path), "--tpm", "1000000")
+    assert done.returncode in (0, 1), done.stderr
+    assert "bpe_openai" in modules
