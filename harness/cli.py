@@ -489,6 +489,9 @@ main.add_command(report)
 from harness.commands.changed import changed  # noqa: E402
 
 main.add_command(changed)
+from harness.commands.ci import ci  # noqa: E402
+
+main.add_command(ci)
 
 
 if __name__ == "__main__":
