@@ -14,8 +14,8 @@ The rules a reviewer can rely on:
   gate.sample.sequential), at most the items of the evaluated slices. Stratification and seed
   come from gate.sample.
 - Work already paid for is not paid again: a finished run of exactly the same requests (same
-  sample, prompt text, data and settings) under the same gate policy is gated as it is, and an
-  unfinished one is resumed.
+  sample, prompt text, data and settings) under the same gate policy is gated as it is (unless
+  it is the baseline's own run), and an unfinished one is resumed.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def plan_work(change: SuiteChange, loaded: LoadedSuite, options: CiOptions) -> S
     plan = plan_run(loaded.path, PlanOptions(sample=sample.size))
     _check_comparable(loaded, baseline, plan)
     work = SuiteWork(change, loaded, plan=plan, sample=sample)
-    work.reuse, work.force_new = _earlier_work(plan, options.reports_dir)
+    work.reuse, work.force_new = _earlier_work(plan, options.reports_dir, baseline.run_id)
     if work.reuse is None:
         work.estimate_usd, work.unpriced = _estimate(plan)
     return work
@@ -170,16 +170,18 @@ def _check_comparable(loaded: LoadedSuite, baseline, plan) -> None:
                              "`evalbatch baseline set` from it in the same pull request")
 
 
-def _earlier_work(plan, reports_dir: Path | None) -> tuple[Path | None, bool]:
+def _earlier_work(plan, reports_dir: Path | None, baseline_run: str) -> tuple[Path | None, bool]:
     """(a finished run of the same work under the same gate policy, whether an unfinished one
-    of the same work must be left alone because its policy differs)."""
+    of the same work must be left alone because its policy differs). The baseline's own run is
+    never the candidate: compared with itself it would show no variation at all, which sampled
+    outputs (temperature > 0) would not."""
     from harness.runs.locate import scan_runs, suite_runs_dir
 
     policy = plan.suite.spec.gate.fingerprint
     runs, _ = scan_runs(suite_runs_dir(plan.suite, reports_dir))
     force_new = False
     for folder, manifest in runs:  # newest first
-        if manifest.work_fingerprint != plan.work_fingerprint:
+        if manifest.work_fingerprint != plan.work_fingerprint or manifest.run_id == baseline_run:
             continue
         same_policy = manifest.gate_policy is not None and manifest.gate_policy.fingerprint == policy
         if manifest.status in _FINISHED and same_policy:
