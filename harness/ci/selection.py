@@ -141,20 +141,20 @@ def choose_sample(loaded: LoadedSuite, baseline, explicit: int | None) -> Sample
     gate = loaded.spec.gate
     looks = gate.sample.looks if gate.sample.sequential else None
     needed: list[tuple[int, str]] = []
-    for metric in gate.primary_metrics(baseline.metrics):
-        if metric.metric not in baseline.metrics:
-            raise UserError(f"the baseline has no scores for gate metric {metric.metric!r}", file=str(loaded.path),
+    for gated in gate.primary_metrics(baseline.metrics):
+        if gated.metric not in baseline.metrics:
+            raise UserError(f"the baseline has no scores for gate metric {gated.metric!r}", file=str(loaded.path),
                             location="gate.primary")
-        planned = plan_metric(baseline, None, metric, PlanRequest(metric.margin, POWER), gate.alpha, looks)
+        planned = plan_metric(baseline, None, gated, PlanRequest(gated.margin, POWER), gate.alpha, looks)
         items = planned.sequential_items if looks else planned.non_inferiority_items
         if items is not None:
-            needed.append((items, metric.metric))
+            needed.append((items, gated.metric))
     if not needed:
         return SampleChoice(available, available, "the power plan could not size it")
-    items, metric = max(needed)
+    most, metric = max(needed)
     design = f", sequential with {looks} looks" if looks else ""
-    why = f"power plan: {items} for non-inferiority of {metric} at power {POWER:g}{design}"
-    return SampleChoice(min(items, available), available, why)
+    why = f"power plan: {most} for non-inferiority of {metric} at power {POWER:g}{design}"
+    return SampleChoice(min(most, available), available, why)
 
 
 def _check_comparable(loaded: LoadedSuite, baseline, plan) -> None:
