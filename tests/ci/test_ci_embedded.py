@@ -1,5 +1,5 @@
 """`evalbatch ci` end to end on the embedded model, in a git copy of the tickets suite cut to its
-first 40 tickets: rewriting the few-shot prompt as zero-shot FAILs (exit 1) with a summary naming
+first 80 tickets: rewriting the few-shot prompt as zero-shot FAILs (exit 1) with a summary naming
 the metric and slice; a comment inside the template PASSes; the JUnit file counts the checks."""
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ def _git(root, *args):
 
 @pytest.fixture(scope="module")
 def tickets_repo(tmp_path_factory):
-    """The tickets suite on its first 40 tickets with a 10-point margin, its baseline set from a run
-    and committed. Without the customer clusters: 40 items in clusters leave a CI too wide to
-    decide at any margin a test can show; unclustered, 40 identical answers show non-inferiority
-    at 10 points (Wilson bound +-8.8) and zero-shot's -30 points fail it."""
+    """The tickets suite on its first 80 tickets with a 5-point margin (as tests/compare/
+    test_gate_embedded.py: 80 identical answers show non-inferiority at it, zero-shot fails it;
+    at 40 items neither verdict is reachable at one margin), its baseline set from a run and
+    committed."""
     from click.testing import CliRunner
 
     from harness.cli import main
@@ -38,10 +38,9 @@ def tickets_repo(tmp_path_factory):
     (root / "suites" / "data").mkdir(parents=True)
     shutil.copy(REPO / "suites" / "data" / "tickets.jsonl", root / "suites" / "data" / "tickets.jsonl")
     suite = yaml.safe_load((REPO / "suites" / "tickets.yaml").read_text())
-    suite["slices"].append({"name": "first40", "first_n": 40})
-    suite["evaluate"] = ["first40"]
-    del suite["dataset"]["cluster_field"]
-    suite["gate"] = {"primary": [{"metric": "accuracy", "margin": 0.1}], "slices": ["english"]}
+    suite["slices"].append({"name": "first80", "first_n": 80})
+    suite["evaluate"] = ["first80"]
+    suite["gate"] = {"primary": [{"metric": "accuracy", "margin": 0.05}], "slices": ["english"]}
     (root / "suites" / "tickets.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
     (root / ".gitignore").write_text("reports/\n")
     runner = CliRunner()
@@ -71,10 +70,10 @@ def test_few_shot_to_zero_shot_fails_naming_metric_and_slice(cli, restore):
     summary = (root / "reports" / "ci" / "summary.md").read_text()
     assert summary.startswith("## evalbatch CI: **FAIL**")
     assert f"| tickets | prompt {PROMPT}: differs from main |" in summary
-    assert "FAIL: accuracy (slice first40)" in summary
+    assert "FAIL: accuracy (slice first80)" in summary
     junit = ET.parse(root / "reports" / "ci" / "junit.xml").getroot()
     cases = junit.findall("testsuite/testcase")
-    assert [c.get("name") for c in cases] == ["accuracy (slice first40)"]
+    assert [c.get("name") for c in cases] == ["accuracy (slice first80)"]
     assert (junit.get("tests"), junit.get("failures")) == ("1", "1")
 
 
