@@ -72,7 +72,7 @@ def _cost_line(selection: Selection, budget: float | None) -> str:
 
 def _row(result: SuiteResult) -> str:
     work = result.work
-    why = "<br>".join(escape(str(reason)) for reason in work.change.reasons) or "changed"
+    why = "<br>".join(escape(str(reason)) for reason in work.change.reasons) or "unknown: no baseline froze its inputs"
     if work.skipped is not None:
         return f"| {escape(result.name)} | {why} | | | skipped: {escape(work.skipped)} |"
     sample = escape(work.sample.label) if work.sample else ""

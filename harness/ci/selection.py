@@ -104,8 +104,8 @@ def select(options: CiOptions, cwd: Path) -> Selection:
     work = []
     for loaded in suites:
         change = suite_changes(loaded, git)
-        if not change.reasons:
-            continue
+        if not change.reasons and (git is not None or change.has_baseline):
+            continue  # without --base, a suite without a baseline cannot be told unchanged: it is listed
         if not change.has_baseline:
             work.append(SuiteWork(change, loaded, skipped=f"no baseline at {change.baseline}: nothing to gate "
                                   f"against; set one with: evalbatch baseline set {change.file} --from RUN_ID"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -67,9 +68,11 @@ def ci(suites_dir: Path | None, base_ref: str | None, budget: float | None, samp
     sys.exit(exit_code(results))
 
 
+@dataclass(frozen=True)
 class _Files:
-    def __init__(self, summary: Path, junit: Path, ci_dir: Path) -> None:
-        self.summary, self.junit, self.ci_dir = summary, junit, ci_dir
+    summary: Path
+    junit: Path
+    ci_dir: Path
 
 
 def _print_selection(selection) -> None:

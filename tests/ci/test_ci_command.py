@@ -135,3 +135,12 @@ def test_changed_baseline_file_affects_its_suite(cli, repo):
     baseline.write_text(baseline.read_text() + "\n", encoding="utf-8")
     result = cli("changed", str(repo / "suites"), "--base", "main")
     assert "baseline baselines/tickets/production.json: differs from main" in result.output
+
+
+def test_without_base_a_suite_without_baseline_is_listed_as_skipped(cli, repo, server):
+    result = cli("ci", str(repo / "suites"))
+    assert result.exit_code == 0, result.output
+    assert "fresh (suites/fresh.yaml):\n  skipped: no baseline at baselines/fresh/production.json" in result.output
+    summary = (repo / "reports" / "ci" / "summary.md").read_text()
+    assert "| fresh | unknown: no baseline froze its inputs | | | skipped: no baseline" in summary
+    assert server.log.total == 0
