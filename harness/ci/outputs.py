@@ -44,7 +44,9 @@ def copy_html(results: list[SuiteResult], folder: Path) -> list[Path]:
     return copied
 
 
-def render_summary(selection: Selection, results: list[SuiteResult], budget: float | None) -> str:
+def render_summary(selection: Selection, results: list[SuiteResult], budget: float | None,
+                   html_dir: str = "reports/ci") -> str:
+    """`html_dir`: where the <suite>.html copies are, as the reader finds them (relative to the project)."""
     against = f"git `{escape(selection.base_ref)}`" if selection.base_ref else "their baselines"
     verdict = overall_verdict(results)
     if not results:
@@ -60,7 +62,7 @@ def render_summary(selection: Selection, results: list[SuiteResult], budget: flo
         lines.append(_row(result))
     lines.append("")
     for result in results:
-        lines += _suite_section(result)
+        lines += _suite_section(result, html_dir)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -81,12 +83,12 @@ def _row(result: SuiteResult) -> str:
     return f"| {escape(result.name)} | {why} | {sample} | {escape(result.how)} | {verdicts} |"
 
 
-def _suite_section(result: SuiteResult) -> list[str]:
+def _suite_section(result: SuiteResult, html_dir: str) -> list[str]:
     from harness.report.markdown import render_markdown
 
     lines: list[str] = []
     for gate in result.gates:
-        hint = html_name(result, gate.target, len(result.gates) > 1)
+        hint = f"{html_dir}/{html_name(result, gate.target, len(result.gates) > 1)}"
         text = render_markdown(gate.document, html_hint=hint)  # type: ignore[arg-type]
         # One level below the summary's own heading.
         lines += [("#" + line) if line.startswith("## ") else line for line in text.splitlines()] + [""]

@@ -133,7 +133,11 @@ def _write_outputs(selection, results: list, budget: float | None, files: _Files
     from harness.ci.outputs import copy_html, render_junit, render_summary
 
     copied = copy_html(results, files.ci_dir)
-    _write_text(files.summary, render_summary(selection, results, budget), append_step_summary=True)
+    try:
+        html_dir = files.ci_dir.resolve().relative_to(selection.project_dir.resolve()).as_posix()
+    except ValueError:
+        html_dir = str(files.ci_dir)
+    _write_text(files.summary, render_summary(selection, results, budget, html_dir), append_step_summary=True)
     _write_text(files.junit, render_junit(results))
     click.echo(f"summary: {files.summary}; junit: {files.junit}"
                + (f"; html: {', '.join(str(p) for p in copied)}" if copied else ""))

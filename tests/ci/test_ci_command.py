@@ -42,6 +42,7 @@ def test_regressing_change_fails_naming_metric_and_slice(cli, repo, server):
     assert "| fresh | template prompts/shared/header.j2: differs from main | | | skipped: no baseline at " \
            "baselines/fresh/production.json" in summary
     assert (repo / "reports" / "ci" / "tickets.html").read_text().startswith("<!DOCTYPE html>")
+    assert "`reports/ci/tickets.html`" in summary
     junit = ET.parse(repo / "reports" / "ci" / "junit.xml").getroot()
     suites = {s.get("name"): s for s in junit.findall("testsuite")}
     assert set(suites) == {"evalbatch.tickets", "evalbatch.fresh"}
