@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.testing.fake_server import FakeLLMServer
+from harness.testing.fake_server import FakeLLMServer, FaultRule
 from tests.ci.gate_repo import REGRESSION, change_header, git, make_repo, reply, suite, write_suite
 
 
@@ -145,3 +145,18 @@ def test_without_base_a_suite_without_baseline_is_listed_as_skipped(cli, repo, s
     summary = (repo / "reports" / "ci" / "summary.md").read_text()
     assert "| fresh | unknown: no baseline froze its inputs | | | skipped: no baseline" in summary
     assert server.log.total == 0
+
+
+def test_a_rerun_resumes_an_unfinished_run_without_resending(cli, repo, server):
+    """Two tickets are refused (HTTP 400, not retried): the sample is unfinished, so the gate
+    cannot pass. The re-triggered job resumes that run and sends none of the 58 answered again."""
+    server.faults.append(FaultRule(status=400, times=1000, match="(ticket 7)"))
+    server.faults.append(FaultRule(status=400, times=1000, match="(ticket 8)"))
+    change_header(repo, "Route the support ticket to a team.\n")
+    first = _ci(cli, repo)
+    assert first.exit_code == 3, first.output
+    assert server.log.total == 60
+    again = _ci(cli, repo)
+    assert again.exit_code == 3, again.output
+    assert "Resuming unfinished run" in again.output
+    assert server.log.total == 60
