@@ -56,17 +56,29 @@ def run_and_gate(work: SuiteWork, reports_dir: Path | None, console: Console) ->
     result = SuiteResult(work)
     if work.skipped is not None:
         return result
-    folder, how = _sample_run(work, reports_dir, console)
-    result.run_folder, result.how = folder, how
+    folder, reused = _sample_run(work, reports_dir, console)
+    result.run_folder, result.how = folder, _how(folder, reused)
     result.gates = gate_run(work, folder, reports_dir)
     return result
 
 
-def _sample_run(work: SuiteWork, reports_dir: Path | None, console: Console) -> tuple[Path, str]:
+def _how(folder: Path, reused: bool) -> str:
+    """The run as the summary names it: its status, where a sequential sample stopped, reuse."""
+    from harness.runs.manifest import read_manifest
+
+    manifest = read_manifest(folder)
+    stops = [look for look in manifest.looks if look.get("stop")]
+    status = (f"stopped early at look {stops[0]['look']}/{stops[0]['of']}, {stops[0]['items']} items" if stops
+              else manifest.status)
+    return f"run {manifest.run_id} ({status})" + ("; reused: same work, nothing sent" if reused else "")
+
+
+def _sample_run(work: SuiteWork, reports_dir: Path | None, console: Console) -> tuple[Path, bool]:
+    """The run folder, and whether it was a finished run reused as it is."""
     if work.reuse is not None:
         console.print(f"{work.loaded.spec.name}: run {work.reuse.name} already holds this sample; gating it "
                       "without sending anything")
-        return work.reuse, f"run {work.reuse.name} reused (same work, nothing sent)"
+        return work.reuse, True
     from harness.compare.sequential import sequential_monitor
     from harness.execute import RunInterrupted, RunOptions, execute
     from harness.plan import RunPlan
@@ -81,9 +93,8 @@ def _sample_run(work: SuiteWork, reports_dir: Path | None, console: Console) -> 
                                            monitor=sequential_monitor(plan)), console)
     except RunInterrupted as stop:
         raise SuiteInterrupted(plan.suite.spec.name, stop) from None
-    manifest = outcome.manifest
-    console.print(f"{plan.suite.spec.name}: run {manifest.run_id}: {manifest.status}")
-    return outcome.folder, f"run {manifest.run_id} ({manifest.status})"
+    console.print(f"{plan.suite.spec.name}: run {outcome.manifest.run_id}: {outcome.manifest.status}")
+    return outcome.folder, False
 
 
 def gate_run(work: SuiteWork, folder: Path, reports_dir: Path | None) -> list[TargetGate]:

@@ -62,7 +62,7 @@ def test_harmless_change_passes_and_a_rerun_pays_nothing(cli, repo, server):
     again = _ci(cli, repo)  # the job re-triggered: the same work is gated again, not sent again
     assert again.exit_code == 0, again.output
     assert server.log.total == 60
-    assert "already holds this sample" in again.output and "reused (same work, nothing sent)" in again.output
+    assert "already holds this sample" in again.output and "reused: same work, nothing sent" in again.output
 
 
 def test_too_small_a_sample_is_inconclusive(cli, repo):
