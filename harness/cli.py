@@ -492,6 +492,12 @@ main.add_command(changed)
 from harness.commands.ci import ci  # noqa: E402
 
 main.add_command(ci)
+from harness.commands.export import export  # noqa: E402
+
+main.add_command(export)
+from harness.commands.import_cmd import import_outputs  # noqa: E402
+
+main.add_command(import_outputs)
 
 
 if __name__ == "__main__":
