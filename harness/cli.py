@@ -494,6 +494,9 @@ main.add_command(report)
 from harness.commands.changed import changed  # noqa: E402
 
 main.add_command(changed)
+from harness.commands.ci import ci  # noqa: E402
+
+main.add_command(ci)
 from harness.commands.collect import collect  # noqa: E402
 
 main.add_command(collect)
