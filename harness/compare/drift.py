@@ -269,6 +269,8 @@ def _js_distance(reference_counts: np.ndarray, current_counts: np.ndarray) -> np
 
 def _as_flags(values: Sequence | np.ndarray) -> np.ndarray:
     """0/1 floats with NaN kept (None counts as missing)."""
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        return values.astype(float)
     return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
 
 

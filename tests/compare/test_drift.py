@@ -239,7 +239,8 @@ def test_wasserstein_of_swap_counts_matches_swapping_pairs_explicitly() -> None:
         from_value, to_value, counts = drift._pair_kinds(reference, current)
         distance = drift._wasserstein_of_swaps(from_value, to_value, counts, n)
         masks = rng.random((25, n)) < 0.5
-        swapped = np.array([[np.sum(mask & (reference == a) & (current == b)) for a, b in zip(from_value, to_value)]
+        kinds = list(zip(from_value, to_value, strict=True))
+        swapped = np.array([[np.sum(mask & (reference == a) & (current == b)) for a, b in kinds]
                             for mask in masks]).reshape(len(masks), len(counts))
         expected = [explicit_swap_effect(SignalKind.CONTINUOUS, reference, current, mask) for mask in masks]
         np.testing.assert_allclose(distance(swapped), expected, rtol=1e-10, atol=1e-12)
