@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -139,11 +140,21 @@ def compare_in(root: Path, base_url: str, items: int) -> None:
     suite, candidate = build_compare_runs(root, base_url, items)
     size = (root / "baselines" / "bench" / "production.json").stat().st_size
     print(f"  baseline file: {size / 1e6:.1f} MB")
-    checks = [evalbatch("compare", "compare", candidate, "--suite", suite),
-              evalbatch("gate", "gate", candidate, "--suite", suite, ok=(0, 1, 3))]
-    for step in checks:
+    for name, args, ok in (("compare", ("compare", candidate, "--suite", suite), (0,)),
+                           ("gate", ("gate", candidate, "--suite", suite), (0, 1, 3))):
+        # The process's CPU time (user + system) as well: on a loaded machine wall time says
+        # more about the neighbours than about the command.
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        step = evalbatch(name, *args, ok=ok)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         show(step)
-        print(f"    / limits: RSS {step.peak_mb / RSS_LIMIT_MB:.2f}, time {step.wall_s / COMPARE_TIME_LIMIT_S:.2f}")
+        print(f"    CPU {cpu:.2f} s; / limits: RSS {step.peak_mb / RSS_LIMIT_MB:.2f}, "
+              f"time {step.wall_s / COMPARE_TIME_LIMIT_S:.2f} (CPU {cpu / COMPARE_TIME_LIMIT_S:.2f})")
+        if name == "gate":
+            folder = next((root / "reports" / "bench").glob(f"*{candidate}*"), None)
+            if folder is not None and (folder / "gate.json").is_file():
+                print(f"    gate.json: {(folder / 'gate.json').stat().st_size / 1e6:.1f} MB")
 
 
 def main() -> None:
