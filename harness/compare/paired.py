@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
-from scipy import stats
 
+from harness.compare.distributions import chi2_sf, norm_isf, t_ppf
+from harness.compare.distributions import wilson_interval as _wilson
 from harness.compare.paired_binary import score_interval
 from harness.compare.power import ErrorRates, minimum_detectable_effect
 
@@ -115,7 +116,7 @@ class DeltaStatistics:
 
     def interval(self, level: float) -> tuple[np.ndarray, np.ndarray]:
         """Two-sided CLT interval mean +- t_{df, (1+level)/2} * SE."""
-        half_width = stats.t.ppf(0.5 + level / 2.0, self.df) * self.se
+        half_width = t_ppf(0.5 + level / 2.0, self.df) * self.se
         return self.mean - half_width, self.mean + half_width
 
 
@@ -277,7 +278,7 @@ def compare_paired(scores: PairedScores, options: ComparisonOptions = Comparison
     test = _secondary_test(paired, binary, options)
     score_ci = binary and paired.clusters is None
     if score_ci:
-        critical = float(stats.norm.isf((1.0 - options.ci_level) / 2.0))
+        critical = float(norm_isf((1.0 - options.ci_level) / 2.0))
         interval = score_interval(int(np.sum(paired.d < 0)), int(np.sum(paired.d > 0)), paired.n, critical)
         uncertainty = dataclasses.replace(uncertainty, ci=interval)
     return PairedComparison(
@@ -383,9 +384,13 @@ def _secondary_test(paired: _Paired, binary: bool, options: ComparisonOptions) -
         return _SecondaryTest("none (all differences are zero)", 1.0)
     if binary:
         b, c = int(np.sum(paired.d < 0)), int(np.sum(paired.d > 0))
+        from scipy import stats  # here: ~0.6 s and ~45 MB to import, for these tests only
+
         return _SecondaryTest("exact McNemar", float(stats.binomtest(c, b + c, 0.5).pvalue))
     if paired.n < options.permutation_below_n:
         return _SecondaryTest("sign-flip permutation", _sign_flip_p(paired.d, options))
+    from scipy import stats
+
     return _SecondaryTest("Wilcoxon signed-rank (zsplit)", float(stats.wilcoxon(paired.d, zero_method="zsplit").pvalue))
 
 
@@ -393,6 +398,8 @@ def _sign_flip_p(values: np.ndarray, options: ComparisonOptions) -> float:
     # One value: its two sign patterns have the same |mean|, so p = 1.
     if len(values) < 2 or not np.any(values != 0.0):
         return 1.0
+    from scipy import stats
+
     result = stats.permutation_test(
         (values,),
         lambda x, axis: np.mean(x, axis=axis),
@@ -414,6 +421,8 @@ def _bootstrap_ci(
     if not eligible or len(d) < 3 or np.ptp(d) == 0.0:
         notes.append("bootstrap CI skipped: only for continuous, unclustered, non-constant differences")
         return None
+    from scipy import stats
+
     result = stats.bootstrap(
         (candidate, baseline),
         lambda x, y, axis: np.mean(x - y, axis=axis),
@@ -479,14 +488,9 @@ def stuart_maxwell(baseline_labels: Sequence[Hashable], candidate_labels: Sequen
     shift = (reduced.sum(axis=0) - reduced.sum(axis=1)) / n_obs
     covariance = laplacian / n_obs
     statistic = float(n_obs * shift @ np.linalg.pinv(covariance) @ shift)
-    return LabelShiftTest(statistic, rank, float(stats.chi2.sf(statistic, rank)), len(base), categories)
+    return LabelShiftTest(statistic, rank, float(chi2_sf(statistic, rank)), len(base), categories)
 
 
 def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a single rate; (0, 1) when n = 0 (nothing known)."""
-    if n == 0:
-        return 0.0, 1.0
-    if not 0 <= successes <= n:
-        raise ValueError(f"need 0 <= successes <= n, got {successes} of {n}")
-    ci = stats.binomtest(successes, n).proportion_ci(confidence_level=level, method="wilson")
-    return float(ci.low), float(ci.high)
+    return _wilson(successes, n, level)
