@@ -18,12 +18,13 @@ from harness.compare.snapshot import ItemRecord, Shared, SharedKeyScores
 
 _SHORT = 64
 """Outputs up to this long are interned: short answers repeat across items."""
+_decode = json.JSONDecoder().decode
 
 
 def lean_item_line(raw: bytes, keep_fields: Collection[str], shared: Shared) -> tuple[str, ItemRecord] | None:
     """(item ID, compact record) of one item line, or None if it is not exactly as written."""
     try:
-        line = json.loads(raw)
+        line = _decode(raw.decode("utf-8"))
         record = line["record"]
         item_id = line["id"]
         if type(item_id) is not str or type(record) is not dict or len(line) != 2:
@@ -59,15 +60,25 @@ def _numbers(values: Any, kind: type) -> tuple:
     """A JSON list of numbers (`kind`: float also takes integers) or nulls, as a tuple."""
     if type(values) is not list:
         raise TypeError("not a list")
+    converted = False
     for value in values:
-        if value is not None and type(value) is not kind and not (kind is float and type(value) is int):
-            raise TypeError("not a number")
-    return tuple(float(v) if kind is float and type(v) is int else v for v in values)
+        found = type(value)
+        if found is not kind and value is not None:
+            if kind is float and found is int:
+                converted = True
+            else:
+                raise TypeError("not a number")
+    if converted:
+        return tuple(float(v) if type(v) is int else v for v in values)
+    return tuple(values)
 
 
 def _texts(values: Any, optional: bool = True) -> list:
-    if type(values) is not list or any(type(v) is not str and not (optional and v is None) for v in values):
+    if type(values) is not list:
         raise TypeError("not a list of text")
+    for value in values:
+        if type(value) is not str and not (optional and value is None):
+            raise TypeError("not a list of text")
     return values
 
 
