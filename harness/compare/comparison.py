@@ -196,9 +196,9 @@ class _Sides:
         self.baseline, self.candidate = SideColumns(baseline, ids), SideColumns(candidate, ids)
         self.ids = ids
 
-    def compare(self, metric: str, rows: np.ndarray | None = None) -> PairedComparison:
-        """The metric (a scorer's or a drift signal's) on all paired items, or on `rows` of them."""
-        if metric in DRIFT_SIGNALS:
+    def compare(self, metric: str, rows: np.ndarray | None = None, signal: bool = False) -> PairedComparison:
+        """A scorer's metric (or with `signal`, a drift signal) on all paired items, or on `rows` of them."""
+        if signal:
             base, cand = self.baseline.signal(metric), self.candidate.signal(metric)
         else:
             base, cand = self.baseline.scores(metric), self.candidate.scores(metric)
@@ -210,7 +210,7 @@ class _Sides:
 
 
 def _guardrail(sides: _Sides, spec: GuardrailSpec, alpha: float) -> tuple[PairedComparison, GuardrailCheck]:
-    comparison = sides.compare(spec.metric)
+    comparison = sides.compare(spec.metric, signal=spec.metric in DRIFT_SIGNALS)
     # More empty outputs or refusals is worse; for length the suite says which way is bad.
     higher = False if spec.metric in DRIFT_SIGNALS and spec.metric != "output_length" else spec.higher_is_better
     policy = MetricPolicy(spec.metric, higher_is_better=higher, alpha=alpha)
