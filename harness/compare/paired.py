@@ -25,6 +25,7 @@ from harness.compare.distributions import chi2_sf, norm_isf, t_ppf
 from harness.compare.distributions import wilson_interval as _wilson
 from harness.compare.paired_binary import score_interval
 from harness.compare.power import ErrorRates, minimum_detectable_effect
+from harness.compare.sign_flip import sign_flip_p
 
 __all__ = [
     "ScoreKind",
@@ -395,20 +396,7 @@ def _secondary_test(paired: _Paired, binary: bool, options: ComparisonOptions) -
 
 
 def _sign_flip_p(values: np.ndarray, options: ComparisonOptions) -> float:
-    # One value: its two sign patterns have the same |mean|, so p = 1.
-    if len(values) < 2 or not np.any(values != 0.0):
-        return 1.0
-    from scipy import stats
-
-    result = stats.permutation_test(
-        (values,),
-        lambda x, axis: np.mean(x, axis=axis),
-        permutation_type="samples",
-        vectorized=True,
-        n_resamples=options.n_resamples,
-        rng=np.random.default_rng(options.seed),
-    )
-    return float(result.pvalue)
+    return sign_flip_p(values, options.n_resamples, options.seed)
 
 
 def _bootstrap_ci(
