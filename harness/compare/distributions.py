@@ -15,7 +15,7 @@ import math
 import numpy as np
 from scipy import special
 
-__all__ = ["norm_sf", "norm_isf", "norm_cdf", "norm_ppf", "norm_pdf", "t_ppf", "t_isf", "chi2_sf",
+__all__ = ["mcnemar_exact_p", "norm_sf", "norm_isf", "norm_cdf", "norm_ppf", "norm_pdf", "t_ppf", "t_isf", "chi2_sf",
            "wilson_interval", "bh_adjusted"]
 
 
@@ -50,6 +50,16 @@ def t_isf(q, df):
 
 def chi2_sf(x, df):
     return special.chdtrc(df, np.asarray(x, dtype=float))
+
+
+def mcnemar_exact_p(worse: int, better: int) -> float:
+    """Exact McNemar: two-sided p of binomtest(better, worse + better, 0.5). The binomial with
+    p = 1/2 is symmetric, so scipy's two-sided p (the outcomes no more likely than the one seen)
+    is twice the smaller tail, and 1 when the split is even."""
+    flips = worse + better
+    if flips == 0 or 2 * better == flips:
+        return 1.0
+    return float(min(1.0, 2.0 * special.bdtr(min(worse, better), flips, 0.5)))
 
 
 def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:

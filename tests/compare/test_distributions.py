@@ -43,6 +43,12 @@ def test_wilson_and_benjamini_hochberg_match_scipy_stats() -> None:
     assert dist.bh_adjusted([]).size == 0
 
 
+def test_exact_mcnemar_matches_binomtest() -> None:
+    assert dist.mcnemar_exact_p(0, 0) == 1.0
+    for b, c in ((0, 1), (1, 1), (3, 9), (9, 3), (10, 10), (0, 25), (150, 190), (301, 0), (4999, 5090)):
+        assert dist.mcnemar_exact_p(b, c) == pytest.approx(stats.binomtest(c, b + c, 0.5).pvalue, rel=1e-9, abs=1e-300)
+
+
 def test_distances_match_scipy() -> None:
     rng = np.random.default_rng(1)
     for _ in range(20):
