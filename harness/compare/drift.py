@@ -34,7 +34,7 @@ from enum import StrEnum
 import numpy as np
 from scipy import special
 
-from harness.compare.distributions import bh_adjusted
+from harness.compare.distributions import bh_adjusted, wilcoxon_zsplit_p
 from harness.compare.paired import PairedScores, compare_paired, stuart_maxwell, wilson_interval
 
 __all__ = ["SignalKind", "DriftInput", "DriftPolicy", "DriftSignal", "DriftReport", "measure_signal", "check_drift"]
@@ -361,9 +361,7 @@ def _continuous(item: DriftInput, null: _PermutationNull) -> DriftSignal:
         differences = current - reference
         p_value = 1.0
         if np.any(differences != 0.0):
-            from scipy import stats
-
-            p_value = float(stats.wilcoxon(differences, zero_method="zsplit").pvalue)
+            p_value = wilcoxon_zsplit_p(differences)
         test_name = "Wilcoxon signed-rank (zsplit)"
 
         from_value, to_value, counts = _pair_kinds(reference, current)

@@ -21,7 +21,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from harness.compare.distributions import chi2_sf, mcnemar_exact_p, norm_isf, t_ppf
+from harness.compare.distributions import chi2_sf, mcnemar_exact_p, norm_isf, t_ppf, wilcoxon_zsplit_p
 from harness.compare.distributions import wilson_interval as _wilson
 from harness.compare.paired_binary import score_interval
 from harness.compare.power import ErrorRates, minimum_detectable_effect
@@ -388,9 +388,7 @@ def _secondary_test(paired: _Paired, binary: bool, options: ComparisonOptions) -
         return _SecondaryTest("exact McNemar", mcnemar_exact_p(b, c))
     if paired.n < options.permutation_below_n:
         return _SecondaryTest("sign-flip permutation", _sign_flip_p(paired.d, options))
-    from scipy import stats  # here: ~0.6 s and ~45 MB to import, for these tests only
-
-    return _SecondaryTest("Wilcoxon signed-rank (zsplit)", float(stats.wilcoxon(paired.d, zero_method="zsplit").pvalue))
+    return _SecondaryTest("Wilcoxon signed-rank (zsplit)", wilcoxon_zsplit_p(paired.d))
 
 
 def _sign_flip_p(values: np.ndarray, options: ComparisonOptions) -> float:

@@ -49,6 +49,17 @@ def test_exact_mcnemar_matches_binomtest() -> None:
         assert dist.mcnemar_exact_p(b, c) == pytest.approx(stats.binomtest(c, b + c, 0.5).pvalue, rel=1e-9, abs=1e-300)
 
 
+def test_wilcoxon_zsplit_matches_scipy() -> None:
+    rng = np.random.default_rng(2)
+    cases = [rng.integers(-3, 4, n) / 10 for n in (14, 15, 60, 150, 5000)]  # zeros and ties
+    cases += [rng.normal(0.1, 1, 200).round(1), np.r_[rng.normal(0, 1, 30), 0.0], rng.normal(0, 1, 40),
+              rng.integers(-2, 3, 10).astype(float), np.r_[np.zeros(20), 1.0, 2.0, -1.0]]
+    for d in cases:
+        if np.any(d != 0):
+            expected = stats.wilcoxon(d, zero_method="zsplit").pvalue
+            assert dist.wilcoxon_zsplit_p(d) == pytest.approx(expected, rel=1e-12, abs=1e-300)
+
+
 def test_distances_match_scipy() -> None:
     rng = np.random.default_rng(1)
     for _ in range(20):
