@@ -1,11 +1,12 @@
 """The distribution functions every comparison needs, from scipy.special.
 
 scipy.stats costs ~0.6 s of CPU and ~45 MB to import, scipy.optimize ~0.4 s; a gate that needs
-only normal and t quantiles, chi-square tails, Wilson intervals and Benjamini-Hochberg should not
-pay for them. These are the routines scipy.stats itself calls for the same quantities
-(norm.isf is -ndtri, t.ppf is stdtrit, chi2.sf is chdtrc, ...), so the numbers are the same;
-tests/compare/test_distributions.py holds them against scipy.stats. Tests that need more
-(exact binomial, Wilcoxon, permutations, bootstrap) import scipy.stats where they are run.
+normal and t quantiles, chi-square tails, Wilson intervals, Benjamini-Hochberg, exact McNemar and
+Wilcoxon's normal approximation should not pay for them. These are the routines scipy.stats
+itself calls for the same quantities (norm.isf is -ndtri, t.ppf is stdtrit, chi2.sf is chdtrc,
+binom.cdf is bdtr, ...), so the numbers are the same; tests/compare/test_distributions.py holds
+them against scipy.stats. What needs more (Wilcoxon's exact null, the bootstrap, unpaired drift
+tests) imports scipy.stats where it runs.
 """
 
 from __future__ import annotations
