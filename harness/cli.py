@@ -96,7 +96,7 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
                           console)
     except RunInterrupted as stop:
         exit_interrupted(suite, stop)
-    print_summary(console, outcome.lines, outcome.manifest.wall_time_s, SummaryOptions.of_plan(plan))
+    print_summary(console, outcome.summary_source(), outcome.manifest.wall_time_s, SummaryOptions.of_plan(plan))
     print_looks(console, outcome.manifest.looks)
     print_run_metrics(console, outcome.manifest.metrics)
     console.print(f"run {outcome.manifest.run_id}: {outcome.manifest.status}; results in {outcome.folder}")

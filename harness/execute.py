@@ -27,9 +27,10 @@ from harness.engine.states import UNFINISHED_STATES, RequestState
 from harness.engine.store import NewRequest, RunStore, ScoreRow, StoredItem
 from harness.errors import UserError
 from harness.plan import RunPlan, batches
+from harness.report.summary import LinesByItem
 from harness.runs.claim import RunChoice, claim_run
 from harness.runs.manifest import Manifest, now_iso, write_manifest
-from harness.runs.results import ResultLine, read_run_lines, summary_lines, write_store_results
+from harness.runs.results import ResultLine, iter_summary_lines, read_run_lines, summary_lines, write_store_results
 from harness.scoring.apply import score_run
 
 
@@ -61,6 +62,13 @@ class RunOutcome:
             return read_run_lines(self.folder)
         # SummaryLine has every attribute the summary and print_what_is_left read.
         return cast(list[ResultLine], summary_lines(self.folder))
+
+    def summary_source(self) -> list[ResultLine] | LinesByItem:
+        """What the end-of-run summary sums: the lines already read, else the store's lines read
+        as they are summed, a (target, item) at a time, so a large run's lines are never all held."""
+        if "lines" in self.__dict__ or self.manifest.options.full_promotion:
+            return self.lines
+        return LinesByItem(cast(Iterator[ResultLine], iter_summary_lines(self.folder, by_item=True)))
 
 
 class RunInterrupted(Exception):
