@@ -55,8 +55,8 @@ class StoreFeed:
     read, so states written meanwhile are seen and no row is read twice."""
 
     def __init__(self, store: RunStore, targets: list[TargetSpec], wanted: Callable[[str], bool] | None = None,
-                 batch: int = FEED_BATCH) -> None:
-        self.store, self.wanted, self.batch = store, wanted, batch
+                 batch: int | None = None) -> None:
+        self.store, self.wanted, self.batch = store, wanted, batch or FEED_BATCH
         self._targets = {target.label: target for target in targets}
         self._after: dict[str, int] = dict.fromkeys(self._targets, 0)
         self._final = tuple(str(state) for state in FINAL_STATES)
