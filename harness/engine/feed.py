@@ -4,7 +4,7 @@ target, so a run never holds more than a batch of requests per target in memory.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Protocol
 
 from harness.config.datasets import Item
@@ -29,24 +29,6 @@ class RequestFeed(Protocol):
     def next_batch(self, target: str) -> list[WorkRequest]:
         """The next requests of `target`, in order; empty when there are no more."""
         ...
-
-
-class ListFeed:
-    """A feed over requests already in memory (tests, small callers)."""
-
-    def __init__(self, requests: Iterable[WorkRequest]) -> None:
-        self._by_target: dict[str, list[WorkRequest]] = {}
-        for request in requests:
-            self._by_target.setdefault(request.target.label, []).append(request)
-
-    def targets(self) -> list[str]:
-        return list(self._by_target)
-
-    def pending(self, target: str) -> int:
-        return len(self._by_target.get(target, ()))
-
-    def next_batch(self, target: str) -> list[WorkRequest]:
-        return self._by_target.pop(target, [])
 
 
 class StoreFeed:
