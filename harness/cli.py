@@ -14,6 +14,7 @@ from typing import NoReturn
 import click
 
 from harness import __version__
+from harness.commands.collect import mode_option
 from harness.commands.common import (
     EXIT_FAILED_REQUESTS,
     console,
@@ -57,11 +58,12 @@ def main() -> None:
 @click.option("--cache/--no-cache", default=None,
               help="Answer requests from the shared response cache and add new answers to it, or not "
                    "(default: the suite's engine.cache).")
+@mode_option
 @report_option
 @reports_user_errors
 def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int | None, prompt_version: str | None, resume_id: str | None, force_new: bool,
         retry_failed: bool, reports_dir: Path | None, rpm: float | None, tpm: float | None, cache: bool | None,
-        report_formats: tuple[str, ...] = ()) -> None:
+        mode: str | None = None, report_formats: tuple[str, ...] = ()) -> None:
     """Run SUITE (a suites/*.yaml file): render the prompt over the slices, send every request,
     score the outputs, and write reports/<suite>/<run_id>/ (run store, manifest.json, results.jsonl)."""
     from dataclasses import replace
@@ -92,8 +94,8 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
     stop_on_sigterm()
     try:
         limits = RateLimits(rpm=rpm, tpm=tpm) if rpm or tpm else None
-        outcome = execute(plan, RunOptions(resume_id, force_new, retry_failed, reports_dir, monitor, limits=limits),
-                          console)
+        outcome = execute(plan, RunOptions(resume_id, force_new, retry_failed, reports_dir, monitor, limits=limits,
+                                           mode=mode), console)
     except RunInterrupted as stop:
         exit_interrupted(suite, stop)
     print_summary(console, outcome.summary_source(), outcome.manifest.wall_time_s, SummaryOptions.of_plan(plan))
@@ -398,8 +400,9 @@ def plan(suite: str, mde: float, power: float, alpha: float, baseline_name: str 
 @click.option("--run", "run_id", required=True, metavar="RUN_ID", help="The run whose gate passed.")
 @click.option("--full", is_flag=True, help="Then run the promoted configuration on the full evaluated slices, "
               "sorting outputs into validated.jsonl and needs_review.jsonl.")
+@mode_option
 @reports_user_errors
-def promote(suite: str, run_id: str, full: bool) -> None:
+def promote(suite: str, run_id: str, full: bool, mode: str | None = None) -> None:
     """Promote RUN_ID's prompt version and model to production for SUITE. Refused (exit 1) unless
     RUN_ID's gate.json is PASS or WARN against the suite's own baseline, that baseline file and the
     gate policy are unchanged since, and the run still is what was gated; with --full also unless the
@@ -429,6 +432,8 @@ def promote(suite: str, run_id: str, full: bool) -> None:
             record = approve(loaded, folder)
         except GateRefused as refused:
             _refuse(str(refused))
+    if mode is not None and not full:
+        raise click.UsageError("--mode applies to the full run: add --full")
     # Checked before anything is recorded or sent: a full run must be of what passed the gate.
     plan = plan_run(suite, PlanOptions(prompt_version=record.prompt_version)) if full else None
     differences = check_full_run_matches(record, plan) if plan else []
@@ -444,10 +449,10 @@ def promote(suite: str, run_id: str, full: bool) -> None:
         click.echo(f"Next: run it on the full evaluated slices with: evalbatch promote {suite} --run {record.run_id} "
                    f"--full; or make it the baseline with: evalbatch baseline set {suite} --from {record.run_id}")
         return
-    _run_full_promotion(suite, plan)
+    _run_full_promotion(suite, plan, mode)
 
 
-def _run_full_promotion(suite: str, plan) -> None:
+def _run_full_promotion(suite: str, plan, mode: str | None) -> None:
     """The promoted configuration on the full slices: its scores, its validated / needs-review
     split, and how to make it the baseline (or finish it)."""
     from harness.execute import RunInterrupted, RunOptions, execute
@@ -458,7 +463,7 @@ def _run_full_promotion(suite: str, plan) -> None:
     console = _console()
     stop_on_sigterm()  # a cancelled CI job stops cleanly too
     try:
-        outcome = execute(plan, RunOptions(force_new=True, full_promotion=True), console)
+        outcome = execute(plan, RunOptions(force_new=True, full_promotion=True, mode=mode), console)
     except RunInterrupted as stop:
         exit_interrupted(suite, stop)  # the printed `evalbatch run` command finishes and sorts it
     print_summary(console, outcome.lines, outcome.manifest.wall_time_s, SummaryOptions.of_plan(plan))
@@ -492,6 +497,15 @@ main.add_command(report)
 from harness.commands.changed import changed  # noqa: E402
 
 main.add_command(changed)
+from harness.commands.collect import collect  # noqa: E402
+
+main.add_command(collect)
+from harness.commands.export import export  # noqa: E402
+
+main.add_command(export)
+from harness.commands.import_cmd import import_outputs  # noqa: E402
+
+main.add_command(import_outputs)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from harness.config.suite import RateLimits
 from harness.cost.pricing import price_for
+from harness.engine.batch.in_run import BatchPart, check_batch_options, run_mode
 from harness.engine.feed import RequestFeed, StoreFeed
 from harness.engine.metrics import run_metrics
 from harness.engine.progress import RichProgress
@@ -44,6 +45,12 @@ class RunOptions:
     full_promotion: bool = False
     limits: RateLimits | None = None
     """--rpm/--tpm: rate limits for every target, over the suite's."""
+    mode: str | None = None
+    """--mode realtime|batch for every target (None: the run's recorded --mode, else each target's own)."""
+    collect_only: bool = False
+    """`evalbatch collect`: re-attach to the run's provider batches; submit and send nothing new."""
+    wait: bool = True
+    """Wait for live provider batches to end (False: collect only those that have ended)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,7 @@ class _Terminated(Exception):
 
 def execute(plan: RunPlan, options: RunOptions, console: Console) -> RunOutcome:
     lanes = _open_lanes(plan, options.limits)
+    check_batch_options(plan, options)  # before a run folder exists
     choice = RunChoice(options.resume_id, options.force_new, options.reports_dir, options.full_promotion)
     with claim_run(plan, choice, console) as claimed:
         if claimed.resumed:
@@ -127,10 +135,15 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
     if options.retry_failed:
         store.requeue_failed()
     staged = _staged_work(plan, options.monitor, run.manifest)
+    mode = run_mode(store, options.mode)
+    batch = BatchPart.of_run(plan, run, options, mode, console.print)
+    targets = plan.suite.spec.targets
+    realtime = [] if options.collect_only else targets if batch is None else batch.realtime_targets(targets)
     limits = options.limits or RateLimits()
     manifest = run.manifest.model_copy(update={"status": "running", "ended_at": None, "looks": staged.looks,
                                                "options": run.manifest.options.model_copy(
-                                                   update={"rpm": limits.rpm, "tpm": limits.tpm}),
+                                                   update={"rpm": limits.rpm, "tpm": limits.tpm,
+                                                           "mode": mode}),
                                                "look_schedule": staged.schedule})
     write_manifest(folder, manifest)
     looks = list(staged.looks)
@@ -151,13 +164,18 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
         write_manifest(folder, manifest.model_copy(update={"looks": looks}))
         return decision.stop
 
-    counts = store.state_counts()
-    remaining = sum(counts[state] for state in UNFINISHED_STATES)
-    feeds: list[RequestFeed] = [StoreFeed(store, plan.suite.spec.targets, wanted) for wanted in staged.stages]
+    # The realtime engine's share, read from the store stage by stage (requests in a live batch excluded).
+    feeds: list[RequestFeed] = [StoreFeed(store, realtime, wanted) for wanted in staged.stages]
+    remaining = sum(feeds[0].pending(target.label) for target in realtime)
+    total = plan.request_count if batch is None else batch.realtime_total(plan)
     try:
-        with RichProgress(plan.request_count, plan.request_count - remaining, console) as progress:
+        if batch is not None:
+            batch.submit()
+        with RichProgress(total, total - remaining, console) as progress:
             engine = Engine(store, run.lanes, plan.suite.spec.engine, progress, _scorer(plan))
             stopped = asyncio.run(_drive(engine, feeds, run.lanes, after_stage if options.monitor else None))
+        if batch is not None:
+            batch.collect()
     except (KeyboardInterrupt, _Terminated) as stop:
         try:
             store.requeue_unfinished()

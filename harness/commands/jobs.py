@@ -16,12 +16,14 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 
+from harness.commands.batch_status import batch_lines, batch_rows, cancel_provider_batches
+from harness.commands.collect import mode_option
 from harness.commands.common import console, exit_interrupted, reports_user_errors, stop_on_sigterm
 from harness.cost.money import format_usd
 from harness.engine.metrics import RunMetrics, run_metrics
@@ -124,6 +126,8 @@ class JobStatus:
     stopped_lanes: dict[str, str]
     """Targets the circuit breaker stopped in the latest session, and why."""
     metrics: RunMetrics
+    batches: list[dict[str, Any]] = field(default_factory=list)
+    """The run's provider batches (batch mode), oldest first: see harness/commands/batch_status.py."""
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -149,12 +153,13 @@ def job_status(folder: Path, manifest: Manifest, now: float | None = None) -> Jo
             cancel = store.has_table("meta") and store.cancel_requested()
             stopped = (store.get_meta("lanes_stopped", {}) if store.has_table("meta") else {}) or {}
             metrics = run_metrics(store)
+            batches = batch_rows(store, now)
     finally:
         store.close()
     remaining = sum(states[state.value] for state in UNFINISHED_STATES)
     eta = 0.0 if remaining == 0 else (remaining / rate if rate else None)
     return JobStatus(manifest.run_id, manifest.suite, str(folder), manifest.status, running, sum(states.values()),
-                     states, remaining, rate, eta, metrics.cost_usd, cancel, dict(stopped), metrics)
+                     states, remaining, rate, eta, metrics.cost_usd, cancel, dict(stopped), metrics, batches)
 
 
 def _recent_rate(store: RunStore, now: float) -> float | None:
@@ -191,7 +196,9 @@ def status_lines(job: JobStatus, suite_arg: str, manifest: Manifest) -> list[str
     elif job.remaining and job.status not in _FINISHED:
         lines.append(f"{job.remaining:,} request(s) not finished. Resume with: {resume_command(suite_arg, manifest)}")
     lines += [f"target {label} stopped: {reason}" for label, reason in job.stopped_lanes.items()]
-    lines.append("spend so far: " + ("unknown (no prices)" if job.spend_usd is None else format_usd(job.spend_usd)))
+    lines.append("spend so far: " + ("unknown (no prices)" if job.spend_usd is None else format_usd(job.spend_usd))
+                 + (" (requests sent in provider batches at the batch price)" if job.batches else ""))
+    lines += batch_lines(job.batches)
     return lines + run_metrics_lines(job.metrics)
 
 
@@ -243,6 +250,14 @@ def cancel(run: str, suite: Path | None, reports_dir: Path | None) -> None:
 
     folder, manifest = _locate(run, suite, reports_dir)
     resume = resume_command(_suite_file(manifest, folder, suite), manifest)
+    cancelled = cancel_provider_batches(folder, manifest)
+    for line in cancelled:
+        click.echo(line)
+    if cancelled and lock_holder(folder) is None:  # no process watches them: collect what ended now
+        from harness.commands.collect import collect_run
+
+        collect_run(folder, manifest, _suite_file(manifest, folder, suite), wait=False)
+        manifest = read_manifest(folder)
     if manifest.status in _FINISHED and lock_holder(folder) is None:
         click.echo(f"run {manifest.run_id} is {manifest.status.replace('_', ' ')}; nothing to cancel")
         return
@@ -308,12 +323,14 @@ def _has_unfinished(folder: Path) -> bool:
               "with a fresh retry budget, with the prompt version frozen in the run.")
 @_SUITE_OPTION
 @_REPORTS_OPTION
+@mode_option
 @reports_user_errors
-def retry(run: str, failed: bool, suite: Path | None, reports_dir: Path | None) -> None:
+def retry(run: str, failed: bool, suite: Path | None, reports_dir: Path | None, mode: str | None = None) -> None:
     """Send RUN's failed requests again (--failed): every earlier attempt is kept, succeeded
     requests are never sent again, and the prompt is the version the run was made with, whatever
     the suite names now. Requests the run had not finished (interrupted, cancelled) are sent too.
-    Exit codes as for `run`."""
+    In batch mode the failed ones (and lines a batch left expired or cancelled) go into a new
+    provider batch; --mode realtime sends them realtime instead. Exit codes as for `run`."""
     from harness.config.suite import RateLimits
     from harness.execute import RunInterrupted, RunOptions, execute
     from harness.report.run_view import print_outcome
@@ -337,7 +354,7 @@ def retry(run: str, failed: bool, suite: Path | None, reports_dir: Path | None) 
     recorded = manifest.options  # the rate limits the run was sent under hold for its retries too
     limits = RateLimits(rpm=recorded.rpm, tpm=recorded.tpm) if recorded.rpm or recorded.tpm else None
     options = RunOptions(resume_id=manifest.run_id, retry_failed=True, reports_dir=_reports_dir_of(folder, plan),
-                         monitor=_monitor(plan, manifest), limits=limits)
+                         monitor=_monitor(plan, manifest), limits=limits, mode=mode)
     try:
         outcome = execute(plan, options, out)
     except RunInterrupted as stop:
@@ -386,9 +403,11 @@ def _monitor(plan, manifest: Manifest):
 
 
 def _left_to_send(folder: Path) -> tuple[int, int]:
-    """Failed and unfinished requests; an empty or overwritten store is bad input, as for `run`."""
+    """Failed requests (terminal, and retryable ones a provider batch left: expired, cancelled,
+    failed lines) and the other unfinished ones; an empty or overwritten store is bad input."""
     with _store(folder) as store:
         counts = store.state_counts()
-    return counts[RequestState.FAILED_TERMINAL], sum(counts[state] for state in UNFINISHED_STATES)
+    failed = counts[RequestState.FAILED_TERMINAL] + counts[RequestState.FAILED_RETRYABLE]
+    return failed, sum(counts[state] for state in UNFINISHED_STATES if state != RequestState.FAILED_RETRYABLE)
 
 

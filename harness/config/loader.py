@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from harness.config.suite import DRIFT_SIGNALS, SuiteSpec
 from harness.config.yaml_source import YamlSource
+from harness.engine.batch.registry import batch_providers
 from harness.engine.providers.registry import known_providers
 from harness.errors import UserError
 from harness.scoring.registry import validate_scorer_params
@@ -73,6 +74,10 @@ def _check_registries(source: YamlSource, spec: SuiteSpec) -> None:
         if target.provider not in providers:
             raise UserError(f"unknown provider {target.provider!r}; expected one of {sorted(providers)}",
                             file=str(source.path), location=source.where(("targets", index, "provider")))
+        if target.mode == "batch" and target.provider not in batch_providers():
+            raise UserError(f"provider {target.provider!r} has no batch API; mode: batch needs one of "
+                            f"{sorted(batch_providers())}", file=str(source.path),
+                            location=source.where(("targets", index, "mode")))
     for index, scorer in enumerate(spec.scorers):
         try:
             validate_scorer_params(scorer)

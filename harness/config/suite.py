@@ -102,6 +102,9 @@ class TargetSpec(StrictModel):
     params: GenerationParams = Field(default_factory=GenerationParams)
     pricing: PricingSpec | None = None
     limits: RateLimits | None = Field(default=None, description="This target's rate limits (over engine.limits).")
+    mode: Literal["realtime", "batch"] = Field(
+        default="realtime", description="realtime: one API call per request; batch: the provider's batch API "
+        "(OpenAI Batch API, Anthropic Message Batches) at its batch price, results within 24 h.")
 
     @property
     def label(self) -> str:
@@ -148,6 +151,16 @@ class ScorerSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
+class BatchSpec(StrictModel):
+    """How targets in batch mode are submitted and watched."""
+
+    poll_s: float = Field(default=30.0, gt=0, le=3600, description="Seconds between looks at a live provider batch.")
+    max_requests: int | None = Field(default=None, ge=1, description="Requests per provider batch (default and "
+                                     "ceiling: the provider's limit, 50,000 OpenAI, 100,000 Anthropic).")
+    max_bytes: int | None = Field(default=None, ge=1, description="Bytes per provider batch (default and "
+                                  "ceiling: the provider's limit, 200 MB OpenAI, 256 MB Anthropic).")
+
+
 class EngineSpec(StrictModel):
     concurrency: int = Field(default=8, ge=1, le=4096)
     max_retries: int = Field(default=4, ge=0, le=50, description="Retries after the first attempt for transient errors.")
@@ -160,6 +173,7 @@ class EngineSpec(StrictModel):
     breaker_failures: int = Field(default=25, ge=1, description="Consecutive failures that stop a target's lane.")
     cache: bool = Field(default=False, description="Reuse responses from the shared response cache.")
     cache_sampled: bool = Field(default=False, description="Cache responses of temperature > 0 too.")
+    batch: BatchSpec = Field(default_factory=BatchSpec, description="Provider batches (targets in batch mode).")
 
 
 class GateMetric(StrictModel):

@@ -10,7 +10,7 @@ from typing import Protocol
 from harness.config.datasets import Item
 from harness.config.suite import TargetSpec
 from harness.engine.requests import WorkRequest, prompt_of_payload
-from harness.engine.states import FINAL_STATES
+from harness.engine.states import RequestState
 from harness.engine.store import RunStore
 
 FEED_BATCH = 500
@@ -41,23 +41,26 @@ class StoreFeed:
         self.store, self.wanted, self.batch = store, wanted, batch or FEED_BATCH
         self._targets = {target.label: target for target in targets}
         self._after: dict[str, int] = dict.fromkeys(self._targets, 0)
-        self._final = tuple(str(state) for state in FINAL_STATES)
+        # Unfinished and not in a provider batch: processing ones too (in flight elsewhere, the
+        # store refuses to start them twice).
+        self._states = tuple(str(state) for state in
+                             (RequestState.QUEUED, RequestState.PROCESSING, RequestState.FAILED_RETRYABLE))
 
     def targets(self) -> list[str]:
         return list(self._targets)
 
     def pending(self, target: str) -> int:
         return self.store.db.execute(
-            "SELECT COUNT(*) FROM requests WHERE target = ? AND rowid > ? AND state NOT IN (?, ?)",
-            (target, self._after[target], *self._final)).fetchone()[0]
+            "SELECT COUNT(*) FROM requests WHERE target = ? AND rowid > ? AND state IN (?, ?, ?)",
+            (target, self._after[target], *self._states)).fetchone()[0]
 
     def next_batch(self, target: str) -> list[WorkRequest]:
         spec = self._targets[target]
         while True:
             rows = self.store.db.execute(
                 "SELECT rowid, request_id, item_id, sample_index, payload FROM requests"
-                " WHERE target = ? AND rowid > ? AND state NOT IN (?, ?) ORDER BY rowid LIMIT ?",
-                (target, self._after[target], *self._final, self.batch)).fetchall()
+                " WHERE target = ? AND rowid > ? AND state IN (?, ?, ?) ORDER BY rowid LIMIT ?",
+                (target, self._after[target], *self._states, self.batch)).fetchall()
             if not rows:
                 return []
             self._after[target] = rows[-1][0]

@@ -11,6 +11,9 @@ class RequestState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED_RETRYABLE = "failed_retryable"
     FAILED_TERMINAL = "failed_terminal"
+    IN_BATCH = "in_batch"
+    """Handed to a provider batch (OpenAI Batch API, Anthropic Message Batches) that has not been
+    collected yet: never sent again, nor re-queued by a resume, until its batch is collected."""
 
     @property
     def is_final(self) -> bool:
@@ -19,7 +22,10 @@ class RequestState(StrEnum):
 
 
 FINAL_STATES = frozenset({RequestState.SUCCEEDED, RequestState.FAILED_TERMINAL})
-UNFINISHED_STATES = (RequestState.QUEUED, RequestState.PROCESSING, RequestState.FAILED_RETRYABLE)
+UNFINISHED_STATES = (RequestState.QUEUED, RequestState.PROCESSING, RequestState.FAILED_RETRYABLE,
+                     RequestState.IN_BATCH)
+SENDABLE_STATES = (RequestState.QUEUED, RequestState.FAILED_RETRYABLE)
+"""States a request may be sent (or put into a provider batch) from."""
 
 
 class AttemptOutcome(StrEnum):

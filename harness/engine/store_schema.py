@@ -89,5 +89,47 @@ _MIGRATION_5_COST_AND_ORIGIN = """
         ALTER TABLE requests ADD COLUMN origin TEXT NOT NULL DEFAULT 'sent';
 """
 
+# Provider batches (OpenAI Batch API, Anthropic Message Batches). A batch is planned as a row of
+# provider_batches with its members before anything leaves the machine; its input file ID and
+# its batch ID are each committed the moment the provider returns them, so a process killed at
+# any step finds every file and batch it paid for. batch_id stays NULL until the batch exists.
+_MIGRATION_6_PROVIDER_BATCHES = """
+        CREATE TABLE provider_files (
+            file_id TEXT PRIMARY KEY,
+            provider TEXT NOT NULL,
+            purpose TEXT NOT NULL,
+            target TEXT NOT NULL,
+            bytes INTEGER,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE provider_batches (
+            chunk INTEGER PRIMARY KEY AUTOINCREMENT,
+            provider TEXT NOT NULL,
+            target TEXT NOT NULL,
+            planned_at REAL NOT NULL,
+            input_file_id TEXT,
+            batch_id TEXT UNIQUE,
+            status TEXT NOT NULL,
+            total INTEGER NOT NULL,
+            completed INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            created_at REAL,
+            expires_at REAL,
+            output_file_id TEXT,
+            error_file_id TEXT,
+            collected INTEGER NOT NULL DEFAULT 0,
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE batch_members (
+            chunk INTEGER NOT NULL,
+            request_id TEXT NOT NULL,
+            custom_id TEXT NOT NULL,
+            outcome TEXT,
+            PRIMARY KEY (chunk, request_id),
+            UNIQUE (chunk, custom_id)
+        );
+        CREATE INDEX batch_members_by_request ON batch_members(request_id);
+"""
+
 MIGRATIONS: list[str] = [_MIGRATION_1, _MIGRATION_2_ATTEMPT_HISTORY, _MIGRATION_3_ITEMS, _MIGRATION_4_SESSIONS,
-                         _MIGRATION_5_COST_AND_ORIGIN]
+                         _MIGRATION_5_COST_AND_ORIGIN, _MIGRATION_6_PROVIDER_BATCHES]

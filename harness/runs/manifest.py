@@ -58,6 +58,8 @@ class RunOptionsRecord(BaseModel):
                                  "also writes validated.jsonl and needs_review.jsonl.")
     rpm: float | None = Field(default=None, description="--rpm of the latest session (None: the suite's limits).")
     tpm: float | None = Field(default=None, description="--tpm of the latest session.")
+    mode: Literal["realtime", "batch"] | None = Field(
+        default=None, description="--mode of the latest session (None: each target's own mode).")
 
 
 class GatePolicyRecord(BaseModel):

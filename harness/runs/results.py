@@ -22,7 +22,7 @@ from harness.errors import UserError
 
 RESULTS_VERSION: Final = 1
 RESULTS_FILE = "results.jsonl"
-Origin = Literal["sent", "cache", "duplicate"]
+Origin = Literal["sent", "cache", "duplicate", "import"]
 
 
 class ChatMessageLine(BaseModel):
@@ -58,7 +58,8 @@ class ResultLine(BaseModel):
                                    "the cache or a duplicate); None when no price was known or it did not succeed.")
     origin: Origin = Field(
         default="sent", description="Where the output came from: sent to the provider, the shared response cache, "
-        "or an identical request of the run (same provider, endpoint and body) whose answer it shares.")
+        "or an identical request of the run (same provider, endpoint and body) whose answer it shares, or "
+        "`evalbatch import` (an output file produced elsewhere).")
 
 
 def result_lines(store: RunStore) -> list[ResultLine]:

@@ -7,6 +7,7 @@ connections, replies past the timeout, malformed JSON); per-minute request and t
 are enforced in windows, with the providers' rate-limit headers on every reply (a server with
 no limit sends none, as vLLM and llama.cpp do: a client paces by any limit a server states).
 Every request is counted per evalbatch request ID so tests can prove that nothing was answered twice.
+The providers' Batch APIs are mounted from harness/testing/fake_batches.py (`server.batches`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from harness.testing.fake_batch_lifecycle import BatchLimits, BatchScript
+from harness.testing.fake_batches import FakeBatches
 from harness.testing.fake_limits import (
     FAULT_KINDS,
     RandomFaults,
@@ -134,7 +137,10 @@ class FakeLLMServer:
         self.log = ServerLog()
         self._lock = threading.Lock()
         self._limiter: WindowLimiter | None = None
-        self.app = Starlette(routes=[
+        self.batches = FakeBatches(self.reply_body)
+        """OpenAI /v1/files + /v1/batches and Anthropic /v1/messages/batches (harness/testing/fake_batches.py),
+        answered by the same fake model."""
+        self.app = Starlette(routes=[*self.batches.routes(),
             Route("/v1/chat/completions", self._openai, methods=["POST"]),
             Route("/v1/messages", self._anthropic, methods=["POST"]),
             Route("/_fake/stats", self._stats, methods=["GET"]),
@@ -222,24 +228,28 @@ class FakeLLMServer:
         kind = self.random_faults.pick(request_id, attempt) if self.random_faults else None
         if kind is not None:
             return await self._random_fault(kind, request, style, headers, arrived)
-        text = self.replier(prompt)
-        usage_in, usage_out = approx_tokens(json.dumps(body["messages"])), approx_tokens(text)
         with self._lock:
             self.log.successes[request_id] += 1
             number = self.log.total
+        return JSONResponse(self.reply_body(body, style, number), headers=headers)
+
+    def reply_body(self, body: dict[str, Any], style: str, number: int) -> dict[str, Any]:
+        """The fake model's answer to one request body, as the provider's reply body (realtime and batch alike)."""
+        text = self.replier(_last_message(body))
+        usage_in, usage_out = approx_tokens(json.dumps(body["messages"])), approx_tokens(text)
         if style == "anthropic":
-            return JSONResponse({
+            return {
                 "id": f"msg_{number}", "type": "message", "role": "assistant", "model": body.get("model", "fake"),
                 "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
                 "usage": {"input_tokens": usage_in, "output_tokens": usage_out},
-            }, headers=headers)
-        return JSONResponse({
+            }
+        return {
             "id": f"chatcmpl-{number}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", "fake"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": usage_in, "completion_tokens": usage_out, "total_tokens": usage_in + usage_out,
                       "prompt_tokens_details": {"cached_tokens": int(usage_in * self.cached_share)}},
-        }, headers=headers)
+        }
 
     def _over_limit(self, arrived: float, exceeded: str, reset_s: float, headers: dict[str, str],
                     style: str) -> Response:
@@ -310,6 +320,7 @@ class FakeLLMServer:
     async def _reset(self, request: Request) -> Response:
         with self._lock:
             self.log.reset()
+            self.batches.log.reset()
         return JSONResponse({"reset": True})
 
 
@@ -367,11 +378,18 @@ def main() -> None:
     parser.add_argument("--fault-seed", type=int, default=0)
     parser.add_argument("--fault-kinds", default=",".join(FAULT_KINDS), help="comma-separated fault kinds")
     parser.add_argument("--slow", type=float, default=2.0, help="seconds a slow fault waits before its 503")
+    parser.add_argument("--batch-script", type=json.loads, default={},
+                        help='JSON of a BatchScript for every batch, e.g. {"outcome": "expired", "done_lines": 2}')
+    parser.add_argument("--batch-limits", type=json.loads, default={},
+                        help='JSON of BatchLimits, e.g. {"openai_requests": 3, "anthropic_bytes": 4000}')
     args = parser.parse_args()
     server = FakeLLMServer(keyword_replier({}, default=args.reply), latency_s=args.latency, rpm=args.rpm,
                            tpm=args.tpm, window_s=args.window, limit_style=args.limit_style,
                            fault_rate=args.fault_rate, fault_seed=args.fault_seed,
-                           fault_kinds=tuple(args.fault_kinds.split(",")), slow_s=args.slow).start()
+                           fault_kinds=tuple(args.fault_kinds.split(",")), slow_s=args.slow)
+    server.batches.script = BatchScript.from_dict(args.batch_script)
+    server.batches.limits = BatchLimits.from_dict(args.batch_limits)
+    server.start()
     print(server.base_url, flush=True)
     try:
         while True:

@@ -35,7 +35,7 @@ def test_the_printed_resume_command_resumes_the_same_run(project, cli, slow_serv
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["options"] == {"slices": ["all"], "limit": 100, "prompt_version": "v2", "sample": 110,
                                    "reports_dir": str(reports.resolve()), "full_promotion": False,
-                                   "rpm": 60000.0, "tpm": None}
+                                   "rpm": 60000.0, "tpm": None, "mode": None}
     assert "--rpm 60000 --resume" in command  # the resumed session is paced as the first was
     done_before = succeeded_ids(run_dir)
     slow_server.log.reset()

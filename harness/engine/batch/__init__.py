@@ -1,0 +1,1 @@
+"""Provider batch APIs (OpenAI Batch API, Anthropic Message Batches): submit, poll, collect."""

@@ -1,0 +1,126 @@
+"""Anthropic Message Batches (/v1/messages/batches).
+
+No file: the requests go in the create call, each {"custom_id", "params"} with the params the
+realtime provider builds (harness/engine/providers/anthropic_messages.py; its raw sampling
+fields are merged into the params, as the SDK merges extra_body into the body). Results are
+streamed from the batch's results_url once processing_status is `ended`, in any order, and
+mapped: succeeded -> the message; errored -> failed (terminal for invalid requests);
+canceled and expired -> retryable (never billed, never ran).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anthropic
+
+from harness.config.suite import TargetSpec
+from harness.engine.batch.base import BatchApiError, BatchInfo, BatchLimits, LineResult
+from harness.engine.batch.calls import batch_call
+from harness.engine.batch.registry import register_batch_api
+from harness.engine.providers.base import Completion
+
+LIMITS = BatchLimits(max_requests=100_000, max_bytes=256 * 1024 * 1024)
+_FIND_SLACK_S = 120.0
+"""A batch created by a process that died counts as this chunk's if created this soon before
+the chunk was planned (clocks differ) or any time after."""
+
+# Anthropic's error types and the HTTP status each stands for (provider-apis.md).
+_ERROR_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
+                 "permission_error": 403, "not_found_error": 404, "request_too_large": 413,
+                 "rate_limit_error": 429, "api_error": 500, "timeout_error": 504, "overloaded_error": 529}
+_RETRYABLE_TYPES = frozenset({"rate_limit_error", "api_error", "timeout_error", "overloaded_error"})
+
+
+@register_batch_api("anthropic")
+class AnthropicBatchApi:
+    provider = "anthropic"
+    limits = LIMITS
+
+    def __init__(self, target: TargetSpec) -> None:
+        api_key = os.environ.get("ANTHROPIC_API_KEY")
+        if not api_key:
+            raise BatchApiError("ANTHROPIC_API_KEY is not set", final=True)
+        base_url = target.base_url or os.environ.get("ANTHROPIC_BASE_URL")
+        self.client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
+
+    def line(self, custom_id: str, body: dict[str, Any]) -> bytes:
+        params = {key: value for key, value in body.items() if key != "extra_body"}
+        params.update(body.get("extra_body") or {})
+        return json.dumps({"custom_id": custom_id, "params": params}, separators=(",", ":"),
+                          ensure_ascii=False).encode() + b"\n"
+
+    async def submit(self, lines: list[bytes], on_file: Callable[[str, int], Awaitable[None]]) -> BatchInfo:
+        requests = [json.loads(line) for line in lines]
+        with batch_call(anthropic, "create the message batch"):
+            batch = await self.client.messages.batches.create(requests=requests)
+        return _info(batch)
+
+    async def create_from_file(self, file_id: str) -> BatchInfo:
+        raise BatchApiError("Anthropic message batches have no input file", final=True)
+
+    async def find(self, input_file_id: str | None, planned_at: float, total: int,
+                   known: set[str]) -> BatchInfo | None:
+        """A batch of `total` requests created since the chunk was planned and not recorded by
+        this run: adopted only when exactly one fits (Anthropic keeps no link to our chunk)."""
+        found = []
+        with batch_call(anthropic, "list message batches"):
+            async for batch in self.client.messages.batches.list(limit=100):
+                created = batch.created_at.timestamp()
+                if created < planned_at - _FIND_SLACK_S:
+                    break
+                counts = batch.request_counts
+                size = counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired
+                if batch.id not in known and size == total:
+                    found.append(batch)
+        return _info(found[0]) if len(found) == 1 else None
+
+    async def retrieve(self, batch_id: str) -> BatchInfo:
+        with batch_call(anthropic, f"retrieve message batch {batch_id}"):
+            return _info(await self.client.messages.batches.retrieve(batch_id))
+
+    async def cancel(self, batch_id: str) -> BatchInfo:
+        with batch_call(anthropic, f"cancel message batch {batch_id}"):
+            return _info(await self.client.messages.batches.cancel(batch_id))
+
+    async def results(self, info: BatchInfo) -> AsyncIterator[LineResult]:
+        with batch_call(anthropic, f"stream the results of message batch {info.batch_id}"):
+            decoder = await self.client.messages.batches.results(info.batch_id)
+            async for entry in decoder:
+                yield _line(entry)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def _line(entry: Any) -> LineResult:
+    custom_id, result = entry.custom_id, entry.result
+    if result.type == "succeeded":
+        message = result.message
+        text = "".join(getattr(block, "text", "") for block in (message.content or []))
+        usage = message.usage
+        return LineResult(custom_id, completion=Completion(
+            text=text, input_tokens=usage.input_tokens if usage else None,
+            output_tokens=usage.output_tokens if usage else None, finish_reason=message.stop_reason))
+    if result.type == "errored":
+        inner = getattr(result.error, "error", None)
+        kind = getattr(inner, "type", "api_error")
+        message = getattr(inner, "message", "") or kind
+        status = _ERROR_STATUS.get(kind)
+        return LineResult(custom_id, error=f"HTTP {status}: {kind}: {message}" if status else f"{kind}: {message}",
+                          status=status, final=kind not in _RETRYABLE_TYPES)
+    # canceled / expired: the request never ran.
+    return LineResult(custom_id, error=f"batch line {result.type}", status=None, final=False)
+
+
+def _info(batch: Any) -> BatchInfo:
+    counts = batch.request_counts
+    total = counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired
+    return BatchInfo(batch_id=batch.id, status=batch.processing_status, ended=batch.processing_status == "ended",
+                     total=total, completed=counts.succeeded,
+                     failed=counts.errored + counts.canceled + counts.expired,
+                     created_at=batch.created_at.timestamp(),
+                     expires_at=batch.expires_at.timestamp() if batch.expires_at else None)

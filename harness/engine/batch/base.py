@@ -1,0 +1,96 @@
+"""The one interface every provider's batch API implements, and the shapes it returns."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from harness.engine.providers.base import Completion
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """How much one provider batch may hold (an input file, for OpenAI)."""
+
+    max_requests: int
+    max_bytes: int
+
+    def lowered(self, max_requests: int | None, max_bytes: int | None) -> BatchLimits:
+        """The suite's engine.batch limits, never above the provider's."""
+        return BatchLimits(min(self.max_requests, max_requests or self.max_requests),
+                           min(self.max_bytes, max_bytes or self.max_bytes))
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """A provider batch as last retrieved (times are Unix seconds)."""
+
+    batch_id: str
+    status: str
+    ended: bool
+    """No line will change any more: its results (if any) can be collected."""
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    created_at: float | None = None
+    expires_at: float | None = None
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    problem: str | None = None
+    """Why the whole batch failed (e.g. validation errors), when it did."""
+
+
+@dataclass(frozen=True)
+class LineResult:
+    """One result line: a completion, or a failure with its HTTP status (None: no HTTP reply,
+    e.g. expired or cancelled) and whether trying again can help."""
+
+    custom_id: str
+    completion: Completion | None = None
+    error: str | None = None
+    status: int | None = None
+    final: bool = False
+
+
+class BatchApi(Protocol):
+    """One per batch target, over the provider's official client."""
+
+    provider: str
+    limits: BatchLimits
+
+    def line(self, custom_id: str, body: dict[str, Any]) -> bytes:
+        """The request as one line of the batch (its size counts against max_bytes)."""
+        ...
+
+    async def submit(self, lines: list[bytes], on_file: Any) -> BatchInfo:
+        """Uploads (where the API takes a file) and creates the batch. `on_file(file_id, size)`
+        is awaited between the two, so the file's ID is committed before the batch is created."""
+        ...
+
+    async def create_from_file(self, file_id: str) -> BatchInfo:
+        """Creates the batch from an input file uploaded earlier (by a process that died)."""
+        ...
+
+    async def find(self, input_file_id: str | None, planned_at: float, total: int,
+                   known: set[str]) -> BatchInfo | None:
+        """A batch created for this chunk by a process that died before recording its ID."""
+        ...
+
+    async def retrieve(self, batch_id: str) -> BatchInfo: ...
+
+    async def cancel(self, batch_id: str) -> BatchInfo: ...
+
+    def results(self, info: BatchInfo) -> AsyncIterator[LineResult]:
+        """Every result line of an ended batch, in whatever order the provider gives them."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class BatchApiError(Exception):
+    """A batch API call failed: `final` when repeating it cannot help (e.g. a 400 on create)."""
+
+    def __init__(self, message: str, *, final: bool) -> None:
+        super().__init__(message)
+        self.final = final

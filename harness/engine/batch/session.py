@@ -1,0 +1,175 @@
+"""One process's work on a run's batch targets: submit (finishing what a stopped process left),
+then watch and collect until every batch is collected (or, without waiting, what has ended).
+
+Each phase runs in its own event loop with its own API clients, so the realtime engine can
+run between them: a suite with both kinds of targets submits its batches first, sends its
+realtime requests, then waits for the batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from harness.config.suite import EngineSpec, TargetSpec
+from harness.cost.pricing import price_for
+from harness.engine.batch.base import BatchApi, BatchApiError
+from harness.engine.batch.batch_store import BatchStore
+from harness.engine.batch.collect import Scoring, TargetCollector
+from harness.engine.batch.lines import BodyBuilder
+from harness.engine.batch.registry import create_batch_api
+from harness.engine.batch.submit import Retries, TargetSubmitter
+from harness.engine.providers.base import RequestBodies
+from harness.engine.store import RunStore
+from harness.errors import UserError
+
+_STOPPING = frozenset({"cancelling", "canceling", "cancelled", "canceled"})
+
+
+@dataclass(frozen=True)
+class BatchTarget:
+    target: TargetSpec
+    bodies: RequestBodies
+    """The target's realtime provider: it builds the request bodies (never sends here)."""
+    new_work: bool = True
+    """Batch its waiting requests (False: only finish and collect the batches it has)."""
+
+
+@dataclass(frozen=True)
+class BatchSession:
+    store: RunStore
+    targets: list[BatchTarget]
+    spec: EngineSpec
+    score: Scoring
+    say: Callable[[str], None]
+
+    @property
+    def labels(self) -> set[str]:
+        return {t.target.label for t in self.targets}
+
+    def submit(self) -> None:
+        """Finishes chunks a stopped process left, and batches the waiting requests of the
+        targets with new work."""
+        asyncio.run(self._submit())
+
+    def collect(self, *, wait: bool = True) -> None:
+        asyncio.run(self._collect(wait))
+
+    def cancel(self) -> list[str]:
+        """Asks the provider to cancel every live batch; returns what was done."""
+        return asyncio.run(self._cancel())
+
+    # -- phases -----------------------------------------------------------------------------
+    async def _submit(self) -> None:
+        apis = self._open_apis()
+        try:
+            for batch_target in self.targets:
+                submitter = TargetSubmitter(BatchStore(self.store), apis[batch_target.target.label],
+                                            batch_target.target.label, BodyBuilder(batch_target.bodies),
+                                            self._limits(apis[batch_target.target.label]), self._retries())
+                label = batch_target.target.label
+                try:
+                    for done in await submitter.finish_open():
+                        self.say(f"target {label}: {done}")
+                    if batch_target.new_work:
+                        for done in await submitter.submit_waiting(self.store.cancel_requested):
+                            self.say(f"target {label}: {done}")
+                except BatchApiError as error:  # transient, retries spent: the next session goes on
+                    self.say(f"target {label}: {error}; the batch is left to the next `run --resume` or "
+                             f"`evalbatch collect`")
+        finally:
+            await _close(apis)
+
+    async def _collect(self, wait: bool) -> None:
+        apis = self._open_apis()
+        try:
+            collectors = [self._collector(t, apis) for t in self.targets]
+            cancel_sent = False
+            reported: dict[str, tuple] = {}
+            while True:
+                live = [(collector, chunk) for collector in collectors for chunk in collector.live()]
+                if not live:
+                    return
+                if not cancel_sent and self.store.cancel_requested():
+                    cancel_sent = True
+                    for collector, chunk in live:
+                        if chunk.status not in _STOPPING:
+                            await self._quietly(collector.cancel(chunk), f"cancel batch {chunk.batch_id}")
+                for collector, chunk in live:
+                    await self._look(collector, chunk, reported)
+                if not wait:
+                    return
+                if any(collector.live() for collector in collectors):
+                    await asyncio.sleep(self.spec.batch.poll_s)
+        finally:
+            await _close(apis)
+
+    async def _look(self, collector: TargetCollector, chunk, reported: dict[str, tuple]) -> None:
+        try:
+            info, collected = await collector.look(chunk)
+        except BatchApiError as error:
+            if not error.final:
+                self.say(f"target {collector.label}: {error}; looking again later")
+                return
+            # The provider says the batch cannot be read (gone, or not ours): its requests go
+            # back to be sent again rather than wait forever.
+            collector.batches.collect(chunk, [], f"batch {chunk.batch_id} could not be read: {error}")
+            self.say(f"target {collector.label}: {error}; its requests are left to retry")
+            return
+        if collected is not None:
+            self.say(f"target {collector.label}: {collected}")
+            return
+        news = (info.status, info.completed, info.failed)
+        if reported.get(info.batch_id) != news:
+            reported[info.batch_id] = news
+            self.say(f"target {collector.label}: batch {info.batch_id} {info.status}, "
+                     f"{info.completed:,}/{info.total:,} done, {info.failed:,} failed")
+
+    async def _cancel(self) -> list[str]:
+        apis = self._open_apis()
+        done = []
+        try:
+            for batch_target in self.targets:
+                collector = self._collector(batch_target, apis)
+                for chunk in collector.live():
+                    if chunk.status in _STOPPING:
+                        continue
+                    info = await self._quietly(collector.cancel(chunk), f"cancel batch {chunk.batch_id}")
+                    if info is not None:
+                        done.append(f"batch {info.batch_id}: {info.status}")
+        finally:
+            await _close(apis)
+        return done
+
+    async def _quietly(self, call, what: str):
+        try:
+            return await call
+        except BatchApiError as error:
+            self.say(f"could not {what}: {error}")
+            return None
+
+    # -- parts ------------------------------------------------------------------------------
+    def _open_apis(self) -> dict[str, BatchApi]:
+        apis: dict[str, BatchApi] = {}
+        for batch_target in self.targets:
+            try:
+                apis[batch_target.target.label] = create_batch_api(batch_target.target)
+            except (BatchApiError, ValueError) as error:
+                raise UserError(str(error), location=f"target {batch_target.target.label!r}") from None
+        return apis
+
+    def _collector(self, batch_target: BatchTarget, apis: dict[str, BatchApi]) -> TargetCollector:
+        label = batch_target.target.label
+        return TargetCollector(BatchStore(self.store), apis[label], label, price_for(batch_target.target),
+                               self.score, self._retries())
+
+    def _limits(self, api: BatchApi):
+        return api.limits.lowered(self.spec.batch.max_requests, self.spec.batch.max_bytes)
+
+    def _retries(self) -> Retries:
+        return Retries(self.spec.max_retries, self.spec.backoff_base_s, self.spec.backoff_max_s)
+
+
+async def _close(apis: dict[str, BatchApi]) -> None:
+    await asyncio.gather(*(api.close() for api in apis.values()), return_exceptions=True)

@@ -1,0 +1,148 @@
+"""Putting a target's waiting requests into provider batches, and finishing chunks a killed
+process left between two steps.
+
+A chunk's members are planned (and moved to in_batch) before its lines are uploaded; its file
+ID and batch ID are committed as the provider returns them (harness/engine/batch/batch_store.py).
+A chunk found without a batch ID on resume may have had its batch created by the process that
+died: the provider's batch list is searched first (OpenAI: the batch made from the chunk's input
+file), so a batch is created at most once per chunk; only when none is found is it created, from
+the recorded file when there is one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from harness.engine.batch.base import BatchApi, BatchApiError, BatchInfo, BatchLimits
+from harness.engine.batch.batch_store import PLANNED, UPLOADED, BatchStore, Chunk
+from harness.engine.batch.custom_ids import custom_id_for
+from harness.engine.batch.lines import BodyBuilder
+from harness.engine.states import RequestState
+
+
+@dataclass(frozen=True)
+class Retries:
+    """How often a failed batch API call (upload, create, retrieve) is tried again, and the backoff."""
+
+    max_retries: int
+    base_s: float
+    max_s: float
+
+    async def run(self, call):
+        """Awaits call() until it succeeds, fails finally, or the retries are spent."""
+        for tried in range(self.max_retries + 1):
+            try:
+                return await call()
+            except BatchApiError as error:
+                if error.final or tried == self.max_retries:
+                    raise
+                await asyncio.sleep(min(self.max_s, self.base_s * 2 ** tried))
+        raise AssertionError("unreachable")
+
+
+@dataclass
+class TargetSubmitter:
+    """One batch target's submissions within a session."""
+
+    batches: BatchStore
+    api: BatchApi
+    label: str
+    bodies: BodyBuilder
+    limits: BatchLimits
+    retries: Retries
+
+    async def finish_open(self) -> list[str]:
+        """Chunks of this target that a stopped process left before their batch existed: each is
+        adopted (its batch found) or created. Returns what was done, for the console."""
+        done = []
+        for chunk in self.batches.chunks(open_only=True):
+            if chunk.target != self.label or chunk.batch_id is not None:
+                continue
+            found = await self.retries.run(lambda c=chunk: self.api.find(
+                c.input_file_id, c.planned_at, c.total, self.batches.known_batch_ids()))
+            if found is not None:
+                self.batches.record_batch(chunk, found)
+                done.append(f"re-attached to batch {found.batch_id} (created before the previous process stopped)")
+                continue
+            info = await self._create(chunk)
+            if info is not None:
+                done.append(f"submitted batch {info.batch_id} of {chunk.total} request(s) planned by an earlier process")
+        return done
+
+    async def submit_waiting(self, cancelled) -> list[str]:
+        """Plans and submits chunks of the target's waiting requests, up to the limits per batch,
+        until none is left (or `cancelled()` says stop)."""
+        done = []
+        while not cancelled():
+            members, lines = self._next_chunk()
+            if not members:
+                break
+            chunk_id, joined = self.batches.plan(self.api.provider, self.label, members)
+            if not joined:
+                continue
+            chunk = self.batches.chunk(chunk_id)
+            if chunk.total and lines[0] is None:  # a single request over the byte limit: no batch can hold it
+                self.batches.abandon(chunk, f"the request is larger than the batch limit of {self.limits.max_bytes:,} "
+                                     "bytes", final=True)
+                done.append("1 request larger than the batch limit failed")
+                continue
+            info = await self._create(chunk)
+            if info is not None:
+                done.append(f"submitted batch {info.batch_id} with {chunk.total:,} request(s)")
+        return done
+
+    def _next_chunk(self) -> tuple[list[tuple[str, str]], list[bytes | None]]:
+        """The next requests that fit one batch: at most max_requests, at most max_bytes of lines
+        (a first line alone over max_bytes comes back alone, with no line)."""
+        members: list[tuple[str, str]] = []
+        lines: list[bytes | None] = []
+        size, after = 0, 0
+        while page := self.batches.sendable(self.label, after, min(2000, self.limits.max_requests)):
+            for position, request in page:
+                after = position
+                custom_id = custom_id_for(request.request_id)
+                line = self.api.line(custom_id, self.bodies.body(request))
+                if len(line) > self.limits.max_bytes and not members:
+                    return [(request.request_id, custom_id)], [None]
+                if len(members) >= self.limits.max_requests or size + len(line) > self.limits.max_bytes:
+                    return members, lines
+                members.append((request.request_id, custom_id))
+                lines.append(line)
+                size += len(line)
+        return members, lines
+
+    async def _create(self, chunk: Chunk) -> BatchInfo | None:
+        """Creates the chunk's batch (from its recorded file, or uploading its lines) and commits
+        its ID. A refusal the provider says is final fails the chunk's requests (terminal); a
+        transient failure leaves the chunk for the next session."""
+        try:
+            if chunk.status == UPLOADED and chunk.input_file_id:
+                try:
+                    info = await self.retries.run(lambda: self.api.create_from_file(chunk.input_file_id or ""))
+                except BatchApiError as error:
+                    if not error.final:
+                        raise
+                    info = await self._upload_and_create(chunk)  # the file is gone (expired, deleted)
+            else:
+                assert chunk.status in (PLANNED, UPLOADED)
+                info = await self._upload_and_create(chunk)
+        except BatchApiError as error:
+            if error.final:
+                self.batches.abandon(chunk, str(error), final=True)
+                return None
+            raise
+        self.batches.record_batch(chunk, info)
+        return info
+
+    async def _upload_and_create(self, chunk: Chunk) -> BatchInfo:
+        lines = [self.api.line(custom_id, self.bodies.body(request))
+                 for members in self.batches.member_requests(chunk)
+                 for custom_id, request in members if request.state == RequestState.IN_BATCH]
+
+        async def record_file(file_id: str, size: int) -> None:
+            self.batches.record_file(chunk, file_id, size)
+
+        # Not retried here as a whole: a retried upload would leave a second file. The calls
+        # inside are single; a transient failure leaves the chunk to the next session.
+        return await self.api.submit(lines, record_file)
