@@ -9,6 +9,7 @@ the whole dataset and collects every problem. The plan then holds no item and no
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -159,20 +160,34 @@ def _item_choice(suite: LoadedSuite, dataset: DatasetFile, counts: SliceCounts, 
 
 
 class _WorkFingerprint:
-    """An order-free digest of the requests: the sum (mod 2^256) of each request's hash of its ID
-    and payload, so it is computed as they stream, in any order, with nothing kept per request."""
+    """The SHA-256 of the suite's name and the sorted lines "request_id payload_hash" (the value
+    runs have always recorded). The lines are sorted by SQLite in a private temporary file, so the
+    sort never holds a run's lines in memory."""
 
     def __init__(self) -> None:
-        self.total = 0
+        self.db = sqlite3.connect("")  # private, on disk beyond its page cache, deleted on close
+        self.db.execute("CREATE TABLE lines (line TEXT NOT NULL)")
+        self.pending: list[tuple[str]] = []
         self.count = 0
 
     def add(self, request: WorkRequest) -> None:
-        line = f"{request.request_id} {payload_hash(request)}"
-        self.total = (self.total + int.from_bytes(hashlib.sha256(line.encode()).digest(), "big")) % (1 << 256)
+        self.pending.append((f"{request.request_id} {payload_hash(request)}",))
         self.count += 1
+        if len(self.pending) >= 5000:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.db.executemany("INSERT INTO lines(line) VALUES (?)", self.pending)
+        self.pending.clear()
 
     def hexdigest(self, suite_name: str) -> str:
-        return hashlib.sha256(f"{suite_name}\n{self.count}\n{self.total:064x}".encode()).hexdigest()
+        self._flush()
+        digest = hashlib.sha256(f"{suite_name}\n".encode())
+        # ORDER BY on TEXT compares UTF-8 bytes: the order of Python's sorted() on the same strings.
+        for index, (line,) in enumerate(self.db.execute("SELECT line FROM lines ORDER BY line")):
+            digest.update((f"\n{line}" if index else line).encode())
+        self.db.close()
+        return digest.hexdigest()
 
 
 def _check_work(suite: LoadedSuite, dataset: DatasetFile, prompt: PromptVersion, scorers: list[BoundScorer],
