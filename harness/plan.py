@@ -13,6 +13,7 @@ import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from harness.config.datasets import DatasetFile, Item, SliceDigest, open_dataset, scan_dataset
 from harness.config.loader import LoadedSuite, load_suite
@@ -119,7 +120,7 @@ def batches(values: Iterator, size: int) -> Iterator[list]:
         yield batch
 
 
-def plan_run(suite_path: str, options: PlanOptions = PlanOptions()) -> RunPlan:
+def plan_run(suite_path: str | Path, options: PlanOptions = PlanOptions()) -> RunPlan:
     suite = load_suite(suite_path)
     spec = suite.spec
     evaluated = list(dict.fromkeys(options.slices or spec.evaluated_slices))  # repeated names count once

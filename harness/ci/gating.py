@@ -85,8 +85,8 @@ def _sample_run(work: SuiteWork, reports_dir: Path | None, console: Console) -> 
 
     plan = work.plan
     assert isinstance(plan, RunPlan)
-    console.print(f"{plan.suite.spec.name}: {len(plan.items)} items x {len(plan.suite.spec.targets)} target(s) x "
-                  f"{plan.suite.spec.epochs} epoch(s) = {len(plan.requests)} requests; prompt {plan.prompt.label} "
+    console.print(f"{plan.suite.spec.name}: {plan.item_count} items x {len(plan.suite.spec.targets)} target(s) x "
+                  f"{plan.suite.spec.epochs} epoch(s) = {plan.request_count} requests; prompt {plan.prompt.label} "
                   f"({plan.prompt.fingerprint[:12]})")
     try:
         outcome = execute(plan, RunOptions(force_new=work.force_new, reports_dir=reports_dir,
