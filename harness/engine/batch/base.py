@@ -53,11 +53,26 @@ class LineResult:
     final: bool = False
 
 
+@dataclass(frozen=True)
+class ResultProblem:
+    """Something of an ended batch's results that could not be read: one line (`where` names the
+    file or batch and the line number; its request, if any, is left without a result), or a
+    whole results file (`whole_file`: the chunk cannot be collected until it is read)."""
+
+    where: str
+    message: str
+    whole_file: bool = False
+    final: bool = True
+    """For a whole file: whether reading it again cannot help (a 404) rather than may (a 5xx)."""
+
+
 class BatchApi(Protocol):
     """One per batch target, over the provider's official client."""
 
     provider: str
     limits: BatchLimits
+    base_url: str
+    """Where the API is (named in errors, so a user sees which endpoint and key refused)."""
 
     def line(self, custom_id: str, body: dict[str, Any]) -> bytes:
         """The request as one line of the batch (its size counts against max_bytes)."""
@@ -81,8 +96,9 @@ class BatchApi(Protocol):
 
     async def cancel(self, batch_id: str) -> BatchInfo: ...
 
-    def results(self, info: BatchInfo) -> AsyncIterator[LineResult]:
-        """Every result line of an ended batch, in whatever order the provider gives them."""
+    def results(self, info: BatchInfo) -> AsyncIterator[LineResult | ResultProblem]:
+        """Every result line of an ended batch, in whatever order the provider gives them; a line
+        or a file that cannot be read comes as a ResultProblem, and the others still come."""
         ...
 
     async def close(self) -> None: ...

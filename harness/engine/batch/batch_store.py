@@ -149,11 +149,14 @@ class BatchStore:
                             (ABANDONED if chunk.batch_id is None else chunk.status, now, chunk.chunk))
         return moved
 
-    def collect(self, chunk: Chunk, settled: list[Settled], leftover_error: str) -> dict[str, int]:
+    def collect(self, chunk: Chunk, settled: list[Settled], leftover_error: str, *,
+                finish: bool = True) -> dict[str, int]:
         """Every result line of a finished batch in one transaction: succeeded lines with their
         scores and batch-priced cost, failed lines retryable or terminal, and members with no
         line at all (expired, cancelled, a batch that failed) failed_retryable with
-        `leftover_error`. Returns the count of each outcome."""
+        `leftover_error`. Without `finish` (part of the results could not be read) only the
+        lines are applied: the others stay in_batch and the chunk stays open, to be collected
+        again (lines already applied change nothing). Returns the count of each outcome."""
         now = time.time()
         counts: dict[str, int] = {}
         with self._transaction():
@@ -161,6 +164,8 @@ class BatchStore:
                 outcome = self._settle(chunk, done, now)
                 if outcome is not None:
                     counts[outcome] = counts.get(outcome, 0) + 1
+            if not finish:
+                return counts
             leftover = [row[0] for row in self.db.execute(
                 "SELECT m.request_id FROM batch_members m JOIN requests r ON r.request_id = m.request_id"
                 " WHERE m.chunk = ? AND m.outcome IS NULL AND r.state = ?", (chunk.chunk, RequestState.IN_BATCH))]
