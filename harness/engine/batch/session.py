@@ -87,8 +87,10 @@ class BatchSession:
             collectors = [self._collector(t, apis) for t in self.targets]
             cancel_sent = False
             reported: dict[str, tuple] = {}
+            stuck: set[int] = set()  # chunks that cannot be read: left open, not looked at again now
             while True:
-                live = [(collector, chunk) for collector in collectors for chunk in collector.live()]
+                live = [(collector, chunk) for collector in collectors for chunk in collector.live()
+                        if chunk.chunk not in stuck]
                 if not live:
                     return
                 if not cancel_sent and self.store.cancel_requested():
@@ -97,34 +99,40 @@ class BatchSession:
                         if chunk.status not in _STOPPING:
                             await self._quietly(collector.cancel(chunk), f"cancel batch {chunk.batch_id}")
                 for collector, chunk in live:
-                    await self._look(collector, chunk, reported)
+                    if not await self._look(collector, chunk, reported):
+                        stuck.add(chunk.chunk)
                 if not wait:
                     return
-                if any(collector.live() for collector in collectors):
+                if any(chunk.chunk not in stuck for collector in collectors for chunk in collector.live()):
                     await asyncio.sleep(self.spec.batch.poll_s)
         finally:
             await _close(apis)
 
-    async def _look(self, collector: TargetCollector, chunk, reported: dict[str, tuple]) -> None:
+    async def _look(self, collector: TargetCollector, chunk, reported: dict[str, tuple]) -> bool:
+        """One look at a live batch; False when it cannot be read now and looking again in this
+        session cannot help (a 401/403/404, a results file gone)."""
         try:
             info, collected = await collector.look(chunk)
         except BatchApiError as error:
             if not error.final:
                 self.say(f"target {collector.label}: {error}; looking again later")
-                return
-            # The provider says the batch cannot be read (gone, or not ours): its requests go
-            # back to be sent again rather than wait forever.
-            collector.batches.collect(chunk, [], f"batch {chunk.batch_id} could not be read: {error}")
-            self.say(f"target {collector.label}: {error}; its requests are left to retry")
-            return
+                return True
+            # A failed read never settles a chunk: the batch may still be running (and billed) at
+            # the provider, e.g. when this key was rotated or belongs to another project. Its
+            # requests stay in it until the provider says how it ended.
+            self.say(f"target {collector.label}: batch {chunk.batch_id} at {collector.api.base_url} cannot be "
+                     f"read: {error}. It is left open and its requests stay in it; fix the key or endpoint "
+                     "and run `evalbatch collect RUN` again")
+            return False
         if collected is not None:
             self.say(f"target {collector.label}: {collected}")
-            return
+            return True
         news = (info.status, info.completed, info.failed)
         if reported.get(info.batch_id) != news:
             reported[info.batch_id] = news
             self.say(f"target {collector.label}: batch {info.batch_id} {info.status}, "
                      f"{info.completed:,}/{info.total:,} done, {info.failed:,} failed")
+        return True
 
     async def _cancel(self) -> list[str]:
         apis = self._open_apis()
