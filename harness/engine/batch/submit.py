@@ -119,7 +119,7 @@ class TargetSubmitter:
         try:
             if chunk.status == UPLOADED and chunk.input_file_id:
                 try:
-                    info = await self.retries.run(lambda: self.api.create_from_file(chunk.input_file_id or ""))
+                    info = await self._create_once(chunk, chunk.input_file_id)
                 except BatchApiError as error:
                     if not error.final:
                         raise
@@ -134,6 +134,24 @@ class TargetSubmitter:
             raise
         self.batches.record_batch(chunk, info)
         return info
+
+    async def _create_once(self, chunk: Chunk, file_id: str) -> BatchInfo:
+        """Creates the batch from the chunk's file, retrying a transient failure only after the
+        provider's list shows no batch made from that file: a create whose reply was lost may
+        have made one, and a second would answer (and bill) every request twice."""
+        tried = 0
+        while True:
+            try:
+                return await self.api.create_from_file(file_id)
+            except BatchApiError as error:
+                if error.final or tried == self.retries.max_retries:
+                    raise
+                await asyncio.sleep(min(self.retries.max_s, self.retries.base_s * 2 ** tried))
+                tried += 1
+            found = await self.retries.run(lambda: self.api.find(
+                file_id, chunk.planned_at, chunk.total, self.batches.known_batch_ids()))
+            if found is not None:
+                return found
 
     async def _upload_and_create(self, chunk: Chunk) -> BatchInfo:
         lines = [self.api.line(custom_id, self.bodies.body(request))
