@@ -16,12 +16,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anthropic
+from anthropic.types.messages import MessageBatchIndividualResponse
 
 from harness.config.suite import TargetSpec
-from harness.engine.batch.base import BatchApiError, BatchInfo, BatchLimits, LineResult
+from harness.engine.batch.base import BatchApiError, BatchInfo, BatchLimits, LineResult, ResultProblem
 from harness.engine.batch.calls import batch_call
 from harness.engine.batch.registry import register_batch_api
 from harness.engine.providers.base import Completion
+from harness.engine.providers.http_errors import shorten
 
 LIMITS = BatchLimits(max_requests=100_000, max_bytes=256 * 1024 * 1024)
 _FIND_SLACK_S = 120.0
@@ -46,6 +48,7 @@ class AnthropicBatchApi:
             raise BatchApiError("ANTHROPIC_API_KEY is not set", final=True)
         base_url = target.base_url or os.environ.get("ANTHROPIC_BASE_URL")
         self.client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
+        self.base_url = str(self.client.base_url)
 
     def line(self, custom_id: str, body: dict[str, Any]) -> bytes:
         params = {key: value for key, value in body.items() if key != "extra_body"}
@@ -86,14 +89,40 @@ class AnthropicBatchApi:
         with batch_call(anthropic, f"cancel message batch {batch_id}"):
             return _info(await self.client.messages.batches.cancel(batch_id))
 
-    async def results(self, info: BatchInfo) -> AsyncIterator[LineResult]:
-        with batch_call(anthropic, f"stream the results of message batch {info.batch_id}"):
-            decoder = await self.client.messages.batches.results(info.batch_id)
-            async for entry in decoder:
-                yield _line(entry)
+    async def results(self, info: BatchInfo) -> AsyncIterator[LineResult | ResultProblem]:
+        """Each line is read on its own (not through the SDK's decoder, which stops at the first
+        line that is not JSON): a bad line costs only its own request."""
+        where = f"the results of message batch {info.batch_id}"
+        number = 0
+        try:
+            with batch_call(anthropic, f"stream {where}"):
+                decoder = await self.client.messages.batches.results(info.batch_id)
+                try:
+                    async for text in decoder.http_response.aiter_lines():
+                        number += 1
+                        if text.strip():
+                            yield _read_line(text, f"{where}, line {number}")
+                finally:
+                    await decoder.close()
+        except BatchApiError as error:
+            yield ResultProblem(where, f"{error} (after {number} line(s))", whole_file=True, final=error.final)
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def _read_line(text: str, where: str) -> LineResult | ResultProblem:
+    try:
+        data = json.loads(text)
+        custom_id = data.get("custom_id") if isinstance(data, dict) else None
+    except ValueError as exc:
+        return ResultProblem(where, f"{where} is not JSON ({exc}): {shorten(text, 120)}")
+    if not isinstance(custom_id, str) or not custom_id:
+        return ResultProblem(where, f"{where} has no custom_id: {shorten(text, 120)}")
+    try:
+        return _line(MessageBatchIndividualResponse.construct(**data))
+    except (AttributeError, TypeError, ValueError) as exc:
+        return LineResult(custom_id, error=f"{where} is no message batch result ({exc})", status=None, final=False)
 
 
 def _line(entry: Any) -> LineResult:
