@@ -41,6 +41,8 @@ _RETRYABLE_TYPES = frozenset({"rate_limit_error", "api_error", "timeout_error", 
 class AnthropicBatchApi:
     provider = "anthropic"
     limits = LIMITS
+    framing_bytes = len(b'{"requests":[]}') - 1
+    """The body is the lines without their newlines, joined by commas (one fewer than lines)."""
 
     def __init__(self, target: TargetSpec) -> None:
         api_key = os.environ.get("ANTHROPIC_API_KEY")

@@ -71,6 +71,9 @@ class BatchApi(Protocol):
 
     provider: str
     limits: BatchLimits
+    framing_bytes: int
+    """What a batch's request body adds to the sum of its lines (Anthropic's {"requests":[...]}
+    wrapper and commas; 0 for a file of lines): chunks are sized by the exact body."""
     base_url: str
     """Where the API is (named in errors, so a user sees which endpoint and key refused)."""
 
@@ -107,6 +110,8 @@ class BatchApi(Protocol):
 class BatchApiError(Exception):
     """A batch API call failed: `final` when repeating it cannot help (e.g. a 400 on create)."""
 
-    def __init__(self, message: str, *, final: bool) -> None:
+    def __init__(self, message: str, *, final: bool, status: int | None = None) -> None:
         super().__init__(message)
         self.final = final
+        self.status = status
+        """The HTTP status of the reply, when there was one (a 413 splits a chunk)."""

@@ -43,6 +43,7 @@ _FIND_WINDOW_S = 3600.0
 class OpenAIBatchApi:
     provider = "openai"
     limits = LIMITS
+    framing_bytes = 0
 
     def __init__(self, target: TargetSpec) -> None:
         base_url = target.base_url or os.environ.get("OPENAI_BASE_URL")

@@ -93,17 +93,18 @@ class TargetSubmitter:
         return done
 
     def _next_chunk(self) -> tuple[list[tuple[str, str]], list[bytes | None]]:
-        """The next requests that fit one batch: at most max_requests, at most max_bytes of lines
-        (a first line alone over max_bytes comes back alone, with no line)."""
+        """The next requests that fit one batch: at most max_requests, at most max_bytes of body
+        (the lines and the API's framing; a first line alone over max_bytes comes back alone,
+        with no line)."""
         members: list[tuple[str, str]] = []
         lines: list[bytes | None] = []
-        size, after = 0, 0
+        size, after = self.api.framing_bytes, 0
         while page := self.batches.sendable(self.label, after, min(2000, self.limits.max_requests)):
             for position, request in page:
                 after = position
                 custom_id = custom_id_for(request.request_id)
                 line = self.api.line(custom_id, self.bodies.body(request))
-                if len(line) > self.limits.max_bytes and not members:
+                if size + len(line) > self.limits.max_bytes and not members:
                     return [(request.request_id, custom_id)], [None]
                 if len(members) >= self.limits.max_requests or size + len(line) > self.limits.max_bytes:
                     return members, lines
@@ -128,6 +129,12 @@ class TargetSubmitter:
                 assert chunk.status in (PLANNED, UPLOADED)
                 info = await self._upload_and_create(chunk)
         except BatchApiError as error:
+            if error.status == 413 and chunk.total > 1:
+                # Too large for the provider after all (its limit is below ours): the requests go
+                # back to wait, and the next chunks are planned at half this one's size.
+                self.batches.abandon(chunk, str(error), final=False)
+                self.limits = BatchLimits(max(1, chunk.total // 2), self.limits.max_bytes)
+                return None
             if error.final:
                 self.batches.abandon(chunk, str(error), final=True)
                 return None
