@@ -19,7 +19,15 @@ import anthropic
 from anthropic.types.messages import MessageBatchIndividualResponse
 
 from harness.config.suite import TargetSpec
-from harness.engine.batch.base import BatchApiError, BatchInfo, BatchLimits, LineResult, ResultProblem
+from harness.engine.batch.base import (
+    BatchApiError,
+    BatchInfo,
+    BatchLimits,
+    ChunkKey,
+    LineResult,
+    ResultProblem,
+    Unproven,
+)
 from harness.engine.batch.calls import batch_call
 from harness.engine.batch.registry import register_batch_api
 from harness.engine.providers.base import Completion
@@ -27,8 +35,8 @@ from harness.engine.providers.http_errors import shorten
 
 LIMITS = BatchLimits(max_requests=100_000, max_bytes=256 * 1024 * 1024)
 _FIND_SLACK_S = 120.0
-"""A batch created by a process that died counts as this chunk's if created this soon before
-the chunk was planned (clocks differ) or any time after."""
+"""A batch created by a process that died may be this chunk's if created this soon before the
+chunk was planned (clocks differ) or any time after; its results then tell."""
 
 # Anthropic's error types and the HTTP status each stands for (provider-apis.md).
 _ERROR_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
@@ -41,6 +49,7 @@ _RETRYABLE_TYPES = frozenset({"rate_limit_error", "api_error", "timeout_error", 
 class AnthropicBatchApi:
     provider = "anthropic"
     limits = LIMITS
+    tags_custom_ids = True
     framing_bytes = len(b'{"requests":[]}') - 1
     """The body is the lines without their newlines, joined by commas (one fewer than lines)."""
 
@@ -67,21 +76,36 @@ class AnthropicBatchApi:
     async def create_from_file(self, file_id: str) -> BatchInfo:
         raise BatchApiError("Anthropic message batches have no input file", final=True)
 
-    async def find(self, input_file_id: str | None, planned_at: float, total: int,
-                   known: set[str]) -> BatchInfo | None:
-        """A batch of `total` requests created since the chunk was planned and not recorded by
-        this run: adopted only when exactly one fits (Anthropic keeps no link to our chunk)."""
-        found = []
+    async def find(self, key: ChunkKey) -> BatchInfo | Unproven | None:
+        """The batch of this chunk among those of its size created since it was planned and not
+        recorded by this run. Anthropic keeps no link to our chunk, so a batch counts as the
+        chunk's only when its results carry the chunk's (tagged, so chunk-specific) custom_ids;
+        a live candidate cannot be proven yet, so the answer is Unproven until it ends."""
+        candidates = []
         with batch_call(anthropic, "list message batches"):
             async for batch in self.client.messages.batches.list(limit=100):
-                created = batch.created_at.timestamp()
-                if created < planned_at - _FIND_SLACK_S:
+                if batch.created_at.timestamp() < key.planned_at - _FIND_SLACK_S:
                     break
-                counts = batch.request_counts
-                size = counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired
-                if batch.id not in known and size == total:
-                    found.append(batch)
-        return _info(found[0]) if len(found) == 1 else None
+                if batch.id not in key.known and _info(batch).total == key.total:
+                    candidates.append(_info(batch))
+        live = []
+        for listed in candidates:
+            info = listed if listed.ended else await self.retrieve(listed.batch_id)  # its state now
+            if not info.ended:
+                live.append(info.batch_id)
+            elif await self._holds(info, key.custom_ids):
+                return info
+        return Unproven(tuple(live)) if live else None
+
+    async def _holds(self, info: BatchInfo, custom_ids: frozenset[str]) -> bool:
+        """Whether the ended batch's results are of these custom_ids (the first readable line tells)."""
+        async for line in self.results(info):
+            if isinstance(line, LineResult):
+                return line.custom_id in custom_ids
+            if line.whole_file:
+                raise BatchApiError(f"could not tell whether batch {info.batch_id} is this run's: {line.message}",
+                                    final=False)
+        return False
 
     async def retrieve(self, batch_id: str) -> BatchInfo:
         with batch_call(anthropic, f"retrieve message batch {batch_id}"):

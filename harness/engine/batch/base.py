@@ -66,11 +66,34 @@ class ResultProblem:
     """For a whole file: whether reading it again cannot help (a 404) rather than may (a 5xx)."""
 
 
+@dataclass(frozen=True)
+class Unproven:
+    """`find` saw batches that may be the chunk's but cannot prove it yet (their results, which
+    carry the chunk's custom_ids, come only once they end): neither adopt nor create again."""
+
+    batch_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ChunkKey:
+    """What identifies a chunk's batch at the provider."""
+
+    input_file_id: str | None
+    planned_at: float
+    total: int
+    custom_ids: frozenset[str]
+    known: frozenset[str]
+    """Batch IDs this run already records (never another chunk's)."""
+
+
 class BatchApi(Protocol):
     """One per batch target, over the provider's official client."""
 
     provider: str
     limits: BatchLimits
+    tags_custom_ids: bool
+    """Whether a chunk's custom_ids carry a per-chunk tag, so that its batch's results prove the
+    batch is the chunk's (Anthropic: no input file links a batch to a chunk)."""
     framing_bytes: int
     """What a batch's request body adds to the sum of its lines (Anthropic's {"requests":[...]}
     wrapper and commas; 0 for a file of lines): chunks are sized by the exact body."""
@@ -90,9 +113,9 @@ class BatchApi(Protocol):
         """Creates the batch from an input file uploaded earlier (by a process that died)."""
         ...
 
-    async def find(self, input_file_id: str | None, planned_at: float, total: int,
-                   known: set[str]) -> BatchInfo | None:
-        """A batch created for this chunk by a process that died before recording its ID."""
+    async def find(self, key: ChunkKey) -> BatchInfo | Unproven | None:
+        """A batch created for this chunk by a process that died (or lost the reply) before
+        recording its ID; Unproven while a batch that may be it cannot be told apart yet."""
         ...
 
     async def retrieve(self, batch_id: str) -> BatchInfo: ...

@@ -23,12 +23,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from harness.engine.batch.base import BatchInfo, LineResult
+from harness.engine.batch.base import BatchInfo, ChunkKey, LineResult
 from harness.engine.states import SENDABLE_STATES, AttemptOutcome, RequestState
 from harness.engine.store import RunStore, ScoreRow, StoredRequest, _stored
 
 PLANNED, UPLOADED = "planned", "uploaded"
 """Local chunk statuses before the provider has a batch; after it, the provider's own status."""
+UNRESOLVED = "unresolved"
+"""A chunk whose create may have reached the provider, with batches that may be its own still
+running: waiting to be identified by their results (never adopted, cancelled or created again
+until then)."""
 ABANDONED = "abandoned"
 """A chunk that could not be made into a batch (its members went back to be sent again)."""
 
@@ -121,6 +125,16 @@ class BatchStore:
                             " VALUES (?, ?, 'batch', ?, ?, ?)", (file_id, chunk.provider, chunk.target, size, now))
             self.db.execute("UPDATE provider_batches SET input_file_id = ?, status = ?, updated_at = ? WHERE chunk = ?",
                             (file_id, UPLOADED, now, chunk.chunk))
+
+    def mark_unresolved(self, chunk: Chunk) -> None:
+        with self._transaction():
+            self.db.execute("UPDATE provider_batches SET status = ?, updated_at = ? WHERE chunk = ?",
+                            (UNRESOLVED, time.time(), chunk.chunk))
+
+    def key(self, chunk: Chunk) -> ChunkKey:
+        """What identifies the chunk's batch at the provider (for `find`)."""
+        return ChunkKey(chunk.input_file_id, chunk.planned_at, chunk.total, frozenset(self.members(chunk)),
+                        frozenset(self.known_batch_ids()))
 
     def record_batch(self, chunk: Chunk, info: BatchInfo) -> None:
         """The batch the provider created (or one found made from the chunk's file), or its news."""

@@ -18,7 +18,15 @@ from typing import Any, Final
 import openai
 
 from harness.config.suite import TargetSpec
-from harness.engine.batch.base import BatchApiError, BatchInfo, BatchLimits, LineResult, ResultProblem
+from harness.engine.batch.base import (
+    BatchApiError,
+    BatchInfo,
+    BatchLimits,
+    ChunkKey,
+    LineResult,
+    ResultProblem,
+    Unproven,
+)
 from harness.engine.batch.calls import batch_call
 from harness.engine.batch.openai_format import (
     MAX_BYTES_PER_FILE,
@@ -44,6 +52,7 @@ class OpenAIBatchApi:
     provider = "openai"
     limits = LIMITS
     framing_bytes = 0
+    tags_custom_ids = False  # the input file proves which batch is the chunk's
 
     def __init__(self, target: TargetSpec) -> None:
         base_url = target.base_url or os.environ.get("OPENAI_BASE_URL")
@@ -72,10 +81,10 @@ class OpenAIBatchApi:
                                                      metadata={"created_by": "evalbatch"})
         return _info(batch)
 
-    async def find(self, input_file_id: str | None, planned_at: float, total: int,
-                   known: set[str]) -> BatchInfo | None:
+    async def find(self, key: ChunkKey) -> BatchInfo | Unproven | None:
         """The batch made from this input file, if a process created it and died before
         recording it: the list is newest first, so it is read back only to the chunk's time."""
+        input_file_id, planned_at, known = key.input_file_id, key.planned_at, key.known
         if input_file_id is None:
             return None  # no file, so no batch could have been made from it
         with batch_call(openai, "list batches"):

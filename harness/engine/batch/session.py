@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from harness.config.suite import EngineSpec, TargetSpec
 from harness.cost.pricing import price_for
 from harness.engine.batch.base import BatchApi, BatchApiError
-from harness.engine.batch.batch_store import BatchStore
+from harness.engine.batch.batch_store import UNRESOLVED, BatchStore
 from harness.engine.batch.collect import Scoring, TargetCollector
 from harness.engine.batch.lines import BodyBuilder
 from harness.engine.batch.registry import create_batch_api
@@ -65,9 +65,7 @@ class BatchSession:
         apis = self._open_apis()
         try:
             for batch_target in self.targets:
-                submitter = TargetSubmitter(BatchStore(self.store), apis[batch_target.target.label],
-                                            batch_target.target.label, BodyBuilder(batch_target.bodies),
-                                            self._limits(apis[batch_target.target.label]), self._retries())
+                submitter = self._submitter(batch_target, apis)
                 label = batch_target.target.label
                 try:
                     for done in await submitter.finish_open():
@@ -89,9 +87,10 @@ class BatchSession:
             reported: dict[str, tuple] = {}
             stuck: set[int] = set()  # chunks that cannot be read: left open, not looked at again now
             while True:
+                waiting = await self._resolve(apis) if wait else False
                 live = [(collector, chunk) for collector in collectors for chunk in collector.live()
                         if chunk.chunk not in stuck]
-                if not live:
+                if not live and not waiting:
                     return
                 if not cancel_sent and self.store.cancel_requested():
                     cancel_sent = True
@@ -103,10 +102,31 @@ class BatchSession:
                         stuck.add(chunk.chunk)
                 if not wait:
                     return
-                if any(chunk.chunk not in stuck for collector in collectors for chunk in collector.live()):
+                if waiting or any(chunk.chunk not in stuck for collector in collectors for chunk in collector.live()):
                     await asyncio.sleep(self.spec.batch.poll_s)
         finally:
             await _close(apis)
+
+    async def _resolve(self, apis: dict[str, BatchApi]) -> bool:
+        """Looks again at the chunks waiting to be identified (a batch that may be theirs was
+        still running): adopts the one proven theirs, or creates theirs once none can be. True
+        while some still wait."""
+        waiting = False
+        for batch_target in self.targets:
+            label = batch_target.target.label
+            if batch_target.bodies is None or not any(
+                    chunk.target == label and chunk.status == UNRESOLVED
+                    for chunk in BatchStore(self.store).chunks(open_only=True)):
+                continue
+            submitter = self._submitter(batch_target, apis)
+            try:
+                for done in await submitter.finish_open(unresolved_only=True, quiet=True):
+                    self.say(f"target {label}: {done}")
+            except BatchApiError as error:
+                self.say(f"target {label}: {error}; looking again later")
+            waiting = waiting or any(chunk.target == label and chunk.status == UNRESOLVED
+                                     for chunk in BatchStore(self.store).chunks(open_only=True))
+        return waiting
 
     async def _look(self, collector: TargetCollector, chunk, reported: dict[str, tuple]) -> bool:
         """One look at a live batch; False when it cannot be read now and looking again in this
@@ -166,6 +186,11 @@ class BatchSession:
             except (BatchApiError, ValueError) as error:
                 raise UserError(str(error), location=f"target {batch_target.target.label!r}") from None
         return apis
+
+    def _submitter(self, batch_target: BatchTarget, apis: dict[str, BatchApi]) -> TargetSubmitter:
+        api = apis[batch_target.target.label]
+        return TargetSubmitter(BatchStore(self.store), api, batch_target.target.label,
+                               BodyBuilder(batch_target.bodies), self._limits(api), self._retries())
 
     def _collector(self, batch_target: BatchTarget, apis: dict[str, BatchApi]) -> TargetCollector:
         label = batch_target.target.label

@@ -4,9 +4,11 @@ process left between two steps.
 A chunk's members are planned (and moved to in_batch) before its lines are uploaded; its file
 ID and batch ID are committed as the provider returns them (harness/engine/batch/batch_store.py).
 A chunk found without a batch ID on resume may have had its batch created by the process that
-died: the provider's batch list is searched first (OpenAI: the batch made from the chunk's input
-file), so a batch is created at most once per chunk; only when none is found is it created, from
-the recorded file when there is one.
+died (or whose create reply was lost): the provider's batch list is searched first (OpenAI: the
+batch made from the chunk's input file; Anthropic: a batch whose results carry the chunk's
+tagged custom_ids, so a live candidate leaves the chunk unresolved until it ends), so a batch is
+created at most once per chunk and another run's batch is never adopted; only when none can be
+the chunk's is it created, from the recorded file when there is one.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from harness.engine.batch.base import BatchApi, BatchApiError, BatchInfo, BatchLimits
-from harness.engine.batch.batch_store import PLANNED, UPLOADED, BatchStore, Chunk
-from harness.engine.batch.custom_ids import custom_id_for
+from harness.engine.batch.base import BatchApi, BatchApiError, BatchInfo, BatchLimits, Unproven
+from harness.engine.batch.batch_store import PLANNED, UNRESOLVED, UPLOADED, BatchStore, Chunk
+from harness.engine.batch.custom_ids import chunk_tag, custom_id_for
 from harness.engine.batch.lines import BodyBuilder
 from harness.engine.states import RequestState
 
@@ -52,15 +54,26 @@ class TargetSubmitter:
     limits: BatchLimits
     retries: Retries
 
-    async def finish_open(self) -> list[str]:
+    async def finish_open(self, *, unresolved_only: bool = False, quiet: bool = False) -> list[str]:
         """Chunks of this target that a stopped process left before their batch existed: each is
-        adopted (its batch found) or created. Returns what was done, for the console."""
+        adopted (its batch found) or created, or left unresolved while a batch that may be its own
+        runs (`quiet`: said only the first time). Returns what was done, for the console."""
         done = []
         for chunk in self.batches.chunks(open_only=True):
             if chunk.target != self.label or chunk.batch_id is not None:
                 continue
-            found = await self.retries.run(lambda c=chunk: self.api.find(
-                c.input_file_id, c.planned_at, c.total, self.batches.known_batch_ids()))
+            if unresolved_only and chunk.status != UNRESOLVED:
+                continue
+            found = await self.retries.run(lambda c=chunk: self.api.find(self.batches.key(c)))
+            if isinstance(found, Unproven):
+                if quiet and chunk.status == UNRESOLVED:
+                    continue
+                self.batches.mark_unresolved(chunk)
+                done.append(f"{chunk.total:,} request(s) planned by an earlier process wait to be identified: "
+                            f"batch(es) {', '.join(found.batch_ids)} may be theirs (a create whose reply was lost) "
+                            "and are still running; their results will tell, so nothing is created again until "
+                            "they end (run `evalbatch collect RUN` then)")
+                continue
             if found is not None:
                 self.batches.record_batch(chunk, found)
                 done.append(f"re-attached to batch {found.batch_id} (created before the previous process stopped)")
@@ -99,10 +112,11 @@ class TargetSubmitter:
         members: list[tuple[str, str]] = []
         lines: list[bytes | None] = []
         size, after = self.api.framing_bytes, 0
+        tag = chunk_tag() if self.api.tags_custom_ids else None
         while page := self.batches.sendable(self.label, after, min(2000, self.limits.max_requests)):
             for position, request in page:
                 after = position
-                custom_id = custom_id_for(request.request_id)
+                custom_id = custom_id_for(request.request_id, tag)
                 line = self.api.line(custom_id, self.bodies.body(request))
                 if size + len(line) > self.limits.max_bytes and not members:
                     return [(request.request_id, custom_id)], [None]
@@ -126,7 +140,7 @@ class TargetSubmitter:
                         raise
                     info = await self._upload_and_create(chunk)  # the file is gone (expired, deleted)
             else:
-                assert chunk.status in (PLANNED, UPLOADED)
+                assert chunk.status in (PLANNED, UPLOADED, UNRESOLVED)
                 info = await self._upload_and_create(chunk)
         except BatchApiError as error:
             if error.status == 413 and chunk.total > 1:
@@ -155,9 +169,8 @@ class TargetSubmitter:
                     raise
                 await asyncio.sleep(min(self.retries.max_s, self.retries.base_s * 2 ** tried))
                 tried += 1
-            found = await self.retries.run(lambda: self.api.find(
-                file_id, chunk.planned_at, chunk.total, self.batches.known_batch_ids()))
-            if found is not None:
+            found = await self.retries.run(lambda: self.api.find(self.batches.key(chunk)))
+            if isinstance(found, BatchInfo):
                 return found
 
     async def _upload_and_create(self, chunk: Chunk) -> BatchInfo:
