@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -12,7 +12,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import openai
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,22 +60,26 @@ def run_evalbatch(*args: str) -> tuple[float, subprocess.CompletedProcess]:
     return time.perf_counter() - started, done
 
 
-async def bare_openai_loop(base_url: str, prompts: list[str], concurrency: int) -> float:
-    """The reference a run is held against: the `openai` client in a plain asyncio loop, no
-    retries, nothing stored. Returns its wall time."""
-    client = openai.AsyncOpenAI(api_key="bench", base_url=base_url + "/v1", max_retries=0)
-    limit = asyncio.Semaphore(concurrency)
+def child_cpu_s() -> float:
+    """CPU seconds (user + system) of this process's finished children so far: a process's share
+    is the difference around it. Less sensitive than wall time to other work on the machine."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
-    async def one(prompt: str) -> None:
-        async with limit:
-            await client.chat.completions.create(model="fake", messages=[{"role": "user", "content": prompt}],
-                                                 max_tokens=5, temperature=0)
 
+def bare_loop_process(base_url: str, count: int, concurrency: int) -> tuple[float, float]:
+    """The reference a run is held against, as a whole process: `benchmarks/bare_loop.py` (the
+    `openai` client in a plain asyncio loop, no retries, nothing stored) in an interpreter of its
+    own, so its start-up, `import openai` and cold connections count as evalbatch's do. Returns
+    the process's wall time (start to exit) and its loop's (first request to last reply)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
     started = time.perf_counter()
-    await asyncio.gather(*(one(p) for p in prompts))
-    elapsed = time.perf_counter() - started
-    await client.close()
-    return elapsed
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bare_loop.py"), base_url, str(count),
+                           str(concurrency)], capture_output=True, text=True, cwd=REPO, env=env)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"bare loop exited {done.returncode}:\n{done.stderr[-2000:]}")
+    return wall, float(done.stdout.split()[-1])
 
 
 def timed_evalbatch_run(base_url: str, count: int, concurrency: int, root: Path) -> tuple[float, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -92,14 +93,36 @@ class _Terminated(Exception):
 
 
 def execute(plan: RunPlan, options: RunOptions, console: Console) -> RunOutcome:
-    lanes = _open_lanes(plan, options.limits)
-    check_batch_options(plan, options)  # before a run folder exists
-    choice = RunChoice(options.resume_id, options.force_new, options.reports_dir, options.full_promotion)
-    with claim_run(plan, choice, console) as claimed:
-        if claimed.resumed:
-            console.print(f"Resuming {'run' if options.resume_id else 'unfinished run'} {claimed.manifest.run_id}"
-                          + ("" if options.resume_id else " (use --new to start over)"))
-        return _run_in_store(plan, options, RunContext(claimed.folder, claimed.manifest, claimed.store, lanes), console)
+    with _collector_paused():
+        lanes = _open_lanes(plan, options.limits)
+        # What is alive now (modules, the providers' SDKs and their types, the plan) lives as long
+        # as the run: the collector need not walk it again while requests are in flight.
+        gc.freeze()
+    try:
+        check_batch_options(plan, options)  # before a run folder exists
+        choice = RunChoice(options.resume_id, options.force_new, options.reports_dir, options.full_promotion)
+        with claim_run(plan, choice, console) as claimed:
+            if claimed.resumed:
+                console.print(f"Resuming {'run' if options.resume_id else 'unfinished run'} {claimed.manifest.run_id}"
+                              + ("" if options.resume_id else " (use --new to start over)"))
+            return _run_in_store(plan, options, RunContext(claimed.folder, claimed.manifest, claimed.store, lanes),
+                                 console)
+    finally:
+        gc.unfreeze()  # a process that goes on (tests, a promotion's full run) collects it as before
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No garbage collection while opening the providers imports their SDKs (some 100,000 objects,
+    all of which live on): each full pass would walk them all. With `gc.freeze()` at the end, none
+    ever walks them during the run; a full pass took about 5% of a run's time."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,9 @@ EXIT_FAILED_REQUESTS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 def console() -> Console:
     """Wide tables when output goes to a file or CI log (rich would assume 80 columns). No markup:
     prompts, outputs, labels and slice names are data, and text such as `[/INST]` must print as
-    itself, not be read (or rejected) as a style tag; styled words are passed as styles."""
-    return Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 160)
+    itself, not be read (or rejected) as a style tag; styled words are passed as styles. No emoji
+    codes either, for the same reason (`:ok:` in an output stays as it is)."""
+    return Console(highlight=False, markup=False, emoji=False, width=None if sys.stdout.isatty() else 160)
 
 
 def reports_user_errors(command):

@@ -74,18 +74,19 @@ def _encoder(name: str) -> Encoding:
         return bpe_openai.get_encoding(name)
 
 
-def count_text_tokens(model: str, text: str) -> int:
-    """Tokens of `text` for `model`: its own tokenizer where one is known, else chars/4 rounded up."""
-    name = encoding_name(model)
+def count_text_tokens(model: str, text: str, tokenizer: bool = True) -> int:
+    """Tokens of `text` for `model`: its own tokenizer where one is known (and `tokenizer`), else
+    chars/4 rounded up."""
+    name = encoding_name(model) if tokenizer else None
     if name is None:
         return math.ceil(len(text) / CHARS_PER_TOKEN)
     # encode_ordinary: text such as "<|endoftext|>" in a record is plain text, not a special token.
     return len(_encoder(name).encode_ordinary(text))
 
 
-def estimate_prompt_tokens(target: TargetSpec, payload_text: str) -> int:
+def estimate_prompt_tokens(target: TargetSpec, payload_text: str, tokenizer: bool = True) -> int:
     """Tokens of the prompt text sent to `target` (no message overhead, no output)."""
-    return count_text_tokens(target.model, payload_text)
+    return count_text_tokens(target.model, payload_text, tokenizer)
 
 
 def estimate_request_tokens(target: TargetSpec, rendered_prompt: RenderedPrompt) -> int:
@@ -95,11 +96,14 @@ def estimate_request_tokens(target: TargetSpec, rendered_prompt: RenderedPrompt)
     return prompt_side_tokens(target, rendered_prompt) + target.params.max_tokens
 
 
-def prompt_side_tokens(target: TargetSpec, rendered_prompt: RenderedPrompt) -> int:
-    """The input tokens a request is expected to be billed for: prompt text plus message overhead."""
+def prompt_side_tokens(target: TargetSpec, rendered_prompt: RenderedPrompt, tokenizer: bool = True) -> int:
+    """The input tokens a request is expected to be billed for: prompt text plus message overhead.
+    tokenizer=False counts chars/4 for every model: the engine's estimate where no token limit is
+    declared, which only limits learned from replies use, once the reported usage has scaled it
+    (LanePacer.prompt_ratio). Loading a tokenizer costs ~0.8 s of start-up."""
     if rendered_prompt.text is not None:
         contents = [rendered_prompt.text]
     else:
         contents = [message.content for message in rendered_prompt.messages]
-    text_tokens = sum(estimate_prompt_tokens(target, content) for content in contents)
+    text_tokens = sum(estimate_prompt_tokens(target, content, tokenizer) for content in contents)
     return text_tokens + (TOKENS_PER_MESSAGE + TOKENS_PER_ROLE) * len(contents) + TOKENS_REPLY_PRIMING

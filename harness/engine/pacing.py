@@ -110,6 +110,13 @@ class LanePacer:
         self._lock = asyncio.Lock()
 
     @property
+    def declares_token_limits(self) -> bool:
+        """A token limit is declared: prompts are counted with the model's tokenizer from the first
+        request on. Otherwise chars/4 will do: a limit learned from a reply comes with the reported
+        usage that scales the estimate (prompt_ratio), and the tokenizer's load is spared."""
+        return bool(self.declared.tpm or self.declared.tpd)
+
+    @property
     def knows_limits(self) -> bool:
         return self.requests is not None or self.tokens is not None
 

@@ -12,11 +12,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from typing import TYPE_CHECKING
 
 from harness.engine.providers.base import Completion
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 Clock = Callable[[], float]
 
@@ -202,6 +203,16 @@ class _Bar:
     """The rich progress bar, for terminals."""
 
     def __init__(self, total: int, already_done: int, console: Console) -> None:
+        # Imported here: only a terminal draws the bar, and rich.progress costs start-up time.
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         self.failed_count = 0
         self.retrying = 0
         self.tokens = 0

@@ -35,9 +35,14 @@ class RateLimitInfo:
 
 def read_rate_limits(headers: Mapping[str, str], now: float | None = None) -> RateLimitInfo:
     """Both providers' formats; a header that cannot be read counts as absent (it must never stop a run)."""
+    if not headers:  # servers that state no limits (vLLM, llama.cpp): read for every reply
+        return _NO_LIMITS
     lowered = {key.lower(): value for key, value in headers.items()}
     now = time.time() if now is None else now
     return RateLimitInfo(requests=_state(lowered, "requests", now), tokens=_state(lowered, "tokens", now))
+
+
+_NO_LIMITS = RateLimitInfo(LimitState(None, None, None), LimitState(None, None, None))
 
 
 def _state(headers: dict[str, str], kind: str, now: float) -> LimitState:

@@ -15,6 +15,7 @@ from harness.config.suite import EngineSpec, TargetSpec
 from harness.cost.pricing import ModelPrice
 from harness.cost.tokens import prompt_side_tokens
 from harness.engine.breaker import CircuitBreaker, is_rate_limited
+from harness.engine.commits import GroupCommit
 from harness.engine.concurrency import AdaptiveConcurrency
 from harness.engine.pacing import LanePacer, Ticket
 from harness.engine.providers.base import Completion, Provider, ProviderError, ProviderRequest
@@ -72,6 +73,8 @@ class Engine:
     def __init__(self, store: RunStore, lanes: dict[str, TargetLane], spec: EngineSpec,
                  progress: ProgressSink, scorer: Scorer | None = None) -> None:
         self.store = store
+        self.commits = GroupCommit(store)
+        """Attempts started and successes, committed together per turn of the event loop."""
         self.scorer = scorer
         self.lanes = lanes
         self.spec = spec
@@ -96,6 +99,7 @@ class Engine:
         try:
             await asyncio.gather(*workers)
         finally:
+            self.commits.flush()  # answers already received are stored, not sent again
             for worker in workers:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
@@ -144,7 +148,7 @@ class Engine:
         if reused is not None:
             self.progress.succeeded(reused)
             return
-        raw_prompt_tokens = prompt_side_tokens(lane.target, request.prompt)
+        raw_prompt_tokens = prompt_side_tokens(lane.target, request.prompt, lane.pacer.declares_token_limits)
         tries = RequestTries()
         while self._may_send(lane):
             async with lane.concurrency:
@@ -152,7 +156,7 @@ class Engine:
                                                 stop=lambda: not self._may_send(lane))
                 if ticket is None or not self._may_send(lane):  # stopped while it waited for its turn
                     return
-                attempt = self.store.start_attempt(request.request_id)
+                attempt = await self.commits.start_attempt(request.request_id)
                 if attempt is None:  # finished or in flight elsewhere: sending it would pay twice
                     return
                 tries.began()
@@ -162,14 +166,14 @@ class Engine:
                 except ProviderError as error:
                     completion, failure = None, error
             if completion is not None:
-                self._succeeded(request, lane, ticket, attempt.number, completion,
-                                (time.perf_counter() - started) * 1000)
+                await self._succeeded(request, lane, ticket, attempt.number, completion,
+                                      (time.perf_counter() - started) * 1000)
                 return
             if not await self._failed(request, lane, ticket, attempt, failure, tries):
                 return
 
-    def _succeeded(self, request: WorkRequest, lane: TargetLane, ticket: Ticket, attempt: int,
-                   completion: Completion, latency_ms: float) -> None:
+    async def _succeeded(self, request: WorkRequest, lane: TargetLane, ticket: Ticket, attempt: int,
+                         completion: Completion, latency_ms: float) -> None:
         lane.pacer.observe(ticket, read_rate_limits(completion.rate_limits), completion.input_tokens)
         lane.concurrency.succeeded()
         lane.breaker.succeeded()
@@ -177,8 +181,8 @@ class Engine:
         if lane.price is not None and completion.input_tokens is not None and completion.output_tokens is not None:
             cost = lane.price.cost(completion.input_tokens, completion.output_tokens,
                                    cached_input_tokens=completion.cached_input_tokens or 0)
-        if self.store.succeed(request.request_id, attempt, completion, latency_ms,
-                              self._scores(request, completion.text), cost_usd=cost):
+        if await self.commits.succeed(request.request_id, attempt, completion, latency_ms,
+                                      self._scores(request, completion.text), cost_usd=cost):
             self.reuse.record(request, completion)
             self.progress.succeeded(completion)
 

@@ -105,6 +105,7 @@ ScoreRow = tuple[str, str, float, "bool | None", dict[str, Any]]
 
 class RunStore:
     FILENAME = "run.sqlite"
+    _in_batch = False
 
     def __init__(self, path: Path, *, must_exist: bool = False) -> None:
         """Opens (creating it unless must_exist) and migrates the store; a file SQLite cannot
@@ -161,7 +162,18 @@ class RunStore:
             self.db.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version={number}; COMMIT;")
 
     def _transaction(self):
-        return _Transaction(self.db)
+        return _Transaction(self.db, joined=self._in_batch)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction for several changes (a group commit): the methods called inside join it,
+        and all are committed when it ends, or none. Nobody may be told of any before it ends."""
+        with self._transaction():
+            self._in_batch = True
+            try:
+                yield
+            finally:
+                self._in_batch = False
 
     @contextmanager
     def reading(self) -> Iterator[None]:
@@ -438,14 +450,19 @@ def _chunks(values: list[str], size: int) -> Iterator[list[str]]:
 
 
 class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on an error); inside `RunStore.batch` nothing: the
+    batch's transaction commits or rolls back everything."""
+
+    def __init__(self, db: sqlite3.Connection, joined: bool = False) -> None:
+        self.db, self.joined = db, joined
 
     def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
+        if not self.joined:
+            self.db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if not self.joined:
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
 def _connect(uri: str) -> sqlite3.Connection:

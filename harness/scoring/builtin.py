@@ -8,7 +8,6 @@ import re
 import string
 from typing import Any
 
-import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness.scoring.extract import ExtractionFailed, parse_json_value
@@ -129,6 +128,8 @@ class JsonValidParams(_Params):
         if self.json_schema is not None and self.schema_file is not None:
             raise ValueError("use either schema or schema_file, not both")
         if self.json_schema is not None:
+            import jsonschema  # here, not at the top: only suites with a schema pay for its import
+
             jsonschema.Draft202012Validator.check_schema(self.json_schema)
         return self
 
@@ -138,7 +139,11 @@ def json_valid(params: JsonValidParams, context: ScoringContext):
     schema = params.json_schema
     if params.schema_file:
         schema = json.loads((context.suite_dir / params.schema_file).read_text(encoding="utf-8"))
-    validator = jsonschema.Draft202012Validator(schema) if schema else None
+    validator = None
+    if schema:
+        import jsonschema  # here, not at the top: only suites with a schema pay for its import
+
+        validator = jsonschema.Draft202012Validator(schema)
 
     def grade(answer: Any, expected: Any) -> Score:
         try:

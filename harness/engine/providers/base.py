@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from harness.config.prompts import ChatMessage
-from harness.config.suite import TargetSpec
+if TYPE_CHECKING:  # for annotations only: the run store reads Completion without the config's imports
+    from harness.config.prompts import ChatMessage
+    from harness.config.suite import TargetSpec
 
 ErrorKind = Literal["transient", "terminal"]
 

@@ -3,11 +3,22 @@
 The client reads OPENAI_API_KEY / OPENAI_BASE_URL itself; a target's base_url wins over the
 environment. The SDK's own retries are off (max_retries=0): the engine owns retries, so every
 attempt is recorded in the run store and Retry-After is honoured whatever its size.
+
+The body is sent with the client's documented `post` (its auth, headers, timeout and error
+classes, as `chat.completions.create` uses them) and the reply is read as plain JSON: the body
+is built from plain values here, so the SDK's typed-parameter transform has nothing to change,
+and only a few fields of the reply are read, so building its pydantic model is wasted. Together
+they were about a quarter of the client's CPU per request, which at high concurrency is what
+bounds a run's rate.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import sys
+from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 import openai
@@ -54,21 +65,10 @@ class OpenAIChatProvider:
 
     async def complete(self, request: ProviderRequest) -> Completion:
         with sdk_errors(openai, request.timeout_s):
-            raw = await self._client_for(request.timeout_s).chat.completions.with_raw_response.create(
-                **self.request_body(request), extra_headers={"X-Evalbatch-Request-Id": request.request_id})
-            response = raw.parse()
-        choices = getattr(response, "choices", None)
-        if not choices:
-            raise ProviderError("malformed response: no choices", kind="transient")
-        usage = response.usage
-        return Completion(
-            text=choices[0].message.content or "",
-            input_tokens=usage.prompt_tokens if usage else None,
-            output_tokens=usage.completion_tokens if usage else None,
-            finish_reason=choices[0].finish_reason,
-            rate_limits=rate_limit_headers(raw.headers),
-            cached_input_tokens=getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None),
-        )
+            reply = await self._client_for(request.timeout_s).post(
+                "/chat/completions", body=self.request_body(request), cast_to=_http_response_class(),
+                options={"headers": {"X-Evalbatch-Request-Id": request.request_id}, "security": {"bearer_auth": True}})
+            return _completion(json.loads(reply.content), reply.headers)
 
     def _client_for(self, timeout_s: float):
         """The client with the engine's timeout set once (cheaper than passing it on every call)."""
@@ -78,3 +78,42 @@ class OpenAIChatProvider:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def _completion(body: Any, headers: Mapping[str, str]) -> Completion:
+    """The answer in a Chat Completions reply; a reply without one is malformed (transient: a
+    broken reply from a healthy server is worth another attempt)."""
+    choices = body.get("choices") if isinstance(body, dict) else None
+    first = choices[0] if isinstance(choices, list) and choices else None
+    message = first.get("message") if isinstance(first, dict) else None
+    if not isinstance(first, dict) or not isinstance(message, dict):
+        raise ProviderError("malformed response: no choices", kind="transient")
+    text = message.get("content")
+    if text is not None and not isinstance(text, str):
+        raise ProviderError(f"malformed response: content is {type(text).__name__}, not text", kind="transient")
+    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    details = usage.get("prompt_tokens_details")
+    return Completion(
+        text=text or "",
+        input_tokens=_count(usage.get("prompt_tokens")),
+        output_tokens=_count(usage.get("completion_tokens")),
+        finish_reason=first.get("finish_reason") if isinstance(first.get("finish_reason"), str) else None,
+        rate_limits=rate_limit_headers(headers),
+        cached_input_tokens=_count(details.get("cached_tokens")) if isinstance(details, dict) else None,
+    )
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+@cache
+def _http_response_class() -> type:
+    """The Response class of the HTTP library the SDK is built on (httpx; httpx2 in newer SDKs):
+    asked for it, the client returns the reply as it came, status errors still raised as the
+    SDK's exceptions."""
+    for base in openai.DefaultAsyncHttpxClient.__mro__:
+        response = getattr(sys.modules.get(base.__module__.partition(".")[0]), "Response", None)
+        if base.__name__ == "AsyncClient" and isinstance(response, type):
+            return response
+    raise RuntimeError("cannot tell which HTTP library the openai SDK uses")
