@@ -112,6 +112,8 @@ class BatchSession:
         still running): adopts the one proven theirs, or creates theirs once none can be. True
         while some still wait."""
         waiting = False
+        if self.store.cancel_requested():
+            return False  # a cancelled run creates nothing more; its chunks stay unresolved
         for batch_target in self.targets:
             label = batch_target.target.label
             if batch_target.bodies is None or not any(
@@ -123,6 +125,9 @@ class BatchSession:
                 for done in await submitter.finish_open(unresolved_only=True, quiet=True):
                     self.say(f"target {label}: {done}")
             except BatchApiError as error:
+                if error.final:  # looking again in this session cannot help: the next one may
+                    self.say(f"target {label}: {error}; its unresolved batches are left to `evalbatch collect RUN`")
+                    continue
                 self.say(f"target {label}: {error}; looking again later")
             waiting = waiting or any(chunk.target == label and chunk.status == UNRESOLVED
                                      for chunk in BatchStore(self.store).chunks(open_only=True))
