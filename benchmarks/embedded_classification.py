@@ -37,9 +37,9 @@ def main() -> None:
         outcome = execute(plan, RunOptions(reports_dir=Path(tmp)), Console(file=io.StringIO()))
         run_s = time.perf_counter() - started
     [accuracy] = summarize_scores(outcome.lines)
-    print(f"items: {len(plan.items)} (tickets suite, slice first200, prompt {plan.prompt.label})")
+    print(f"items: {plan.item_count} (tickets suite, slice first200, prompt {plan.prompt.label})")
     print(f"model load: {load_s:.1f} s (once per process, not counted below)")
-    print(f"run wall time: {run_s:.1f} s = {run_s / len(plan.items):.3f} s/item")
+    print(f"run wall time: {run_s:.1f} s = {run_s / plan.item_count:.3f} s/item")
     print(f"ratio to the {LIMIT_S:.0f} s limit: {run_s / LIMIT_S:.2f} (must be < 1.00)")
     print(f"accuracy: {accuracy.mean:.3f}, 95% CI [{accuracy.ci_low:.3f}, {accuracy.ci_high:.3f}]")
 

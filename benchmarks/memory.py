@@ -10,6 +10,7 @@ Each step is its own process (the `evalbatch` CLI, as a user runs it) against th
   `baseline set`, `compare` and `gate` of v2 against v1, each under 300 MB and 5 s.
 
     python benchmarks/memory.py [--small 20000] [--large 200000] [--compare-items 100000] [--only run|compare]
+                               [--compare-project DIR]
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -102,23 +104,57 @@ def measure_runs(base_url: str, small: int, large: int) -> None:
     print(f"  throughput: {small / steps[0].wall_s:.0f} and {large / steps[1].wall_s:.0f} req/s (whole process)")
 
 
-def measure_compare(base_url: str, items: int) -> None:
+def measure_compare(base_url: str, items: int, project: Path | None) -> None:
+    """project: a folder to build the two runs in and keep (reused as it is when it holds them
+    already, so the comparison can be measured again without re-running 2 x `items` requests)."""
     print(f"compare: two runs of {items:,} items")
+    if project is not None:
+        project.mkdir(parents=True, exist_ok=True)
+        compare_in(project, base_url, items)
+        return
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        suite = str(write_suite_project(root, base_url, items))
-        show(evalbatch("run v1", "run", suite, "--new"))
-        baseline_run = latest_run(root)
-        show(evalbatch("baseline set", "baseline", "set", suite, "--from", baseline_run))
-        size = (root / "baselines" / "bench" / "production.json").stat().st_size
-        print(f"  baseline file: {size / 1e6:.1f} MB")
-        show(evalbatch("run v2", "run", suite, "--new", "--prompt-version", "v2"))
-        candidate = latest_run(root)
-        checks = [evalbatch("compare", "compare", candidate, "--suite", suite),
-                  evalbatch("gate", "gate", candidate, "--suite", suite, ok=(0, 1, 3))]
-        for step in checks:
-            show(step)
-            print(f"    / limits: RSS {step.peak_mb / RSS_LIMIT_MB:.2f}, time {step.wall_s / COMPARE_TIME_LIMIT_S:.2f}")
+        compare_in(Path(tmp), base_url, items)
+
+
+def build_compare_runs(root: Path, base_url: str, items: int) -> tuple[str, str]:
+    """The suite and the candidate run (v2) of a project whose baseline is run v1; built unless the
+    folder holds them from an earlier build of the same size."""
+    built = root / "built.json"
+    if built.is_file():
+        record = json.loads(built.read_text(encoding="utf-8"))
+        if record["items"] == items:
+            print(f"  reusing the runs built in {root}")
+            return record["suite"], record["candidate"]
+        raise SystemExit(f"{root} holds runs of {record['items']:,} items, not {items:,}: use another folder")
+    suite = str(write_suite_project(root, base_url, items))
+    show(evalbatch("run v1", "run", suite, "--new"))
+    baseline_run = latest_run(root)
+    show(evalbatch("baseline set", "baseline", "set", suite, "--from", baseline_run))
+    show(evalbatch("run v2", "run", suite, "--new", "--prompt-version", "v2"))
+    candidate = latest_run(root)
+    built.write_text(json.dumps({"items": items, "suite": suite, "candidate": candidate}), encoding="utf-8")
+    return suite, candidate
+
+
+def compare_in(root: Path, base_url: str, items: int) -> None:
+    suite, candidate = build_compare_runs(root, base_url, items)
+    size = (root / "baselines" / "bench" / "production.json").stat().st_size
+    print(f"  baseline file: {size / 1e6:.1f} MB")
+    for name, args, ok in (("compare", ("compare", candidate, "--suite", suite), (0,)),
+                           ("gate", ("gate", candidate, "--suite", suite), (0, 1, 3))):
+        # The process's CPU time (user + system) as well: on a loaded machine wall time says
+        # more about the neighbours than about the command.
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        step = evalbatch(name, *args, ok=ok)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        show(step)
+        print(f"    CPU {cpu:.2f} s; / limits: RSS {step.peak_mb / RSS_LIMIT_MB:.2f}, "
+              f"time {step.wall_s / COMPARE_TIME_LIMIT_S:.2f} (CPU {cpu / COMPARE_TIME_LIMIT_S:.2f})")
+        if name == "gate":
+            folder = next((root / "reports" / "bench").glob(f"*{candidate}*"), None)
+            if folder is not None and (folder / "gate.json").is_file():
+                print(f"    gate.json: {(folder / 'gate.json').stat().st_size / 1e6:.1f} MB")
 
 
 def main() -> None:
@@ -127,6 +163,9 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=200_000)
     parser.add_argument("--compare-items", type=int, default=100_000)
     parser.add_argument("--only", choices=["run", "compare"])
+    parser.add_argument("--compare-project", type=Path,
+                        help="build the compare part's two runs in this folder and keep them; "
+                             "reused when it holds them already")
     args = parser.parse_args()
     server, base_url = start_fake_server()
     try:
@@ -135,7 +174,7 @@ def main() -> None:
         if args.only in (None, "run"):
             measure_runs(base_url, args.small, args.large)
         if args.only in (None, "compare"):
-            measure_compare(base_url, args.compare_items)
+            measure_compare(base_url, args.compare_items, args.compare_project)
     finally:
         server.terminate()
         server.wait(timeout=10)

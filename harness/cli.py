@@ -87,8 +87,8 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
         from harness.compare.sequential import sequential_monitor
 
         monitor = sequential_monitor(plan)
-    console.print(f"{plan.suite.spec.name}: {len(plan.items)} items x {len(plan.suite.spec.targets)} target(s) x "
-                  f"{plan.suite.spec.epochs} epoch(s) = {len(plan.requests)} requests; prompt {plan.prompt.label} "
+    console.print(f"{plan.suite.spec.name}: {plan.item_count} items x {len(plan.suite.spec.targets)} target(s) x "
+                  f"{plan.suite.spec.epochs} epoch(s) = {plan.request_count} requests; prompt {plan.prompt.label} "
                   f"({plan.prompt.fingerprint[:12]})")
     # A CI job being cancelled sends SIGTERM: stop as cleanly as on Ctrl-C.
     stop_on_sigterm()
@@ -98,7 +98,7 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
                                            mode=mode), console)
     except RunInterrupted as stop:
         exit_interrupted(suite, stop)
-    print_summary(console, outcome.lines, outcome.manifest.wall_time_s, SummaryOptions.of_plan(plan))
+    print_summary(console, outcome.summary_source(), outcome.manifest.wall_time_s, SummaryOptions.of_plan(plan))
     print_looks(console, outcome.manifest.looks)
     print_run_metrics(console, outcome.manifest.metrics)
     console.print(f"run {outcome.manifest.run_id}: {outcome.manifest.status}; results in {outcome.folder}")
@@ -124,6 +124,8 @@ def validate(suite: str, prompt_version: str | None, show: int, reports_dir: Pat
     """Check SUITE, its prompt, data and slices, and render every request, without sending anything.
     Every bad record is listed at once; a prompt whose text changed under an unchanged version
     label (against the suite's earlier runs) is warned about, as `run` does."""
+    from itertools import islice
+
     from harness.plan import PlanOptions, plan_run
     from harness.report.request_preview import preview
     from harness.runs.claim import warn_on_relabelled_prompt
@@ -131,11 +133,12 @@ def validate(suite: str, prompt_version: str | None, show: int, reports_dir: Pat
 
     plan = plan_run(suite, PlanOptions(prompt_version=prompt_version))
     first_target = plan.suite.spec.targets[0]
-    for request in [r for r in plan.requests if r.target is first_target and r.sample_index == 0][:show]:
+    shown = (r for r in plan.requests(first_target) if r.sample_index == 0)
+    for request in islice(shown, show):
         click.echo("\n".join(preview(request)))
     warn_on_relabelled_prompt(plan, previous_runs(suite_runs_dir(plan.suite, reports_dir)), _console())
-    click.echo(f"ok: {plan.suite.spec.name}: {len(plan.items)} items in slices {plan.evaluated}, "
-               f"{len(plan.requests)} requests, prompt {plan.prompt.label} ({plan.prompt.fingerprint[:12]})")
+    click.echo(f"ok: {plan.suite.spec.name}: {plan.item_count} items in slices {plan.evaluated}, "
+               f"{plan.request_count} requests, prompt {plan.prompt.label} ({plan.prompt.fingerprint[:12]})")
 
 
 @main.command()
@@ -494,6 +497,9 @@ main.add_command(report)
 from harness.commands.changed import changed  # noqa: E402
 
 main.add_command(changed)
+from harness.commands.ci import ci  # noqa: E402
+
+main.add_command(ci)
 from harness.commands.collect import collect  # noqa: E402
 
 main.add_command(collect)

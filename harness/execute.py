@@ -10,13 +10,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from rich.console import Console
 
 from harness.config.suite import RateLimits
 from harness.cost.pricing import price_for
 from harness.engine.batch.in_run import BatchPart, check_batch_options, run_mode
+from harness.engine.feed import RequestFeed, StoreFeed
 from harness.engine.metrics import run_metrics
 from harness.engine.progress import RichProgress
 from harness.engine.providers.base import ProviderError
@@ -27,10 +28,11 @@ from harness.engine.stages import LookSchedule, StageMonitor
 from harness.engine.states import UNFINISHED_STATES, RequestState
 from harness.engine.store import NewRequest, RunStore, ScoreRow, StoredItem
 from harness.errors import UserError
-from harness.plan import RunPlan
+from harness.plan import RunPlan, batches
+from harness.report.summary import LinesByItem
 from harness.runs.claim import RunChoice, claim_run
 from harness.runs.manifest import Manifest, now_iso, write_manifest
-from harness.runs.results import ResultLine, read_run_lines, summary_lines, write_store_results
+from harness.runs.results import ResultLine, iter_summary_lines, read_run_lines, summary_lines, write_store_results
 from harness.scoring.apply import score_run
 
 
@@ -68,6 +70,13 @@ class RunOutcome:
             return read_run_lines(self.folder)
         # SummaryLine has every attribute the summary and print_what_is_left read.
         return cast(list[ResultLine], summary_lines(self.folder))
+
+    def summary_source(self) -> list[ResultLine] | LinesByItem:
+        """What the end-of-run summary sums: the lines already read, else the store's lines read
+        as they are summed, a (target, item) at a time, so a large run's lines are never all held."""
+        if "lines" in self.__dict__ or self.manifest.options.full_promotion:
+            return self.lines
+        return LinesByItem(cast(Iterator[ResultLine], iter_summary_lines(self.folder, by_item=True)))
 
 
 class RunInterrupted(Exception):
@@ -148,10 +157,11 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
     store.requeue_unfinished()  # what a killed process had in flight is sent again
     if options.retry_failed:
         store.requeue_failed()
-    staged = _staged_work(plan, options.monitor, run.manifest, _unfinished(store))
+    staged = _staged_work(plan, options.monitor, run.manifest)
     mode = run_mode(store, options.mode)
     batch = BatchPart.of_run(plan, run, options, mode, console.print)
-    todo = [[]] if options.collect_only else staged.todo if batch is None else batch.realtime_stages(staged.todo)
+    targets = plan.suite.spec.targets
+    realtime = [] if options.collect_only else targets if batch is None else batch.realtime_targets(targets)
     limits = options.limits or RateLimits()
     manifest = run.manifest.model_copy(update={"status": "running", "ended_at": None, "looks": staged.looks,
                                                "options": run.manifest.options.model_copy(
@@ -177,14 +187,16 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
         write_manifest(folder, manifest.model_copy(update={"looks": looks}))
         return decision.stop
 
-    remaining = sum(len(stage) for stage in todo)
-    total = len(plan.requests) if batch is None else batch.realtime_total(plan.requests)
+    # The realtime engine's share, read from the store stage by stage (requests in a live batch excluded).
+    feeds: list[RequestFeed] = [StoreFeed(store, realtime, wanted) for wanted in staged.stages]
+    remaining = sum(feeds[0].pending(target.label) for target in realtime)
+    total = plan.request_count if batch is None else batch.realtime_total(plan)
     try:
         if batch is not None:
             batch.submit()
         with RichProgress(total, total - remaining, console) as progress:
             engine = Engine(store, run.lanes, plan.suite.spec.engine, progress, _scorer(plan))
-            stopped = asyncio.run(_drive(engine, todo, run.lanes, after_stage if options.monitor else None))
+            stopped = asyncio.run(_drive(engine, feeds, run.lanes, after_stage if options.monitor else None))
         if batch is not None:
             batch.collect()
     except (KeyboardInterrupt, _Terminated) as stop:
@@ -207,49 +219,41 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
 
 @dataclass(frozen=True)
 class StagedWork:
-    """What is left to send, stage by stage, and the look (0-based) after each stage (None: none)."""
+    """What is left to send, stage by stage, and the look (0-based) after each stage (None: none).
+    A stage is a filter on the store's unfinished requests (by item), not a list of them."""
 
-    todo: list[list[WorkRequest]]
+    stages: list[Callable[[str], bool] | None]
+    """Per stage, which items' requests it sends (None: every unfinished request)."""
     stage_looks: list[int | None]
     looks: list[dict[str, Any]]
     """Looks decided by earlier processes, kept as they were."""
     schedule: LookSchedule | None
 
 
-def _unfinished(store: RunStore) -> set[str] | None:
-    """The IDs of the requests left to send; None when none has finished (a new run): then the
-    set of every request ID (tens of MB for a large run) is not built."""
-    counts = store.state_counts()
-    if not any(counts[state] for state in RequestState if state not in UNFINISHED_STATES):
-        return None
-    return store.unfinished_ids()
-
-
-def _staged_work(plan: RunPlan, monitor: StageMonitor | None, manifest: Manifest,
-                 unfinished: set[str] | None) -> StagedWork:
+def _staged_work(plan: RunPlan, monitor: StageMonitor | None, manifest: Manifest) -> StagedWork:
     """The run's stages as planned when it started: a resumed run continues from its next undecided
     look, and what earlier stages left unfinished is sent before that look."""
-    todo_all = list(plan.requests) if unfinished is None else [
-        request for request in plan.requests if request.request_id in unfinished]
     if monitor is None:  # a sample started sequential keeps the looks it had decided
-        return StagedWork([todo_all], [None], list(manifest.looks) if manifest.look_schedule else [],
+        return StagedWork([None], [None], list(manifest.looks) if manifest.look_schedule else [],
                           manifest.look_schedule)
     # Runs from before schedules were stored re-plan from their first look, as they always did.
     schedule, kept = ((manifest.look_schedule, list(manifest.looks)) if manifest.look_schedule is not None
-                      else (monitor.schedule(plan.requests), []))
+                      else (monitor.schedule([item.id for item in plan.items()]), []))
     stage_of = schedule.stage_of()
-    missing = sorted({r.item.id for r in plan.requests} - stage_of.keys())
+    missing = sorted({item.id for item in plan.items()} - stage_of.keys())
     if missing:
         raise UserError(f"run {manifest.run_id}'s sequential schedule does not hold item(s) {missing[:5]}",
                         file=str(plan.suite.path), hint="start a new sample with --new")
     next_look = len(kept)
-    todo: list[list[WorkRequest]] = [[] for _ in range(schedule.looks)]
-    for request in todo_all:
-        todo[max(stage_of[request.item.id], next_look) if next_look < schedule.looks
-             else schedule.looks - 1].append(request)
     if next_look >= schedule.looks:  # every look decided: only retries are left, and no look after them
-        return StagedWork([todo[-1]], [None], kept, schedule)
-    return StagedWork(todo[next_look:], list(range(next_look, schedule.looks)), kept, schedule)
+        return StagedWork([None], [None], kept, schedule)
+
+    def in_stage(stage: int) -> Callable[[str], bool]:
+        # What an earlier stage left unfinished goes with the next undecided look.
+        return lambda item_id: max(stage_of[item_id], next_look) == stage
+
+    stages = list(range(next_look, schedule.looks))
+    return StagedWork([in_stage(stage) for stage in stages], list(stages), kept, schedule)
 
 
 def _stopped_look(manifest: Manifest) -> dict[str, Any] | None:
@@ -290,26 +294,21 @@ def _status(store: RunStore, stopped_by_monitor: bool) -> str:
 
 
 def _store_plan(plan: RunPlan, store: RunStore, run_id: str) -> None:
-    """The requests and their items, so the store alone can rebuild every result line."""
+    """The requests and their items, so the store alone can rebuild every result line; rendered
+    and stored in batches (each its own transaction), so only a batch is ever in memory. A
+    process killed between batches stored part of them; the next one adds the rest (inserts
+    ignore what is there)."""
     store.set_meta("run_id", run_id)
     store.set_meta("work_fingerprint", plan.work_fingerprint)
-    # In batches (each its own transaction): the rows of a whole large run at once would cost
-    # far more memory than the plan itself. A process killed between batches stored part of
-    # them; the next one adds the rest (inserts ignore what is there).
-    for items in _batches(plan.items, _STORE_BATCH):
+    for items in batches(plan.items(), _STORE_BATCH):
         store.add_requests((), (StoredItem(i.id, i.location, tuple(i.slices), i.cluster, i.fields) for i in items))
-    for requests in _batches(plan.requests, _STORE_BATCH):
+    for requests in batches(plan.requests(), _STORE_BATCH):
         store.add_requests(NewRequest(r.request_id, r.item.id, r.target.label, r.sample_index, r.payload())
                            for r in requests)
+    plan.dataset.check_unchanged()
 
 
 _STORE_BATCH = 2000
-_T = TypeVar("_T")
-
-
-def _batches(values: list[_T], size: int) -> Iterator[list[_T]]:
-    for start in range(0, len(values), size):
-        yield values[start:start + size]
 
 
 def _scorer(plan: RunPlan) -> Scorer:
@@ -325,19 +324,18 @@ def _scorer(plan: RunPlan) -> Scorer:
 
 def _write_results(plan: RunPlan, store: RunStore, folder: Path) -> None:
     """Scores and results.jsonl, both streamed through the store in batches."""
-    score_run(store, plan.scorers, plan.items_by_id)
+    score_run(store, plan.scorers)
     write_store_results(folder, store)
 
 
-async def _drive(engine: Engine, stages: list[list[WorkRequest]], lanes: dict[str, TargetLane],
+async def _drive(engine: Engine, stages: list[RequestFeed], lanes: dict[str, TargetLane],
                  after_stage: Callable[[int], bool] | None) -> bool:
     """Runs the stages in order; True when the monitor stopped the run early."""
     try:
         with _signals_cancel(asyncio.current_task()) as stop:
             try:
-                for look, todo in enumerate(stages):
-                    if todo:
-                        await engine.run(todo)
+                for look, feed in enumerate(stages):
+                    await engine.run(feed)
                     if after_stage is not None and after_stage(look):
                         return True
                 return False

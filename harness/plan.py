@@ -1,22 +1,27 @@
-"""From a suite file to the exact list of requests a run will send, with nothing sent yet.
+"""From a suite file to the requests a run will send, with nothing sent yet.
 
 All bad input (suite, prompt, dataset, slices, template variables) surfaces here as a
-UserError, before a run folder is created or a provider is contacted.
+UserError, before a run folder is created or a provider is contacted: a checking pass streams
+the whole dataset and collects every problem. The plan then holds no item and no request:
+`items()` and `requests()` read the dataset again, so a run's memory does not grow with its size.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import dataclass
-from functools import cached_property
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.config.datasets import Dataset, Item, load_dataset_items, sample_items, select_slices, slice_fingerprint
+from harness.config.datasets import DatasetFile, Item, SliceDigest, open_dataset, scan_dataset
 from harness.config.loader import LoadedSuite, load_suite
 from harness.config.problems import InputProblems
 from harness.config.prompts import PromptVersion
-from harness.engine.requests import WorkRequest, build_requests
+from harness.config.selection import Picker, RunSample, SliceCounts, SliceSelection, count_selected, take
+from harness.config.suite import TargetSpec
+from harness.engine.requests import WorkRequest, item_requests, payload_hash, render_item
 from harness.errors import UserError
 from harness.scoring.registry import BoundScorer, ScoringContext, bind_scorers, check_expected_answers
 
@@ -30,37 +35,89 @@ class PlanOptions:
 
 
 @dataclass(frozen=True)
+class PlanTally:
+    """What the checking pass counted over the run's work."""
+
+    item_count: int
+    request_count: int
+    work_fingerprint: str
+    slice_fingerprint: str
+
+
+@dataclass(frozen=True)
+class ItemChoice:
+    """How the run's items are picked from the dataset's stream: the evaluated slices, then the
+    --sample (positions drawn from counts), then the first --limit."""
+
+    slices: SliceSelection
+    sample: RunSample | None = None
+    sample_counts: tuple[int, Counter[str]] = (0, Counter())
+    limit: int | None = None
+
+    def apply(self, items: Iterator[Item]) -> Iterator[Item]:
+        picker = None
+        if self.sample is not None:  # fresh for each pass: a picker counts the positions it has seen
+            total, strata = self.sample_counts
+            picker = Picker(total, sample=self.sample.size, stratify_by=self.sample.stratify_by, strata=strata,
+                            seed=self.sample.seed)
+        return take(self.slices.apply(items), picker, self.limit)
+
+
+@dataclass(frozen=True)
 class RunPlan:
     suite: LoadedSuite
     prompt: PromptVersion
-    dataset: Dataset
+    dataset: DatasetFile
     evaluated: list[str]
-    items: list[Item]
-    requests: list[WorkRequest]
     scorers: list[BoundScorer]
-    options: PlanOptions = PlanOptions()
+    choice: ItemChoice
+    tally: PlanTally
+    options: PlanOptions = field(default_factory=PlanOptions)
 
-    @cached_property
-    def items_by_id(self) -> dict[str, Item]:
-        return {item.id: item for item in self.items}
+    @property
+    def item_count(self) -> int:
+        return self.tally.item_count
 
-    @cached_property
+    @property
+    def request_count(self) -> int:
+        return self.tally.request_count
+
+    @property
     def work_fingerprint(self) -> str:
         """Two plans with the same requests are the same work: a rerun resumes instead of starting over.
         A request ID names its item, not the item's text, so each request's payload (the rendered
         prompt and the generation settings) counts too: a record edited between an interrupt and
         a rerun makes new work instead of mixing outputs of two datasets in one run."""
-        requests = "\n".join(sorted(f"{r.request_id} {_payload_hash(r)}" for r in self.requests))
-        return hashlib.sha256(f"{self.suite.spec.name}\n{requests}".encode()).hexdigest()
+        return self.tally.work_fingerprint
 
-    @cached_property
+    @property
     def slice_fingerprint(self) -> str:
-        return slice_fingerprint(self.dataset, self.suite.spec.slices, self.items)
+        return self.tally.slice_fingerprint
+
+    def items(self) -> Iterator[Item]:
+        """The run's items in dataset order, read from the dataset again."""
+        return self.choice.apply(self.dataset.items())
+
+    def requests(self, target: TargetSpec | None = None) -> Iterator[WorkRequest]:
+        """The run's requests (of one target, or of each target in turn), rendered as they stream:
+        per target, item by item, each item's samples in order."""
+        for each in [target] if target is not None else self.suite.spec.targets:
+            for item in self.items():
+                rendered = render_item(item, self.prompt, InputProblems())  # checked: every item renders
+                if rendered is not None:
+                    yield from item_requests(item, rendered, self.prompt, each, self.suite.spec.epochs)
 
 
-def _payload_hash(request: WorkRequest) -> str:
-    canonical = json.dumps(request.payload(), sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+def batches(values: Iterator, size: int) -> Iterator[list]:
+    """`values` `size` at a time."""
+    batch: list = []
+    for value in values:
+        batch.append(value)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def plan_run(suite_path: str | Path, options: PlanOptions = PlanOptions()) -> RunPlan:
@@ -75,27 +132,87 @@ def plan_run(suite_path: str | Path, options: PlanOptions = PlanOptions()) -> Ru
     scorers = bind_scorers(spec.scorers, ScoringContext(suite_dir=suite.path.parent))
     # Bad records are collected, not raised one at a time: the user sees every one in one pass.
     problems = InputProblems()
-    dataset = load_dataset_items(spec.dataset, suite.resolve, problems)
-    items = _selected_items(suite, dataset, evaluated, options, problems)
-    requests = build_requests(items, prompt, spec.targets, spec.epochs, problems)
-    check_expected_answers(scorers, items, problems)
+    dataset = open_dataset(spec.dataset, suite.resolve)
+    counts = scan_dataset(dataset, spec.slices, problems)
+    choice = _item_choice(suite, dataset, counts, evaluated, options, problems)
+    tally = _check_work(suite, dataset, prompt, scorers, choice, problems)
     problems.raise_if_any()
-    return RunPlan(suite, prompt, dataset, evaluated, items, requests, scorers, options)
+    return RunPlan(suite, prompt, dataset, evaluated, scorers, choice, tally, options)
 
 
-def _selected_items(suite: LoadedSuite, dataset: Dataset, evaluated: list[str], options: PlanOptions,
-                    problems: InputProblems) -> list[Item]:
-    """The items the run covers; a selection that fails (say, a slice left empty because its
+def _item_choice(suite: LoadedSuite, dataset: DatasetFile, counts: SliceCounts, evaluated: list[str],
+                 options: PlanOptions, problems: InputProblems) -> ItemChoice:
+    """How the run picks its items; a selection that fails (say, a slice left empty because its
     records were unreadable) is reported together with the problems already found."""
     try:
-        items = select_slices(dataset, suite.spec.slices, evaluated)
-        if options.sample is not None:
-            gate_sample = suite.spec.gate.sample
-            if gate_sample.stratify_by and any(gate_sample.stratify_by not in i.fields for i in items):
-                raise UserError(f"gate.sample.stratify_by names field {gate_sample.stratify_by!r}, which the "
-                                "records do not all have", file=str(suite.path))
-            items = sample_items(items, options.sample, gate_sample.stratify_by, gate_sample.seed)
+        slices = SliceSelection(suite.spec.slices, evaluated, counts, dataset.source)
+        if options.sample is None:
+            return ItemChoice(slices, limit=options.limit)
+        gate_sample = suite.spec.gate.sample
+        total, strata, all_have = count_selected(slices.apply(dataset.items()), gate_sample.stratify_by)
+        if not all_have:
+            raise UserError(f"gate.sample.stratify_by names field {gate_sample.stratify_by!r}, which the "
+                            "records do not all have", file=str(suite.path))
+        sample = RunSample(options.sample, gate_sample.stratify_by, gate_sample.seed)
+        return ItemChoice(slices, sample, (total, strata), options.limit)
     except UserError as exc:
         problems.add_error(exc)
         raise problems.error() from None
-    return items[:options.limit] if options.limit is not None else items
+
+
+class _WorkFingerprint:
+    """The SHA-256 of the suite's name and the sorted lines "request_id payload_hash" (the value
+    runs have always recorded). The lines are sorted by SQLite in a private temporary file, so the
+    sort never holds a run's lines in memory."""
+
+    def __init__(self) -> None:
+        self.db = sqlite3.connect("")  # private, on disk beyond its page cache, deleted on close
+        self.db.execute("CREATE TABLE lines (line TEXT NOT NULL)")
+        self.pending: list[tuple[str]] = []
+        self.count = 0
+
+    def add(self, request: WorkRequest) -> None:
+        self.pending.append((f"{request.request_id} {payload_hash(request)}",))
+        self.count += 1
+        if len(self.pending) >= 5000:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.db.executemany("INSERT INTO lines(line) VALUES (?)", self.pending)
+        self.pending.clear()
+
+    def hexdigest(self, suite_name: str) -> str:
+        self._flush()
+        digest = hashlib.sha256(f"{suite_name}\n".encode())
+        # ORDER BY on TEXT compares UTF-8 bytes: the order of Python's sorted() on the same strings.
+        for index, (line,) in enumerate(self.db.execute("SELECT line FROM lines ORDER BY line")):
+            digest.update((f"\n{line}" if index else line).encode())
+        self.db.close()
+        return digest.hexdigest()
+
+
+def _check_work(suite: LoadedSuite, dataset: DatasetFile, prompt: PromptVersion, scorers: list[BoundScorer],
+                choice: ItemChoice, problems: InputProblems) -> PlanTally:
+    """The checking pass over the run's items: each renders and holds what each scorer compares
+    with (problems in the order a whole-list check reports them: rendering first, then per
+    scorer); counts and fingerprints are computed on the way."""
+    spec = suite.spec
+    render_problems = InputProblems()
+    answer_problems = [InputProblems() for _ in scorers]
+    work = _WorkFingerprint()
+    items = 0
+    slice_digest = SliceDigest(dataset.fingerprint, spec.slices)
+    for item in choice.apply(dataset.items()):
+        items += 1
+        slice_digest.add(item.id)
+        rendered = render_item(item, prompt, render_problems)
+        for scorer, found in zip(scorers, answer_problems, strict=True):
+            check_expected_answers([scorer], [item], found)
+        if rendered is None:
+            continue
+        for target in spec.targets:
+            for request in item_requests(item, rendered, prompt, target, spec.epochs):
+                work.add(request)
+    for found in (render_problems, *answer_problems):
+        problems.found.extend(found.found)
+    return PlanTally(items, work.count, work.hexdigest(spec.name), slice_digest.hexdigest())

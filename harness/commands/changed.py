@@ -110,6 +110,9 @@ def suite_changes(loaded: LoadedSuite, git: GitRevision | None) -> SuiteChange:
     dependencies = dependencies_of(loaded)
     if git is not None:
         result.reasons = git.changes(loaded, dependencies)
+        if result.has_baseline:  # a new baseline is a new reference: the gate's answer may change
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            result.reasons += git.file_change("baseline", path, digest, git.content(path))
     elif result.has_baseline:
         result.reasons = baseline_changes(loaded, dependencies, read_baseline_header(path).snapshot.fingerprints)
     return result
@@ -179,14 +182,20 @@ class GitRevision:
             if dependency.path is None:
                 continue
             before = self.content(dependency.path)
-            shown = _shown(dependency.path, self.root)
-            if before is None:
-                reasons.append(Reason(dependency.kind, shown, f"not in {self.ref}"))
-            elif hashlib.sha256(before).hexdigest() != dependency.sha256:
-                reasons.append(Reason(dependency.kind, shown, f"differs from {self.ref}"))
-                if dependency.kind == "suite":
-                    reasons += self._target_changes(loaded, before)
+            change = self.file_change(dependency.kind, dependency.path, dependency.sha256, before)
+            reasons += change
+            if change and before is not None and dependency.kind == "suite":
+                reasons += self._target_changes(loaded, before)
         return reasons
+
+    def file_change(self, kind: str, path: Path, sha256: str, before: bytes | None) -> list[Reason]:
+        """The file's change since the revision (`before`: its bytes there), if any."""
+        shown = _shown(path, self.root)
+        if before is None:
+            return [Reason(kind, shown, f"not in {self.ref}")]
+        if hashlib.sha256(before).hexdigest() != sha256:
+            return [Reason(kind, shown, f"differs from {self.ref}")]
+        return []
 
     def _target_changes(self, loaded: LoadedSuite, before: bytes) -> list[Reason]:
         """Which target's settings the suite edit changed (an old suite that no longer parses

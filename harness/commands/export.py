@@ -81,9 +81,9 @@ def store_plan(plan: RunPlan, store: RunStore, run_id: str) -> None:
     """The run's items and requests, as `run` stores them (inserts ignore what is there)."""
     store.set_meta("run_id", run_id)
     store.set_meta("work_fingerprint", plan.work_fingerprint)
-    store.add_requests((), (StoredItem(i.id, i.location, tuple(i.slices), i.cluster, i.fields) for i in plan.items))
+    store.add_requests((), (StoredItem(i.id, i.location, tuple(i.slices), i.cluster, i.fields) for i in plan.items()))
     store.add_requests(NewRequest(r.request_id, r.item.id, r.target.label, r.sample_index, r.payload())
-                       for r in plan.requests)
+                       for r in plan.requests())
 
 
 def request_states(store: RunStore) -> dict[str, RequestState]:
@@ -145,7 +145,7 @@ def export(run: str, fmt: str, include_failed: bool, out: Path | None, suite: Pa
         if include_failed:
             held.store.requeue_failed()
         states = request_states(held.store)
-        todo = [r for r in held.plan.requests if states.get(r.request_id) in SENDABLE]
+        todo = [r for r in held.plan.requests() if states.get(r.request_id) in SENDABLE]
         failed = sum(1 for state in states.values() if state == RequestState.FAILED_TERMINAL)
         if failed:
             out_console.print(f"{failed} request(s) failed terminally and are not exported; add --failed to "

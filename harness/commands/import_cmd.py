@@ -76,7 +76,7 @@ def import_outputs(run: str, file: Path, requests_file: Path | None, suite: Path
     Exit code 1 when error lines were recorded."""
     out = console()
     with held_run(run, suite, reports_dir) as held:
-        requests = {r.request_id: r for r in held.plan.requests}
+        requests = {r.request_id: r for r in held.plan.requests()}
         maker = BodyMaker()
         problems = _check_requests_file(requests_file, requests, maker) if requests_file else []
         checked = _check_outputs(file, requests, maker, problems)
@@ -211,7 +211,7 @@ def _finish(held: HeldRun) -> str:
     from harness.scoring.apply import score_run
 
     store = held.store
-    score_run(store, held.plan.scorers, held.plan.items_by_id)
+    score_run(store, held.plan.scorers)
     write_store_results(held.folder, store)
     counts = store.state_counts()
     unfinished = any(counts[state] for state in UNFINISHED_STATES) or counts[RequestState.FAILED_TERMINAL]

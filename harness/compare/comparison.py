@@ -7,16 +7,16 @@ import dataclasses
 import enum
 import math
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from harness.compare.columns import SideColumns
 from harness.compare.drift import DriftInput, DriftReport, SignalKind, check_drift
 from harness.compare.paired import PairedComparison, PairedScores, compare_paired
 from harness.compare.power import final_bound
-from harness.compare.snapshot import RunSnapshot, is_refusal
+from harness.compare.snapshot import RunSnapshot
 from harness.compare.verdict import GateVerdict, GuardrailCheck, MetricPolicy, combine, decide, guardrail_check
 from harness.config.suite import DRIFT_SIGNALS, GateMetric, GateSpec, GuardrailSpec
 from harness.errors import UserError
@@ -115,25 +115,26 @@ def compare(baseline: RunSnapshot, candidate: RunSnapshot, gate: GateSpec, basel
     if not pairing.common:
         raise UserError("the baseline and the candidate share no items")
     ids = pairing.common
+    sides = _Sides(baseline, candidate, ids)
     metrics = [m for m in candidate.metrics if m in baseline.metrics]
-    results = [MetricResult(m, _compare(baseline, candidate, ids, m)) for m in metrics]
+    results = [MetricResult(m, sides.compare(m)) for m in metrics]
     by_metric = {r.metric: r.comparison for r in results}
     primaries = _primaries(gate, metrics)
     where = "+".join(candidate.fingerprints.evaluated)
     critical_z = _critical_z(candidate, gate)
     verdicts = [decide(by_metric[g.metric], MetricPolicy(f"{g.metric} (slice {where})", g.margin, g.higher_is_better,
                                                          gate.alpha, critical_z=critical_z)) for g in primaries]
-    signals = _Signals(baseline, candidate, ids)
-    guarded = [_guardrail(signals, spec, gate.alpha) for spec in gate.guardrails]
+    guarded = [_guardrail(sides, spec, gate.alpha) for spec in gate.guardrails]
     guardrails = [check for _, check in guarded]
-    subsets = _subsets(baseline, candidate, ids, gate, [g.metric for g in primaries])
+    subsets = _subsets(sides, gate, [g.metric for g in primaries])
     slice_checks = [guardrail_check(s.comparison, MetricPolicy(f"{s.subset} {s.metric}", alpha=gate.alpha,
                                                                higher_is_better=_higher(gate, s.metric)))
                     for s in subsets]
     report = ComparisonReport(
         baseline_label=baseline_label, candidate_run=candidate.run_id, pairing=pairing, metrics=results,
-        subsets=subsets, flaky=_flaky(candidate, ids), epochs=_epoch_stats(candidate, ids),
-        drift=_drift(signals), gate=combine(verdicts, guardrails, slice_checks),
+        subsets=subsets, flaky=_flaky(sides.candidate, candidate.binary_metrics),
+        epochs=_epoch_stats(sides.candidate, candidate.binary_metrics),
+        drift=_drift(sides), gate=combine(verdicts, guardrails, slice_checks),
         primary_metrics=[g.metric for g in primaries], slice_label=where,
         guardrail_results=[MetricResult(spec.metric, comparison)
                            for spec, (comparison, _) in zip(gate.guardrails, guarded, strict=True)])
@@ -144,18 +145,18 @@ def compare(baseline: RunSnapshot, candidate: RunSnapshot, gate: GateSpec, basel
     if candidate.unfinished_items:
         report.notes.append(f"{candidate.unfinished_items} item(s) of the candidate were never finished "
                             "(stopped early or interrupted) and are not compared")
-    report.notes.extend(_failed_notes(baseline, candidate, ids))
+    report.notes.extend(_failed_notes(baseline, candidate, sides))
     if pairing.only_baseline or pairing.only_candidate:
         report.notes.append(f"{len(pairing.only_baseline)} item(s) only in the baseline and "
                             f"{len(pairing.only_candidate)} only in the candidate were left out of the pairing")
     return report
 
 
-def _failed_notes(baseline: RunSnapshot, candidate: RunSnapshot, ids: list[str]) -> list[str]:
+def _failed_notes(baseline: RunSnapshot, candidate: RunSnapshot, sides: _Sides) -> list[str]:
     """How the paired items whose requests failed were counted on each side."""
     notes = []
-    for side, snapshot in (("baseline", baseline), ("candidate", candidate)):
-        failed = sum(snapshot.items[i].failed > 0 for i in ids)
+    for side, snapshot, columns in (("baseline", baseline, sides.baseline), ("candidate", candidate, sides.candidate)):
+        failed = columns.failed()
         if not failed:
             continue
         if snapshot.failed_as_zero:
@@ -188,137 +189,94 @@ def _higher(gate: GateSpec, metric: str) -> bool:
     return next((g.higher_is_better for g in gate.primary if g.metric == metric), True)
 
 
-def _scores(snapshot: RunSnapshot, ids: list[str], metric: str) -> np.ndarray:
-    return _matrix([snapshot.items[i].scores.get(metric, [None]) for i in ids])
-
-
-def _matrix(rows: Sequence[Sequence[float | None]]) -> np.ndarray:
-    """Items x epochs, NaN where an epoch has no value (or the item fewer epochs): the paired
-    statistics take a matrix as it is, where a list of lists is converted item by item."""
-    width = max((len(row) for row in rows), default=1)
-    if all(len(row) == width for row in rows):
-        return np.array(rows, dtype=float).reshape(len(rows), width)  # None becomes NaN
-    matrix = np.full((len(rows), width), np.nan)
-    for index, row in enumerate(rows):
-        matrix[index, :len(row)] = np.array(row, dtype=float)
-    return matrix
-
-
-def _clusters(snapshot: RunSnapshot, ids: list[str]) -> list[str] | None:
-    clusters = [snapshot.items[i].cluster for i in ids]
-    return None if all(c is None for c in clusters) else [c if c is not None else f"item:{i}"
-                                                            for c, i in zip(clusters, ids, strict=True)]
-
-
-def _compare(baseline: RunSnapshot, candidate: RunSnapshot, ids: list[str], metric: str) -> PairedComparison:
-    return compare_paired(PairedScores(_scores(baseline, ids, metric), _scores(candidate, ids, metric),
-                                       _clusters(baseline, ids)))
-
-
-class _Signals:
-    """The drift signals of both sides on the paired items, each computed once per comparison
-    (guardrails and drift checks share them)."""
+class _Sides:
+    """Both sides of the paired items as columns; clusters are the baseline's."""
 
     def __init__(self, baseline: RunSnapshot, candidate: RunSnapshot, ids: list[str]) -> None:
-        self.baseline, self.candidate, self.ids = baseline, candidate, ids
-        self.memo: dict[tuple[str, str], np.ndarray] = {}
+        self.baseline, self.candidate = SideColumns(baseline, ids), SideColumns(candidate, ids)
+        self.ids = ids
 
-    def matrix(self, side: str, signal: str) -> np.ndarray:
-        """Items x epochs of `signal` for side "baseline" or "candidate"."""
-        if (side, signal) not in self.memo:
-            snapshot = self.baseline if side == "baseline" else self.candidate
-            self.memo[(side, signal)] = _signal_matrix(snapshot, self.ids, signal)
-        return self.memo[(side, signal)]
-
-
-def _signal_matrix(snapshot: RunSnapshot, ids: list[str], signal: str) -> np.ndarray:
-    """Items x epochs of one drift signal. Outputs repeat (labels, short answers): each distinct
-    output is judged once."""
-    if signal == "output_length":
-        return _matrix([snapshot.items[i].output_lengths for i in ids])
-    judge = _is_empty if signal == "empty_output" else is_refusal
-    judged: dict[str | None, float] = {None: math.nan}
-
-    def value(output: str | None) -> float:
-        found = judged.get(output)
-        if found is None:
-            found = judged[output] = float(judge(output))
-        return found
-
-    return _matrix([[value(output) for output in snapshot.items[i].outputs] for i in ids])
+    def compare(self, metric: str, rows: np.ndarray | None = None, signal: bool = False) -> PairedComparison:
+        """A scorer's metric (or with `signal`, a drift signal) on all paired items, or on `rows` of them."""
+        if signal:
+            base, cand = self.baseline.signal(metric), self.candidate.signal(metric)
+        else:
+            base, cand = self.baseline.scores(metric), self.candidate.scores(metric)
+        clusters = self.baseline.clusters()
+        if rows is not None:
+            base, cand = base[rows], cand[rows]
+            clusters = None if clusters is None else clusters[rows]
+        return compare_paired(PairedScores(base, cand, clusters))
 
 
-def _is_empty(output: str | None) -> bool:
-    return output is not None and not output.strip()
-
-
-def _guardrail(signals: _Signals, spec: GuardrailSpec, alpha: float) -> tuple[PairedComparison, GuardrailCheck]:
-    baseline, candidate, ids = signals.baseline, signals.candidate, signals.ids
-    if spec.metric in DRIFT_SIGNALS:
-        base = signals.matrix("baseline", spec.metric)
-        cand = signals.matrix("candidate", spec.metric)
-        comparison = compare_paired(PairedScores(base, cand, _clusters(baseline, ids)))
-        # More empty outputs or refusals is worse; for length the suite says which way is bad.
-        higher = spec.higher_is_better if spec.metric == "output_length" else False
-    else:
-        comparison, higher = _compare(baseline, candidate, ids, spec.metric), spec.higher_is_better
+def _guardrail(sides: _Sides, spec: GuardrailSpec, alpha: float) -> tuple[PairedComparison, GuardrailCheck]:
+    comparison = sides.compare(spec.metric, signal=spec.metric in DRIFT_SIGNALS)
+    # More empty outputs or refusals is worse; for length the suite says which way is bad.
+    higher = False if spec.metric in DRIFT_SIGNALS and spec.metric != "output_length" else spec.higher_is_better
     policy = MetricPolicy(spec.metric, higher_is_better=higher, alpha=alpha)
     return comparison, guardrail_check(comparison, policy, spec.blocking)
 
 
-def _subsets(baseline: RunSnapshot, candidate: RunSnapshot, ids: list[str], gate: GateSpec,
-             metrics: list[str]) -> list[SubsetResult]:
-    groups: dict[str, list[str]] = {}
+def _subsets(sides: _Sides, gate: GateSpec, metrics: list[str]) -> list[SubsetResult]:
+    groups: dict[str, np.ndarray] = {}
     for name in gate.slices:
-        groups[f"slice={name}"] = [i for i in ids if name in candidate.items[i].slices]
+        groups[f"slice={name}"] = np.flatnonzero(sides.candidate.in_slice(name))
     if gate.category_field:
-        values = sorted({baseline.items[i].fields.get(gate.category_field, "") for i in ids})
-        for value in values:
-            groups[f"{gate.category_field}={value}"] = [
-                i for i in ids if baseline.items[i].fields.get(gate.category_field, "") == value]
-    return [SubsetResult(name, metric, _compare(baseline, candidate, members, metric))
+        values = np.array(sides.baseline.field(gate.category_field), dtype=object)
+        for value in sorted(set(values)):
+            groups[f"{gate.category_field}={value}"] = np.flatnonzero(values == value)
+    return [SubsetResult(name, metric, sides.compare(metric, members))
             for name, members in groups.items() if len(members) >= 2 for metric in metrics]
 
 
-def _flaky(candidate: RunSnapshot, ids: list[str]) -> list[FlakyItem]:
+def _epochs_of(candidate: SideColumns, metric: str) -> np.ndarray:
+    """The candidate's scored epochs of `metric` per item, as a mask over its matrix."""
+    return ~np.isnan(candidate.scores(metric))
+
+
+def _flaky(candidate: SideColumns, binary_metrics: list[str]) -> list[FlakyItem]:
     flaky = []
-    for metric in candidate.binary_metrics:
-        for item_id in ids:
-            values = [v for v in candidate.items[item_id].scores.get(metric, []) if v is not None]
-            if len(values) > 1 and len(set(values)) > 1:
+    for metric in binary_metrics:
+        scores = candidate.scores(metric)
+        if scores.shape[1] < 2:
+            continue  # one epoch per item: nothing can disagree
+        for row in np.flatnonzero(np.nanmax(scores, axis=1, initial=-np.inf) != np.nanmin(scores, axis=1,
+                                                                                       initial=np.inf)):
+            values = [float(v) for v in scores[row] if not np.isnan(v)]
+            if len(values) > 1:
                 agreement = max(Counter(values).values()) / len(values)
-                flaky.append(FlakyItem(item_id, metric, values, agreement))
+                flaky.append(FlakyItem(candidate.ids[row], metric, values, agreement))
     return sorted(flaky, key=lambda f: (f.agreement, f.item_id))
 
 
-def _epoch_stats(candidate: RunSnapshot, ids: list[str]) -> list[EpochStats]:
+def _epoch_stats(candidate: SideColumns, binary_metrics: list[str]) -> list[EpochStats]:
     stats = []
-    for metric in candidate.binary_metrics:
-        per_item = [[v for v in candidate.items[i].scores.get(metric, []) if v is not None] for i in ids]
-        per_item = [values for values in per_item if values]
-        k = max((len(values) for values in per_item), default=0)
+    for metric in binary_metrics:
+        scores = candidate.scores(metric)
+        counts = (~np.isnan(scores)).sum(axis=1)
+        scored = counts > 0
+        k = int(counts.max(initial=0))
         if k > 1:
-            stats.append(EpochStats(metric, k, float(np.mean([np.mean(v) for v in per_item])),
-                                    float(np.mean([all(x == 1.0 for x in v) for v in per_item]))))
+            means = np.nansum(scores[scored], axis=1) / counts[scored]
+            all_pass = np.all(np.isnan(scores[scored]) | (scores[scored] == 1.0), axis=1)
+            stats.append(EpochStats(metric, k, float(np.mean(means)), float(np.mean(all_pass))))
     return stats
 
 
-def _drift(signals: _Signals) -> DriftReport | None:
+def _drift(sides: _Sides) -> DriftReport | None:
     """Signals that need no ground truth, on the first sample of each paired item."""
-    baseline, candidate, ids = signals.baseline, signals.candidate, signals.ids
     inputs = []
-    base_items, cand_items = [baseline.items[i] for i in ids], [candidate.items[i] for i in ids]
-    if all(item.labels and item.labels[0] is not None for item in base_items + cand_items):
-        inputs.append(DriftInput("label distribution", SignalKind.LABELS,
-                                 [b.labels[0] for b in base_items], [c.labels[0] for c in cand_items], paired=True))
+    base_labels = [item.labels[0] if item.labels else None for item in sides.baseline.items]
+    cand_labels = [item.labels[0] if item.labels else None for item in sides.candidate.items]
+    if None not in base_labels and None not in cand_labels:
+        inputs.append(DriftInput("label distribution", SignalKind.LABELS, base_labels, cand_labels, paired=True))
     for signal in DRIFT_SIGNALS:
         kind = SignalKind.CONTINUOUS if signal == "output_length" else SignalKind.RATE
-        first_base = signals.matrix("baseline", signal)[:, 0]
-        first_cand = signals.matrix("candidate", signal)[:, 0]
+        first_base = sides.baseline.signal(signal)[:, 0]
+        first_cand = sides.candidate.signal(signal)[:, 0]
         keep = ~(np.isnan(first_base) | np.isnan(first_cand))
-        base, cand = first_base[keep].tolist(), first_cand[keep].tolist()
-        if len(base) >= 2:
-            inputs.append(DriftInput(signal.replace("_", " "), kind, base, cand, paired=True))
+        if int(keep.sum()) >= 2:
+            inputs.append(DriftInput(signal.replace("_", " "), kind, first_base[keep], first_cand[keep], paired=True))
     return check_drift(inputs) if inputs else None
 
 

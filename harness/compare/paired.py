@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
-from scipy import stats
 
+from harness.compare.distributions import chi2_sf, mcnemar_exact_p, norm_isf, t_ppf, wilcoxon_zsplit_p
+from harness.compare.distributions import wilson_interval as _wilson
 from harness.compare.paired_binary import score_interval
 from harness.compare.power import ErrorRates, minimum_detectable_effect
+from harness.compare.sign_flip import sign_flip_p
 
 __all__ = [
     "ScoreKind",
@@ -34,6 +36,7 @@ __all__ = [
     "DeltaStatistics",
     "PairedComparison",
     "delta_statistics",
+    "cluster_codes",
     "item_means",
     "compare_paired",
     "LabelShiftTest",
@@ -60,8 +63,9 @@ class PairedScores:
 
     baseline: ScoreInput
     candidate: ScoreInput
-    cluster_ids: Sequence[Hashable] | None = None
-    """Optional source ID per item (document, conversation) for clustered SEs."""
+    cluster_ids: Sequence[Hashable] | np.ndarray | None = None
+    """Optional source ID per item (document, conversation) for clustered SEs. IDs are told apart
+    as text; an integer array is taken as cluster codes as they are (no text conversion)."""
 
 
 @dataclass(frozen=True)
@@ -113,11 +117,12 @@ class DeltaStatistics:
 
     def interval(self, level: float) -> tuple[np.ndarray, np.ndarray]:
         """Two-sided CLT interval mean +- t_{df, (1+level)/2} * SE."""
-        half_width = stats.t.ppf(0.5 + level / 2.0, self.df) * self.se
+        half_width = t_ppf(0.5 + level / 2.0, self.df) * self.se
         return self.mean - half_width, self.mean + half_width
 
 
-def delta_statistics(deltas: np.ndarray, cluster_ids: Sequence[Hashable] | None = None) -> DeltaStatistics:
+def delta_statistics(deltas: np.ndarray, cluster_ids: Sequence[Hashable] | np.ndarray | None = None
+                     ) -> DeltaStatistics:
     """Mean of d along the last axis with the CLT or clustered SE.
 
     Clustered: SE^2 = C/(C-1) * sum_c (sum_{i in c} (d_i - mean))^2 / n^2, the
@@ -134,7 +139,7 @@ def delta_statistics(deltas: np.ndarray, cluster_ids: Sequence[Hashable] | None 
             raise ValueError("need at least 2 items for a standard error")
         variance = (residuals**2).sum(axis=-1) / (n * (n - 1))
         return DeltaStatistics(mean, np.sqrt(variance), n - 1)
-    _, codes = np.unique(np.asarray(cluster_ids, dtype=object).astype(str), return_inverse=True)
+    codes = cluster_codes(cluster_ids)
     n_clusters = int(codes.max()) + 1 if n else 0
     if n_clusters < 2:
         raise ValueError("need at least 2 clusters for a clustered standard error")
@@ -146,6 +151,15 @@ def delta_statistics(deltas: np.ndarray, cluster_ids: Sequence[Hashable] | None 
         *residuals.shape[:-1], n_clusters)
     variance = n_clusters / (n_clusters - 1) * (cluster_sums**2).sum(axis=-1) / n**2
     return DeltaStatistics(mean, np.sqrt(variance), n_clusters - 1)
+
+
+def cluster_codes(cluster_ids: Sequence[Hashable] | np.ndarray) -> np.ndarray:
+    """Cluster numbers 0..C-1 in the sorted order of the IDs as text; integer codes (already
+    numbered in that order) are renumbered without going through text, which for 100,000 items
+    is most of a comparison's cluster work."""
+    if isinstance(cluster_ids, np.ndarray) and np.issubdtype(cluster_ids.dtype, np.integer):
+        return np.unique(cluster_ids, return_inverse=True)[1].reshape(-1)
+    return np.unique(np.asarray(cluster_ids, dtype=object).astype(str), return_inverse=True)[1].reshape(-1)
 
 
 @dataclass(frozen=True)
@@ -249,7 +263,7 @@ def compare_paired(scores: PairedScores, options: ComparisonOptions = Comparison
     cand = _item_scores(scores.candidate)
     if len(base.means) != len(cand.means):
         raise ValueError(f"runs not aligned: {len(base.means)} baseline vs {len(cand.means)} candidate items")
-    clusters = None if scores.cluster_ids is None else np.asarray(scores.cluster_ids, dtype=object).astype(str)
+    clusters = None if scores.cluster_ids is None else cluster_codes(scores.cluster_ids)
     if clusters is not None and len(clusters) != len(base.means):
         raise ValueError(f"{len(clusters)} cluster IDs for {len(base.means)} items")
 
@@ -265,7 +279,7 @@ def compare_paired(scores: PairedScores, options: ComparisonOptions = Comparison
     test = _secondary_test(paired, binary, options)
     score_ci = binary and paired.clusters is None
     if score_ci:
-        critical = float(stats.norm.isf((1.0 - options.ci_level) / 2.0))
+        critical = float(norm_isf((1.0 - options.ci_level) / 2.0))
         interval = score_interval(int(np.sum(paired.d < 0)), int(np.sum(paired.d > 0)), paired.n, critical)
         uncertainty = dataclasses.replace(uncertainty, ci=interval)
     return PairedComparison(
@@ -296,7 +310,7 @@ def compare_paired(scores: PairedScores, options: ComparisonOptions = Comparison
 
 @dataclass(frozen=True)
 class _Paired:
-    """Differences d_i of the items kept, with their cluster IDs (as strings)."""
+    """Differences d_i of the items kept, with their cluster codes (`cluster_codes`)."""
 
     d: np.ndarray
     clusters: np.ndarray | None
@@ -344,7 +358,7 @@ def _uncertainty(paired: _Paired, options: ComparisonOptions, notes: list[str]) 
     if paired.n_clusters is not None and paired.n_clusters < 2:
         notes.append("fewer than 2 clusters: no clustered standard error")
         return _Uncertainty()
-    summary = delta_statistics(paired.d, None if paired.clusters is None else list(paired.clusters))
+    summary = delta_statistics(paired.d, paired.clusters)
     se = float(summary.se)
     lower, upper = summary.interval(options.ci_level)
     # Equal differences leave rounding noise (~1e-17), not a real spread.
@@ -371,25 +385,14 @@ def _secondary_test(paired: _Paired, binary: bool, options: ComparisonOptions) -
         return _SecondaryTest("none (all differences are zero)", 1.0)
     if binary:
         b, c = int(np.sum(paired.d < 0)), int(np.sum(paired.d > 0))
-        return _SecondaryTest("exact McNemar", float(stats.binomtest(c, b + c, 0.5).pvalue))
+        return _SecondaryTest("exact McNemar", mcnemar_exact_p(b, c))
     if paired.n < options.permutation_below_n:
         return _SecondaryTest("sign-flip permutation", _sign_flip_p(paired.d, options))
-    return _SecondaryTest("Wilcoxon signed-rank (zsplit)", float(stats.wilcoxon(paired.d, zero_method="zsplit").pvalue))
+    return _SecondaryTest("Wilcoxon signed-rank (zsplit)", wilcoxon_zsplit_p(paired.d))
 
 
 def _sign_flip_p(values: np.ndarray, options: ComparisonOptions) -> float:
-    # One value: its two sign patterns have the same |mean|, so p = 1.
-    if len(values) < 2 or not np.any(values != 0.0):
-        return 1.0
-    result = stats.permutation_test(
-        (values,),
-        lambda x, axis: np.mean(x, axis=axis),
-        permutation_type="samples",
-        vectorized=True,
-        n_resamples=options.n_resamples,
-        rng=np.random.default_rng(options.seed),
-    )
-    return float(result.pvalue)
+    return sign_flip_p(values, options.n_resamples, options.seed)
 
 
 def _bootstrap_ci(
@@ -402,6 +405,8 @@ def _bootstrap_ci(
     if not eligible or len(d) < 3 or np.ptp(d) == 0.0:
         notes.append("bootstrap CI skipped: only for continuous, unclustered, non-constant differences")
         return None
+    from scipy import stats
+
     result = stats.bootstrap(
         (candidate, baseline),
         lambda x, y, axis: np.mean(x - y, axis=axis),
@@ -467,14 +472,9 @@ def stuart_maxwell(baseline_labels: Sequence[Hashable], candidate_labels: Sequen
     shift = (reduced.sum(axis=0) - reduced.sum(axis=1)) / n_obs
     covariance = laplacian / n_obs
     statistic = float(n_obs * shift @ np.linalg.pinv(covariance) @ shift)
-    return LabelShiftTest(statistic, rank, float(stats.chi2.sf(statistic, rank)), len(base), categories)
+    return LabelShiftTest(statistic, rank, float(chi2_sf(statistic, rank)), len(base), categories)
 
 
 def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a single rate; (0, 1) when n = 0 (nothing known)."""
-    if n == 0:
-        return 0.0, 1.0
-    if not 0 <= successes <= n:
-        raise ValueError(f"need 0 <= successes <= n, got {successes} of {n}")
-    ci = stats.binomtest(successes, n).proportion_ci(confidence_level=level, method="wilson")
-    return float(ci.low), float(ci.high)
+    return _wilson(successes, n, level)

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
-from scipy import integrate, optimize, stats
 
+from harness.compare.distributions import norm_cdf, norm_isf, norm_pdf, norm_ppf, norm_sf
 from harness.compare.paired_binary import CONTINUITY, restricted_mle
 
 __all__ = [
@@ -73,12 +73,12 @@ class ErrorRates:
     def z_alpha(self) -> float:
         """Critical value for the type I error."""
         tail = self.alpha / 2.0 if self.two_sided else self.alpha
-        return float(stats.norm.isf(tail))
+        return float(norm_isf(tail))
 
     @property
     def z_power(self) -> float:
         """Normal quantile of the power."""
-        return float(stats.norm.ppf(self.power))
+        return float(norm_ppf(self.power))
 
 
 NON_INFERIORITY_RATES = ErrorRates(alpha=0.025, power=0.8, two_sided=False)
@@ -178,7 +178,7 @@ def obrien_fleming_spending(information_fraction: float | np.ndarray, alpha: flo
     """Cumulative one-sided alpha spent by information fraction t (Lan-DeMets OBF)."""
     t = np.asarray(information_fraction, dtype=float)
     with np.errstate(divide="ignore"):
-        spent = 2.0 - 2.0 * stats.norm.cdf(stats.norm.isf(alpha / 2.0) / np.sqrt(t))
+        spent = 2.0 - 2.0 * norm_cdf(norm_isf(alpha / 2.0) / np.sqrt(t))
     return np.where(t > 0.0, spent, 0.0)
 
 
@@ -200,16 +200,18 @@ class _Continuation:
 
 def _first_look(t: float, drift: float, bound: float) -> tuple[float, _Continuation]:
     sd = math.sqrt(t)
-    cross = float(stats.norm.sf(bound - drift * sd))
+    cross = float(norm_sf(bound - drift * sd))
     grid = np.linspace(min(drift * t - _TAIL_SD * sd, bound * sd - 1.0), bound * sd, _GRID_POINTS)
-    density = stats.norm.pdf(grid, loc=drift * t, scale=sd)
+    density = norm_pdf(grid, loc=drift * t, scale=sd)
     return cross, _Continuation(t, grid, density)
 
 
 def _cross_probability(state: _Continuation, t: float, drift: float, bound: float) -> float:
     """P(no earlier crossing and Z(t) >= bound)."""
     step_sd = math.sqrt(t - state.t)
-    tail = stats.norm.sf((bound * math.sqrt(t) - state.grid - drift * (t - state.t)) / step_sd)
+    tail = norm_sf((bound * math.sqrt(t) - state.grid - drift * (t - state.t)) / step_sd)
+    from scipy import integrate  # sequential designs only: not imported for every comparison
+
     return float(integrate.simpson(state.density * tail, x=state.grid))
 
 
@@ -219,6 +221,8 @@ def _advance(state: _Continuation, t: float, drift: float, bound: float) -> _Con
     grid = np.linspace(min(drift * t - _TAIL_SD * sd, bound * sd - 1.0), bound * sd, _GRID_POINTS)
     standardized = (grid[:, None] - state.grid[None, :] - drift * (t - state.t)) / step_sd
     kernel = np.exp(-0.5 * standardized**2) / (math.sqrt(2.0 * math.pi) * step_sd)
+    from scipy import integrate
+
     density = integrate.simpson(kernel * state.density[None, :], x=state.grid, axis=1)
     return _Continuation(t, grid, density)
 
@@ -254,7 +258,7 @@ def plan_group_sequential(information_fractions: tuple[float, ...], alpha: float
     """
     t = _validated_fractions(information_fractions)
     increments = np.diff(np.concatenate([[0.0], obrien_fleming_spending(t, alpha)]))
-    bounds = [float(stats.norm.isf(increments[0]))]
+    bounds = [float(norm_isf(increments[0]))]
     _, state = _first_look(float(t[0]), 0.0, bounds[0])
     for t_k, spend in zip(t[1:], increments[1:], strict=True):
         b_k = _solve_boundary(state, float(t_k), float(spend))
@@ -265,6 +269,8 @@ def plan_group_sequential(information_fractions: tuple[float, ...], alpha: float
 
 def _solve_boundary(state: _Continuation, t: float, spend: float) -> float:
     """Boundary at t whose crossing probability (given no earlier crossing) is `spend`."""
+    from scipy import optimize
+
     return float(optimize.brentq(lambda b: _cross_probability(state, t, 0.0, b) - spend, -10.0, 40.0, xtol=1e-10))
 
 
@@ -285,9 +291,11 @@ def max_items_inflation(plan: GroupSequentialPlan, power: float = 0.8) -> float:
     superiority formulas), multiply by this factor, and look at the planned
     information fractions of the inflated n.
     """
-    fixed_drift = float(stats.norm.isf(plan.alpha) + stats.norm.ppf(power))
+    fixed_drift = float(norm_isf(plan.alpha) + norm_ppf(power))
     # Spending alpha early only ever costs power, so the drift lies above the
     # fixed-sample one; OBF designs need a few percent more, never 4x.
+    from scipy import optimize
+
     drift = optimize.brentq(lambda x: _success_probability(plan, x) - power, fixed_drift, 2.0 * fixed_drift, xtol=1e-8)
     return (drift / fixed_drift) ** 2
 

@@ -20,6 +20,7 @@ from harness.engine.store import RunStore
 from harness.runs.results import read_results_file, run_source, scalar_fields
 
 _BATCH = 2000
+_STATES = {state.value: state for state in RequestState}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +88,7 @@ class _StoreReader:
             while rows := cursor.fetchmany(_BATCH):
                 scores = self._scores([row[0] for row in rows])
                 for row in rows:
-                    yield RunRow(row[1], row[2], RequestState(row[3]), row[4], row[5], row[6], row[7],
+                    yield RunRow(row[1], row[2], _STATES.get(row[3]) or RequestState(row[3]), row[4], row[5], row[6], row[7],
                                  self._slices(row[8]), row[9], self._fields(row), scores.get(row[0], {}))
 
     def _slices(self, text: str | None) -> tuple[str, ...]:

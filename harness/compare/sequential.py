@@ -11,7 +11,7 @@ alpha))`, since the earlier looks spent part of alpha.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,16 +81,16 @@ class SequentialMonitor:
 
     def stages(self, requests: list[WorkRequest]) -> list[list[WorkRequest]]:
         """The requests cut into the schedule's stages (all epochs of an item in one stage)."""
-        stage_of = self.schedule(requests).stage_of()
+        stage_of = self.schedule([request.item.id for request in requests]).stage_of()
         stages: list[list[WorkRequest]] = [[] for _ in range(self.gate.sample.looks)]
         for request in requests:
             stages[stage_of[request.item.id]].append(request)
         return stages
 
-    def schedule(self, requests: list[WorkRequest]) -> LookSchedule:
+    def schedule(self, item_ids: Iterable[str]) -> LookSchedule:
         """Items shuffled with the sample's seed, then cut into equal stages, so an early look sees
         a random part of the sample, not its head; with each look's Lan-DeMets O'Brien-Fleming bound."""
-        items = sorted({r.item.id for r in requests})
+        items = sorted(set(item_ids))
         random.Random(self.gate.sample.seed).shuffle(items)
         looks = self.gate.sample.looks
         stages: list[list[str]] = [[] for _ in range(looks)]

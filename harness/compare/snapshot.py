@@ -149,32 +149,54 @@ class _ItemsBuilder:
             draft = self.drafts[row.item_id] = _Draft(
                 self.slices.setdefault(row.slices, row.slices), _intern(row.cluster), self._fields(row.fields),
                 [[] for _ in self.metrics])
-        draft.add_index(row.sample_index)
-        failed = row.state == RequestState.FAILED_TERMINAL
+        if draft.indexes is not None or row.sample_index != len(draft.outputs):
+            draft.add_index(row.sample_index)
+        state = row.state
+        failed = state is RequestState.FAILED_TERMINAL
+        scores = row.scores
         for position, metric in enumerate(self.metrics):
-            draft.scores[position].append((0.0 if self.failed_as_zero else None) if failed
-                                          else (row.scores.get(metric) or (None, None))[0])
-        output = row.output if row.state == RequestState.SUCCEEDED else None
+            if failed:
+                value = 0.0 if self.failed_as_zero else None
+            else:
+                found = scores.get(metric)
+                value = None if found is None else found[0]
+            draft.scores[position].append(value)
+        output = row.output if state is RequestState.SUCCEEDED else None
         if self.keep_fields is None:
             draft.hashes.append(hashlib.sha256(output.encode()).hexdigest() if output is not None else None)
-        # Short outputs (labels, numbers) repeat across items: one copy each.
-        compact = None if output is None else output[:_COMPACT_CHARS]
-        draft.outputs.append(sys.intern(compact) if compact is not None and len(compact) <= 64 else compact)
-        draft.lengths.append(len(output) if output is not None else None)
-        draft.labels.append(next((_intern(row.scores[m][1]) for m in self.labelled if m in row.scores), None))
+        if output is None:
+            draft.outputs.append(None)
+            draft.lengths.append(None)
+        else:
+            # Short outputs (labels, numbers) repeat across items: one copy each.
+            compact = output[:_COMPACT_CHARS]
+            draft.outputs.append(sys.intern(compact) if len(compact) <= 64 else compact)
+            draft.lengths.append(len(output))
+        label = None
+        for metric in self.labelled:
+            if metric in scores:
+                label = _intern(scores[metric][1])
+                break
+        draft.labels.append(label)
         draft.failed += failed
-        draft.finished = draft.finished or row.state.is_final
-        if row.state == RequestState.SUCCEEDED:
+        draft.finished = draft.finished or state.is_final
+        if state is RequestState.SUCCEEDED:
             self.done += 1
-            for position, value in enumerate((row.input_tokens, row.output_tokens, row.latency_ms)):
-                self.usage_sums[position] += value or 0
+            sums = self.usage_sums
+            sums[0] += row.input_tokens or 0
+            sums[1] += row.output_tokens or 0
+            sums[2] += row.latency_ms or 0
 
     def _fields(self, fields: dict[str, str]) -> dict[str, str]:
-        kept = tuple((key, sys.intern(value)) for key, value in fields.items()
-                     if self.keep_fields is None or key in self.keep_fields)
         if self.keep_fields is None:
-            return dict(kept)
-        return self.shared_fields.setdefault(kept, dict(kept))  # never changed once built
+            return {key: sys.intern(value) for key, value in fields.items()}
+        kept = tuple(fields.items())
+        if not self.keep_fields.issuperset(fields):
+            kept = tuple((key, value) for key, value in kept if key in self.keep_fields)
+        found = self.shared_fields.get(kept)
+        if found is None:  # never changed once built
+            found = self.shared_fields[kept] = {key: sys.intern(value) for key, value in kept}
+        return found
 
     def finish(self) -> tuple[dict[str, ItemRecord], int]:
         """The finished items (epochs in sample order) and how many items none of whose requests finished."""
@@ -258,10 +280,11 @@ class SharedKeyScores(Mapping[str, Sequence[float | None]]):
 
 @dataclass
 class Shared:
-    """What records read from one file share: field dicts and metric names."""
+    """What records read from one file share: field dicts, metric names and slice lists."""
 
     fields: dict[tuple[tuple[str, str], ...], dict[str, str]] = dataclass_field(default_factory=dict)
     names: dict[tuple[str, ...], tuple[str, ...]] = dataclass_field(default_factory=dict)
+    slices: dict[tuple[str, ...], tuple[str, ...]] = dataclass_field(default_factory=dict)
 
 
 def compact_record(record: ItemRecord, keep_fields: Collection[str], shared: Shared) -> None:
@@ -276,7 +299,8 @@ def compact_record(record: ItemRecord, keep_fields: Collection[str], shared: Sha
     record.outputs = tuple(sys.intern(o) if o is not None and len(o) <= 64 else o for o in record.outputs)
     record.output_lengths = tuple(record.output_lengths)
     record.labels = tuple(_intern(label) for label in record.labels)
-    record.slices = tuple(record.slices)
+    slices = tuple(record.slices)
+    record.slices = shared.slices.setdefault(slices, slices)
 
 
 def _intern(text: str | None) -> str | None:

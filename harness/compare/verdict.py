@@ -55,8 +55,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import stats
 
+from harness.compare.distributions import bh_adjusted, norm_isf, norm_sf, t_isf
 from harness.compare.multiple_testing import holm_adjusted
 from harness.compare.paired import PairedComparison
 from harness.compare.paired_binary import score_interval, score_verdicts
@@ -128,12 +128,12 @@ class MetricPolicy:
     @property
     def z(self) -> float:
         """The critical value the decision uses."""
-        return float(stats.norm.isf(self.alpha)) if self.critical_z is None else self.critical_z
+        return float(norm_isf(self.alpha)) if self.critical_z is None else self.critical_z
 
     @property
     def ci_level(self) -> float:
         """Two-sided level of the CI the decision uses (0.95 for alpha 0.025; 95.4% at z = 1.993)."""
-        return 1.0 - 2.0 * self.alpha if self.critical_z is None else 1.0 - 2.0 * float(stats.norm.sf(self.critical_z))
+        return 1.0 - 2.0 * self.alpha if self.critical_z is None else 1.0 - 2.0 * float(norm_sf(self.critical_z))
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,7 @@ class SettlePlan:
 
     def items_at(self, margin: float) -> int | None:
         """Total items that would most likely settle the verdict at `margin`; None when none would."""
-        rates = ErrorRates(alpha=float(stats.norm.sf(self.z)), power=self.power, two_sided=False)
+        rates = ErrorRates(alpha=float(norm_sf(self.z)), power=self.power, two_sided=False)
         if self.formula == "wilson":
             # Smallest n whose bound z^2/(n+z^2) clears the margin; none exists when every
             # item already got worse by the margin or more.
@@ -296,7 +296,7 @@ def clt_interval(
     """The CLT interval the gate uses, vectorised: mean +- t_{df, 1-alpha} * SE, or
     mean +- critical_z * SE when the policy sets one (sequential bounds are normal quantiles)."""
     mean, se = np.asarray(mean, dtype=float), np.asarray(se, dtype=float)
-    quantile = float(stats.t.isf(policy.alpha, df)) if policy.critical_z is None else policy.critical_z
+    quantile = float(t_isf(policy.alpha, df)) if policy.critical_z is None else policy.critical_z
     return mean - quantile * se, mean + quantile * se
 
 
@@ -494,7 +494,7 @@ def _holm(checks: Sequence[GuardrailCheck], fwer: float) -> tuple[GuardrailOutco
 def _benjamini_hochberg(checks: Sequence[GuardrailCheck], q: float) -> tuple[GuardrailOutcome, ...]:
     if not checks:
         return ()
-    adjusted = stats.false_discovery_control([c.p_value for c in checks], method="bh")
+    adjusted = bh_adjusted([c.p_value for c in checks])
     return tuple(
         GuardrailOutcome(c, float(p), bool(p <= q) and c.worsened) for c, p in zip(checks, adjusted, strict=True)
     )

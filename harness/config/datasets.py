@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
-from collections import defaultdict
-from dataclasses import dataclass, replace
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.config.problems import InputProblems
+from harness.config.selection import Picker, SliceCounts, SliceSelection, count_selected, take
 from harness.config.suite import DatasetSpec, SliceSpec
 from harness.errors import UserError
 
@@ -34,24 +35,99 @@ class Item:
 
 @dataclass(frozen=True)
 class Dataset:
+    """A dataset read whole (small datasets and tests); runs read a DatasetFile record by record."""
+
     source: str
     fingerprint: str
     items: list[Item]
 
 
-def load_dataset_items(spec: DatasetSpec, resolve, problems: InputProblems | None = None) -> Dataset:
-    """`resolve` turns the suite-relative path into an absolute one. Unreadable lines and duplicate
-    IDs go to `problems` (the bad lines are skipped) so the caller can report them with whatever
-    else it finds; without a collector they raise here, all together."""
-    own = problems if problems is not None else InputProblems()
+@dataclass
+class DatasetFile:
+    """A dataset to be read, and read again, record by record: a run's memory must not grow with
+    its dataset. `fingerprint` is the file's SHA-256 (hashed as a stream), or the hub dataset's."""
+
+    spec: DatasetSpec
+    path: Path
+    fmt: str
+    source: str
+    fingerprint: str
+    table: Any = None
+    """The Arrow-backed `datasets.Dataset` for CSV, Parquet and hub data (memory-mapped, not loaded)."""
+
+    def items(self, problems: InputProblems | None = None) -> Iterator[Item]:
+        """Every readable record as an Item, in file order; unreadable ones go to `problems` (or
+        are skipped silently: a later pass over records already checked)."""
+        own = problems if problems is not None else InputProblems()
+        for where, record in self._records(own):
+            yield _item(self.spec, record, where, self.source)
+
+    def _records(self, problems: InputProblems) -> Iterator[tuple[str, dict[str, Any]]]:
+        if self.fmt == "jsonl":
+            yield from _read_jsonl(self.path, problems)
+            return
+        first = 2 if self.fmt == "csv" else 1  # a CSV record's line (after the header); otherwise its row
+        label = "line" if self.fmt == "csv" else "row"
+        number = first
+        for batch in self.table.iter(batch_size=1000):
+            names = list(batch)
+            for values in zip(*batch.values(), strict=True):
+                yield f"{label} {number}", dict(zip(names, values, strict=True))
+                number += 1
+
+    def check_unchanged(self) -> None:
+        """The file must still be what was checked: a run stores what a later read renders."""
+        if self.fmt != "hub" and _file_sha256(self.path) != self.fingerprint:
+            raise UserError("the dataset file changed while the run was being planned", file=str(self.path),
+                            hint="run the same command again once the file is written")
+
+
+def open_dataset(spec: DatasetSpec, resolve: Callable[[str], Path]) -> DatasetFile:
+    """`resolve` turns the suite-relative path into an absolute one. Reads no record yet."""
     path = resolve(spec.path)
     fmt = _format(spec, path)
-    records, fingerprint, source = _read(spec, fmt, path, own)
-    items = [_item(spec, record, where, source) for where, record in records]
-    _find_duplicate_ids(items, source, own)
+    if fmt == "jsonl":
+        # Parsed by us, not by pyarrow's JSON reader (it turns ISO date strings into timestamps),
+        # and not through an Arrow table either: Arrow takes its columns from the first record,
+        # which would drop a field every later record has and the first one lacks.
+        return DatasetFile(spec, path, fmt, str(path), _file_sha256(path))
+    table = _arrow_table(spec, fmt, path)
+    if fmt == "hub":
+        return DatasetFile(spec, path, fmt, spec.path, table._fingerprint, table)
+    return DatasetFile(spec, path, fmt, str(path), _file_sha256(path), table)
+
+
+def scan_dataset(dataset: DatasetFile, slices: list[SliceSpec], problems: InputProblems) -> SliceCounts:
+    """The checking pass: every unreadable record and duplicate ID goes to `problems`; returns what
+    the slices need to know (counts, not records)."""
+    counts = SliceCounts()
+    with _IdIndex() as ids:
+        for item in dataset.items(problems):
+            ids.add(item)
+            counts.count(item, slices)
+        ids.report_duplicates(dataset.source, problems)
+    return counts
+
+
+def load_dataset_items(spec: DatasetSpec, resolve: Callable[[str], Path],
+                       problems: InputProblems | None = None) -> Dataset:
+    """The whole dataset in memory. Unreadable lines and duplicate IDs go to `problems` (the bad
+    lines are skipped) so the caller can report them with whatever else it finds; without a
+    collector they raise here, all together."""
+    own = problems if problems is not None else InputProblems()
+    dataset = open_dataset(spec, resolve)
+    scan_dataset(dataset, [], own)
     if problems is None:
         own.raise_if_any()
-    return Dataset(source=source, fingerprint=fingerprint, items=items)
+    return Dataset(source=dataset.source, fingerprint=dataset.fingerprint, items=list(dataset.items()))
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _format(spec: DatasetSpec, path: Path) -> str:
@@ -73,33 +149,23 @@ def _format(spec: DatasetSpec, path: Path) -> str:
     return fmt
 
 
-def _read(spec: DatasetSpec, fmt: str, path: Path,
-          problems: InputProblems) -> tuple[list[tuple[str, dict]], str, str]:
-    """The records, each with where it came from ("line 3", "row 3")."""
-    if fmt == "jsonl":
-        # Parsed here, not by pyarrow's JSON reader (it turns ISO date strings into timestamps),
-        # and not through an Arrow table either: Arrow takes its columns from the first record,
-        # which would drop a field every later record has and the first one lacks.
-        return _read_jsonl(path, problems), hashlib.sha256(path.read_bytes()).hexdigest(), str(path)
+def _arrow_table(spec: DatasetSpec, fmt: str, path: Path) -> Any:
     import datasets  # slow to import; only needed here
 
     datasets.disable_progress_bars()
     try:
         if fmt == "hub":
-            loaded = datasets.load_dataset(spec.path, split=spec.split)
-            return _located(fmt, loaded.to_list()), loaded._fingerprint, spec.path
-        loaded = datasets.load_dataset(_BUILDERS[fmt], data_files=str(path), split="train")
+            return datasets.load_dataset(spec.path, split=spec.split)
+        return datasets.load_dataset(_BUILDERS[fmt], data_files=str(path), split="train")
     except UserError:
         raise
     except Exception as exc:  # datasets/pyarrow raise many types for unreadable files
         raise UserError(f"cannot read the dataset: {type(exc).__name__}: {exc}",
                         file=spec.path if fmt == "hub" else str(path)) from None
-    return _located(fmt, loaded.to_list()), hashlib.sha256(path.read_bytes()).hexdigest(), str(path)
 
 
-def _read_jsonl(path: Path, problems: InputProblems) -> list[tuple[str, dict[str, Any]]]:
+def _read_jsonl(path: Path, problems: InputProblems) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every readable record with its line; each unreadable line is a problem, and reading goes on."""
-    records = []
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             where = f"line {number}"
@@ -125,8 +191,7 @@ def _read_jsonl(path: Path, problems: InputProblems) -> list[tuple[str, dict[str
                 problems.add("a \\uD800-\\uDFFF escape without its pair: not valid Unicode text, and no API "
                              "would accept it", file=str(path), location=where)
                 continue
-            records.append((where, record))
-    return records
+            yield where, record
 
 
 def _has_lone_surrogate(record: dict[str, Any]) -> bool:
@@ -137,13 +202,6 @@ def _has_lone_surrogate(record: dict[str, Any]) -> bool:
     except UnicodeEncodeError:
         return True
     return False
-
-
-def _located(fmt: str, records: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    """A CSV record's line (after the header); otherwise its row."""
-    if fmt == "csv":
-        return [(f"line {n + 2}", record) for n, record in enumerate(records)]
-    return [(f"row {n + 1}", record) for n, record in enumerate(records)]
 
 
 def _item(spec: DatasetSpec, record: dict[str, Any], where: str, source: str) -> Item:
@@ -159,12 +217,36 @@ def content_id(record: dict[str, Any]) -> str:
     return "h" + hashlib.sha256(canonical.encode()).hexdigest()[:15]
 
 
-def _find_duplicate_ids(items: list[Item], source: str, problems: InputProblems) -> None:
-    seen: dict[str, list[str]] = defaultdict(list)
-    for item in items:
-        seen[item.id].append(item.location)
-    for item_id, where in seen.items():
-        if len(where) > 1:
+class _IdIndex:
+    """Every item ID seen, in a temporary SQLite file rather than a set: a set of 200,000 IDs
+    alone would cost more memory than the rest of a run's per-request state together."""
+
+    def __enter__(self) -> _IdIndex:
+        self.db = sqlite3.connect("")  # a private temporary database, on disk beyond its page cache
+        self.db.execute("CREATE TABLE ids (seq INTEGER PRIMARY KEY, item_id TEXT NOT NULL, location TEXT NOT NULL)")
+        self.db.execute("CREATE INDEX ids_by_id ON ids(item_id)")
+        self.pending: list[tuple[str, str]] = []
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.db.close()
+
+    def add(self, item: Item) -> None:
+        self.pending.append((item.id, item.location))
+        if len(self.pending) >= 5000:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.db.executemany("INSERT INTO ids(item_id, location) VALUES (?, ?)", self.pending)
+        self.pending.clear()
+
+    def report_duplicates(self, source: str, problems: InputProblems) -> None:
+        """Each ID found more than once, in the order of its first record, with all its lines."""
+        self._flush()
+        repeated = self.db.execute("SELECT item_id FROM ids GROUP BY item_id HAVING COUNT(*) > 1 ORDER BY MIN(seq)")
+        for (item_id,) in repeated.fetchall():
+            where = [row[0] for row in self.db.execute("SELECT location FROM ids WHERE item_id = ? ORDER BY seq",
+                                                       (item_id,))]
             problems.add(f"duplicate item ID {item_id!r} (at {', '.join(where)})", file=source,
                          location=where[1],
                          hint="IDs must be unique; fix the id field or drop dataset.id_field to hash contents")
@@ -172,74 +254,31 @@ def _find_duplicate_ids(items: list[Item], source: str, problems: InputProblems)
 
 def select_slices(dataset: Dataset, slices: list[SliceSpec], evaluated: list[str]) -> list[Item]:
     """The union of the evaluated slices, in dataset order, each item tagged with every slice it is in."""
-    members: dict[str, set[str]] = {}
-    for spec in slices:
-        chosen = _apply_slice(dataset, spec)
-        if spec.name in evaluated and not chosen:
-            raise UserError(f"slice {spec.name!r} selects no items from {len(dataset.items)} records",
-                            file=dataset.source, hint="check its where: filters")
-        members[spec.name] = {item.id for item in chosen}
-    wanted = set().union(*(members[name] for name in evaluated))
-    return [replace(item, slices=tuple(name for name in members if item.id in members[name]))
-            for item in dataset.items if item.id in wanted]
-
-
-def _apply_slice(dataset: Dataset, spec: SliceSpec) -> list[Item]:
-    _check_filter_fields(dataset, spec)
-    items = [item for item in dataset.items if _matches(item, spec)]
-    if spec.first_n is not None:
-        return items[:spec.first_n]
-    if spec.sample is None:
-        return items
-    return sample_items(items, spec.sample, spec.stratify_by, spec.seed)
+    counts = SliceCounts()
+    for item in dataset.items:
+        counts.count(item, slices)
+    return list(SliceSelection(slices, evaluated, counts, dataset.source).apply(dataset.items))
 
 
 def sample_items(items: list[Item], size: int, stratify_by: str | None, seed: int) -> list[Item]:
     """A seeded random sample (proportionally stratified by a field when given), in dataset order."""
-    if size >= len(items):
-        return items
-    rng = random.Random(seed)
-    if stratify_by is None:
-        keep = set(rng.sample(range(len(items)), size))
-        return [item for index, item in enumerate(items) if index in keep]
-    return _stratified(items, size, stratify_by, rng)
+    total, strata, _ = count_selected(items, stratify_by)
+    picker = Picker(total, sample=size, stratify_by=stratify_by, strata=strata, seed=seed)
+    return list(take(items, picker, None))
 
 
-def _matches(item: Item, spec: SliceSpec) -> bool:
-    """A record without the field is not in the slice (records need not all have the same fields)."""
-    for field, wanted in spec.where.items():
-        allowed = wanted if isinstance(wanted, list) else [wanted]
-        if field not in item.fields or item.fields[field] not in allowed:
-            return False
-    return True
+class SliceDigest:
+    """A run's slice fingerprint: the dataset, the slice definitions and the selected items' IDs
+    in order, fed one ID at a time as the items stream."""
 
+    def __init__(self, dataset_fingerprint: str, slices: list[SliceSpec]) -> None:
+        self.digest = hashlib.sha256(dataset_fingerprint.encode())
+        self.digest.update(json.dumps([s.model_dump() for s in slices], sort_keys=True).encode())
+        self.first = True
 
-def _check_filter_fields(dataset: Dataset, spec: SliceSpec) -> None:
-    known = set().union(*(item.fields for item in dataset.items)) if dataset.items else set()
-    for field in spec.where:
-        if field not in known:
-            raise UserError(f"slice {spec.name!r} filters on field {field!r}, which no record has",
-                            file=dataset.source, hint=f"fields are: {sorted(known)}")
+    def add(self, item_id: str) -> None:
+        self.digest.update((item_id if self.first else f"\n{item_id}").encode())
+        self.first = False
 
-
-def _stratified(items: list[Item], size: int, stratify_by: str, rng: random.Random) -> list[Item]:
-    """Proportional allocation (largest remainder), then a seeded sample within each stratum."""
-    strata: dict[str, list[int]] = defaultdict(list)
-    for index, item in enumerate(items):
-        strata[str(item.fields.get(stratify_by))].append(index)
-    shares = {key: size * len(idx) / len(items) for key, idx in sorted(strata.items())}
-    counts = {key: int(share) for key, share in shares.items()}
-    leftover = size - sum(counts.values())
-    for key in sorted(shares, key=lambda k: shares[k] - counts[k], reverse=True)[:leftover]:
-        counts[key] += 1
-    keep: set[int] = set()
-    for key, indexes in sorted(strata.items()):
-        keep.update(rng.sample(indexes, counts[key]))
-    return [item for index, item in enumerate(items) if index in keep]
-
-
-def slice_fingerprint(dataset: Dataset, slices: list[SliceSpec], items: list[Item]) -> str:
-    digest = hashlib.sha256(dataset.fingerprint.encode())
-    digest.update(json.dumps([s.model_dump() for s in slices], sort_keys=True).encode())
-    digest.update("\n".join(item.id for item in items).encode())
-    return digest.hexdigest()
+    def hexdigest(self) -> str:
+        return self.digest.hexdigest()

@@ -80,12 +80,12 @@ class SuiteEstimate(BaseModel):
 def estimate_plan(plan: RunPlan) -> SuiteEstimate:
     spec = plan.suite.spec
     targets = [_estimate_target(plan, spec, target) for target in spec.targets]
-    return SuiteEstimate(suite=spec.name, prompt=plan.prompt.label, items=len(plan.items), evaluated=plan.evaluated,
-                         requests=len(plan.requests), targets=targets)
+    return SuiteEstimate(suite=spec.name, prompt=plan.prompt.label, items=plan.item_count, evaluated=plan.evaluated,
+                         requests=plan.request_count, targets=targets)
 
 
 def _estimate_target(plan: RunPlan, spec: SuiteSpec, target: TargetSpec) -> TargetEstimate:
-    planned = [r for r in plan.requests if r.target is target]
+    planned = list(plan.requests(target))
     requests = _sent_once(planned, target)
     input_tokens = sum(prompt_side_tokens(target, r.prompt) for r in requests)
     max_output = len(requests) * target.params.max_tokens

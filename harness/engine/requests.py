@@ -1,7 +1,8 @@
 """Units of work: item x prompt version x target x params x sample index, each with a stable ID.
 
-Everything is rendered before anything is sent, so a template that cannot be filled for
-some record is reported (with the record's line) while nothing has left the machine.
+Everything is rendered (and checked) before anything is sent, so a template that cannot be filled
+for some record is reported (with the record's line) while nothing has left the machine; a run
+renders its requests again, a batch at a time, as it stores them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from harness.config.datasets import Item
 from harness.config.problems import InputProblems
-from harness.config.prompts import PromptVersion, RenderedPrompt
+from harness.config.prompts import ChatMessage, PromptVersion, RenderedPrompt
 from harness.config.suite import TargetSpec
 from harness.errors import UserError
 
@@ -51,30 +52,57 @@ def request_id(item_id: str, prompt: PromptVersion, target: TargetSpec, sample_i
 def build_requests(items: list[Item], prompt: PromptVersion, targets: list[TargetSpec], epochs: int,
                    problems: InputProblems | None = None) -> list[WorkRequest]:
     """Records the prompt cannot be rendered for go to `problems` and get no requests; without a
-    collector they raise here, all together."""
+    collector they raise here, all together. For small lists: a run streams its requests
+    (`item_requests`) instead."""
     own = problems if problems is not None else InputProblems()
     rendered = render_items(items, prompt, own)
     if problems is None:
         own.raise_if_any()
-    return [
-        WorkRequest(request_id(item.id, prompt, target, sample), item, target, sample, rendered[item.id])
-        for target in targets for item in items if item.id in rendered for sample in range(epochs)
-    ]
+    return [request for target in targets for item in items if item.id in rendered
+            for request in item_requests(item, rendered[item.id], prompt, target, epochs)]
+
+
+def item_requests(item: Item, rendered: RenderedPrompt, prompt: PromptVersion, target: TargetSpec,
+                  epochs: int) -> list[WorkRequest]:
+    """One item's requests to one target: one per sample."""
+    return [WorkRequest(request_id(item.id, prompt, target, sample), item, target, sample, rendered)
+            for sample in range(epochs)]
 
 
 def render_items(items: list[Item], prompt: PromptVersion, problems: InputProblems) -> dict[str, RenderedPrompt]:
-    """The prompt rendered for every item that has what the template needs; each one that has not
-    (a missing variable, a value the template cannot use) is a problem naming its line."""
+    """The prompt rendered for every item that has what the template needs (see `render_item`)."""
     rendered = {}
     for item in items:
-        missing = sorted(name for name in prompt.variables if item.fields.get(name) is None)
-        if missing:
-            problems.add(f"missing {', '.join(missing)}, which the prompt {prompt.label} uses",
-                         file=item.source, location=f"{item.location} (id {item.id!r})",
-                         hint=f"the prompt {prompt.label} uses {sorted(prompt.variables)}")
-            continue
-        try:
-            rendered[item.id] = prompt.render(item.fields)
-        except UserError as exc:
-            problems.add(f"{exc.message} in {exc.file}", file=item.source, location=f"{item.location} (id {item.id!r})")
+        prompt_text = render_item(item, prompt, problems)
+        if prompt_text is not None:
+            rendered[item.id] = prompt_text
     return rendered
+
+
+def render_item(item: Item, prompt: PromptVersion, problems: InputProblems) -> RenderedPrompt | None:
+    """The prompt rendered for the item, or None when the item has not what the template needs (a
+    missing variable, a value the template cannot use): then a problem naming its line."""
+    missing = sorted(name for name in prompt.variables if item.fields.get(name) is None)
+    if missing:
+        problems.add(f"missing {', '.join(missing)}, which the prompt {prompt.label} uses",
+                     file=item.source, location=f"{item.location} (id {item.id!r})",
+                     hint=f"the prompt {prompt.label} uses {sorted(prompt.variables)}")
+        return None
+    try:
+        return prompt.render(item.fields)
+    except UserError as exc:
+        problems.add(f"{exc.message} in {exc.file}", file=item.source, location=f"{item.location} (id {item.id!r})")
+        return None
+
+
+def payload_hash(request: WorkRequest) -> str:
+    """The SHA-256 of the request's stored payload (canonical JSON)."""
+    canonical = json.dumps(request.payload(), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def prompt_of_payload(payload: dict[str, Any]) -> RenderedPrompt:
+    """The rendered prompt a stored payload holds (the inverse of RenderedPrompt.as_dict)."""
+    if "messages" in payload:
+        return RenderedPrompt(messages=tuple(ChatMessage(m["role"], m["content"]) for m in payload["messages"]))
+    return RenderedPrompt(text=payload.get("prompt"))

@@ -18,6 +18,7 @@ request or finished without calling either) stops leading, so no follower waits 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -79,7 +80,7 @@ class Reuse:
         self._leaders: dict[bytes, _Leader] = {}
         self._current: dict[asyncio.Task[Any], str] = {}  # task -> the request it asked about last
         self._watched: set[asyncio.Task[Any]] = set()
-        self._succeeded: dict[bytes, str] | None = None  # key -> a request of this run answered by it
+        self._succeeded: _AnsweredKeys | None = None  # key -> a request of this run answered by it
 
     # -- what the engine calls ---------------------------------------------------------------
     async def answered(self, request: WorkRequest) -> Completion | None:
@@ -117,7 +118,7 @@ class Reuse:
         if key.cacheable and self.cache is not None:
             self.cache.put(key.value, completion)
         if key.shared:
-            self._succeeded_index()[key.digest] = request.request_id
+            self._succeeded_index().add(key.digest, request.request_id)
             self._end_lead(key.digest, request.request_id, completion)
 
     def failed(self, request: WorkRequest) -> None:
@@ -129,6 +130,8 @@ class Reuse:
     def close(self) -> None:
         if self.cache is not None:
             self.cache.close()
+        if self._succeeded is not None:
+            self._succeeded.close()
 
     # -- leaders and followers ---------------------------------------------------------------
     def _lead(self, digest: bytes, request: WorkRequest) -> None:
@@ -191,19 +194,20 @@ class Reuse:
         value = cache_key(provider_name, self._base_urls.get(label), body, None if deterministic else sample_index)
         return _Key(value, cacheable=cacheable, shared=deterministic)
 
-    def _succeeded_index(self) -> dict[bytes, str]:
+    def _succeeded_index(self) -> _AnsweredKeys:
         """Keys of this run's deterministic requests that succeeded, earlier processes' included
-        (read from the store once, on first use)."""
+        (read from the store once, on first use, in batches)."""
         if self._succeeded is None:
-            self._succeeded = {}
-            for stored in self.store.requests(RequestState.SUCCEEDED):
-                payload = stored.payload
-                messages = tuple(ChatMessage(m["role"], m["content"]) for m in payload.get("messages") or ())
-                provider_name = str(payload.get("provider", ""))
-                key = self._key_for(stored.target, provider_name, stored.sample_index,
-                                    ProviderRequest(stored.request_id, payload.get("prompt"), messages))
-                if key is not None and key.shared:
-                    self._succeeded.setdefault(key.digest, stored.request_id)
+            self._succeeded = _AnsweredKeys()
+            for batch in self.store.request_batches(state=RequestState.SUCCEEDED):
+                for stored in batch:
+                    payload = stored.payload
+                    messages = tuple(ChatMessage(m["role"], m["content"]) for m in payload.get("messages") or ())
+                    provider_name = str(payload.get("provider", ""))
+                    key = self._key_for(stored.target, provider_name, stored.sample_index,
+                                        ProviderRequest(stored.request_id, payload.get("prompt"), messages))
+                    if key is not None and key.shared:
+                        self._succeeded.add(key.digest, stored.request_id, replace=False)
         return self._succeeded
 
     def _reuse(self, request: WorkRequest, answer: Completion, origin: str) -> Completion | None:
@@ -216,6 +220,28 @@ class Reuse:
 
     def _scores(self, request: WorkRequest, output: str) -> list[ScoreRow]:
         return score_as_it_arrives(self.scorer, request, output)
+
+
+class _AnsweredKeys:
+    """Request key -> a succeeded request of the run with that key, in a private temporary SQLite
+    file: a dict of every succeeded request would grow with the run (about 200 bytes a request)."""
+
+    def __init__(self) -> None:
+        self.db = sqlite3.connect("", isolation_level=None)  # private, deleted on close; cached pages only
+        self.db.execute("PRAGMA journal_mode=OFF")
+        self.db.execute("PRAGMA synchronous=OFF")
+        self.db.execute("CREATE TABLE answered (digest BLOB PRIMARY KEY, request_id TEXT NOT NULL) WITHOUT ROWID")
+
+    def get(self, digest: bytes) -> str | None:
+        row = self.db.execute("SELECT request_id FROM answered WHERE digest = ?", (digest,)).fetchone()
+        return None if row is None else row[0]
+
+    def add(self, digest: bytes, request_id: str, replace: bool = True) -> None:
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        self.db.execute(f"{verb} INTO answered(digest, request_id) VALUES (?, ?)", (digest, request_id))
+
+    def close(self) -> None:
+        self.db.close()
 
 
 def score_as_it_arrives(scorer: Scorer | None, request: WorkRequest, output: str) -> list[ScoreRow]:

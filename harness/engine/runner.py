@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -17,6 +17,7 @@ from harness.cost.tokens import prompt_side_tokens
 from harness.engine.breaker import CircuitBreaker, is_rate_limited
 from harness.engine.commits import GroupCommit
 from harness.engine.concurrency import AdaptiveConcurrency
+from harness.engine.feed import RequestFeed
 from harness.engine.pacing import LanePacer, Ticket
 from harness.engine.providers.base import Completion, Provider, ProviderError, ProviderRequest
 from harness.engine.rate_headers import read_rate_limits
@@ -69,6 +70,22 @@ class TargetLane:
         return str(identity.get("base_url") or identity.get("model_path") or identity.get("provider", "?"))
 
 
+class _LaneQueue:
+    """One target's requests waiting for a worker: a batch from the feed, refilled when it runs out
+    (synchronously, between awaits: workers on the one event loop never refill it twice)."""
+
+    def __init__(self, feed: RequestFeed, label: str) -> None:
+        self.feed, self.label = feed, label
+        self.waiting: deque[WorkRequest] = deque()
+        self.exhausted = False
+
+    def next(self) -> WorkRequest | None:
+        if not self.waiting and not self.exhausted:
+            self.waiting.extend(self.feed.next_batch(self.label))
+            self.exhausted = not self.waiting
+        return self.waiting.popleft() if self.waiting else None
+
+
 class Engine:
     def __init__(self, store: RunStore, lanes: dict[str, TargetLane], spec: EngineSpec,
                  progress: ProgressSink, scorer: Scorer | None = None) -> None:
@@ -87,15 +104,14 @@ class Engine:
                            priced=[label for label, lane in lanes.items() if lane.price is not None])
         """Answers without sending: identical requests of the run, and the response cache."""
 
-    async def run(self, todo: list[WorkRequest]) -> None:
+    async def run(self, feed: RequestFeed) -> None:
         """Each target gets its own queue and workers: a target paced by its rate limits (or
-        stopped by its breaker) never holds up another."""
-        queues: dict[str, deque[WorkRequest]] = defaultdict(deque)
-        for request in todo:
-            queues[request.target.label].append(request)
+        stopped by its breaker) never holds up another. Queues are refilled from `feed` a batch
+        at a time, so the requests in memory are a batch per target, whatever the run's size."""
+        queues = [_LaneQueue(feed, label) for label in feed.targets() if label in self.lanes]
         workers = [asyncio.create_task(self._worker(queue))
-                   for label, queue in queues.items()
-                   for _ in range(min(self.lanes[label].concurrency.ceiling, len(queue)))]
+                   for queue in queues
+                   for _ in range(min(self.lanes[queue.label].concurrency.ceiling, feed.pending(queue.label)))]
         try:
             await asyncio.gather(*workers)
         finally:
@@ -123,9 +139,9 @@ class Engine:
         if stopped := self.stopped_lanes():
             self.store.set_meta("lanes_stopped", stopped)
 
-    async def _worker(self, queue: deque[WorkRequest]) -> None:
-        while queue and not self._cancel_requested():
-            await self._process(queue.popleft())
+    async def _worker(self, queue: _LaneQueue) -> None:
+        while not self._cancel_requested() and (request := queue.next()) is not None:
+            await self._process(request)
 
     def _cancel_requested(self) -> bool:
         now = time.monotonic()

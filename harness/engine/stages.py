@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
-
-from harness.engine.requests import WorkRequest
 
 
 @dataclass(frozen=True)
@@ -36,8 +35,8 @@ class LookSchedule(BaseModel):
 
 
 class StageMonitor(Protocol):
-    def schedule(self, requests: list[WorkRequest]) -> LookSchedule:
-        """The plan for these requests: its stages (by item) and each look's bound."""
+    def schedule(self, item_ids: Iterable[str]) -> LookSchedule:
+        """The plan for the run's items (IDs, in any order): its stages and each look's bound."""
         ...
 
     def decide(self, look: int, folder: Path, schedule: LookSchedule) -> LookDecision:

@@ -107,7 +107,7 @@ def print_outcome(console: Console, suite_arg: str, plan: RunPlan, outcome: RunO
     from harness.report.summary import SummaryOptions, print_summary
 
     manifest = outcome.manifest
-    print_summary(console, outcome.lines, manifest.wall_time_s, SummaryOptions.of_plan(plan))
+    print_summary(console, outcome.summary_source(), manifest.wall_time_s, SummaryOptions.of_plan(plan))
     print_looks(console, manifest.looks)
     print_run_metrics(console, manifest.metrics)
     console.print(f"run {manifest.run_id}: {manifest.status}; results in {outcome.folder}")

@@ -4,7 +4,9 @@ failed requests, states, tokens, time, and per target tokens and cost per item."
 from __future__ import annotations
 
 import math
+from array import array
 from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -57,7 +59,7 @@ class SummaryOptions:
                     {target.label: price_for(target) for target in spec.targets})
 
 
-def mean_with_ci(values: list[float], level: float = 0.95) -> tuple[float, float | None, float | None]:
+def mean_with_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float | None, float | None]:
     """Student-t interval on item-level scores; None when n < 2 (no spread to estimate).
     For scores in [0, 1] the interval is clipped to [0, 1]: a rate cannot leave it."""
     n = len(values)
@@ -127,93 +129,209 @@ def _beta_fraction(x: float, a: float, b: float) -> float:
     return result
 
 
+@dataclass(frozen=True)
+class LinesByItem:
+    """Result lines that come with every line of a (target, item) together and the targets in
+    run order (as iter_summary_lines(by_item=True) reads them): summed as they stream, never held."""
+
+    lines: Iterable[ResultLine]
+
+
 @dataclass
-class _ItemScores:
-    """One item's samples for one target and scorer."""
+class _Group:
+    """One summary row as it is summed: the mean of each item (array of doubles, not objects) and
+    how many items failed."""
 
-    slices: list[str]
-    values: list[float] = field(default_factory=list)
-    failed: bool = False
+    item_means: array = field(default_factory=lambda: array("d"))
+    failed: int = 0
 
 
-def summarize_scores(lines: list[ResultLine], options: SummaryOptions | None = None) -> list[ScoreSummary]:
+@dataclass
+class _TargetTally:
+    items: int = 0
+    successful_items: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    spent: float = 0.0
+    known: bool = False
+    unpriced: int = 0
+
+
+@dataclass
+class RunSummary:
+    """Everything the end-of-run summary prints, summed in one pass over the lines."""
+
+    scores: list[ScoreSummary]
+    costs: list[TargetCost]
+    failed_items: int
+    states: dict[str, int]
+    input_tokens: int
+    output_tokens: int
+
+    @property
+    def requests(self) -> int:
+        return sum(self.states.values())
+
+
+def summarize_run(lines: Iterable[ResultLine] | LinesByItem, options: SummaryOptions | None = None) -> RunSummary:
     """Per target and scorer, the union of the evaluated slices first, then each evaluated slice
     when there are several. Epochs are averaged within the item first: items, not samples, are
     the unit of analysis. A failed_terminal request scores 0 for every scorer (or is left out
-    under failed_as_zero=False); requests that never finished are not scored."""
+    under failed_as_zero=False); requests that never finished are not scored. Memory grows with
+    the items only by a double per item and row (none for LinesByItem's stream besides that)."""
     options = options or SummaryOptions()
-    per_item = _item_scores(lines, options)
-    evaluated = list(options.evaluated)
-    union = "+".join(evaluated) or "all evaluated"
-    groups = [(union, None)] + ([(name, name) for name in evaluated] if len(evaluated) > 1 else [])
-    summaries = []
-    for (target, scorer), by_item in per_item.items():
-        for label, slice_name in groups:
-            members = [item for item in by_item.values() if slice_name is None or slice_name in item.slices]
-            item_means = [sum(item.values) / len(item.values) for item in members if item.values]
-            mean, low, high = mean_with_ci(item_means)
-            summaries.append(ScoreSummary(target, scorer, len(item_means), mean, low, high, label,
-                                          sum(item.failed for item in members)))
-    return summaries
+    tally = _Tally(options)
+    for item_lines in _item_groups(lines):
+        tally.add_item(item_lines)
+    return tally.summary()
 
 
-def _item_scores(lines: list[ResultLine], options: SummaryOptions) -> dict[tuple[str, str], dict[str, _ItemScores]]:
-    scorers = list(dict.fromkeys([*options.scorers, *(name for line in lines for name in line.scores)]))
-    per_item: dict[tuple[str, str], dict[str, _ItemScores]] = {}
-    for target in dict.fromkeys(line.target for line in lines):
-        for scorer in scorers:
-            per_item[(target, scorer)] = {}
-    for line in lines:
-        failed = line.state == RequestState.FAILED_TERMINAL
-        for scorer in scorers:
-            value = (line.scores.get(scorer) or {}).get("value")
-            if value is None and not failed:
-                continue  # unfinished, or not scored: missing, not a failure
-            item = per_item[(line.target, scorer)].setdefault(line.item_id, _ItemScores(line.slices))
-            if failed:
-                item.failed = True
-                value = 0.0 if options.failed_as_zero else None
-            if value is not None:
-                item.values.append(value)
-    # A scorer no line of a target ever scored (e.g. a target whose every request is unfinished).
-    return {key: items for key, items in per_item.items() if items}
+def summarize_scores(lines: Iterable[ResultLine] | LinesByItem, options: SummaryOptions | None = None) -> list[ScoreSummary]:
+    return summarize_run(lines, options).scores
 
 
-def print_summary(console: Console, lines: list[ResultLine], wall_time_s: float,
+def summarize_costs(lines: Iterable[ResultLine] | LinesByItem, options: SummaryOptions | None = None) -> list[TargetCost]:
+    return summarize_run(lines, options).costs
+
+
+def _item_groups(lines: Iterable[ResultLine] | LinesByItem) -> Iterator[list[ResultLine]]:
+    """The lines of each (target, item) together: as they come for LinesByItem, otherwise (a list
+    in any order) sorted by target and item in order of first appearance."""
+    if isinstance(lines, LinesByItem):
+        ordered: Iterable[ResultLine] = lines.lines
+    else:
+        listed = list(lines)
+        targets = {line.target: n for n, line in reversed(list(enumerate(listed)))}
+        items = {(line.target, line.item_id): n for n, line in reversed(list(enumerate(listed)))}
+        ordered = sorted(listed, key=lambda line: (targets[line.target], items[(line.target, line.item_id)]))
+    group: list[ResultLine] = []
+    for line in ordered:
+        if group and (line.target, line.item_id) != (group[0].target, group[0].item_id):
+            yield group
+            group = []
+        group.append(line)
+    if group:
+        yield group
+
+
+class _Tally:
+    def __init__(self, options: SummaryOptions) -> None:
+        self.options = options
+        evaluated = list(options.evaluated)
+        union = "+".join(evaluated) or "all evaluated"
+        self.groups = [(union, None)] + ([(name, name) for name in evaluated] if len(evaluated) > 1 else [])
+        self.scorers = list(dict.fromkeys(options.scorers))
+        self.rows: dict[tuple[str, str], dict[str, _Group]] = {}
+        """(target, scorer) -> summary row label -> its group; a key only once an item was scored."""
+        self.targets: dict[str, _TargetTally] = {}
+        self.states: dict[str, int] = defaultdict(int)
+        self.failed_items = 0
+        self.input_tokens = self.output_tokens = 0
+
+    def add_item(self, lines: list[ResultLine]) -> None:
+        target = lines[0].target
+        self.targets.setdefault(target, _TargetTally())
+        for line in lines:
+            self.states[line.state] += 1
+            self.input_tokens += line.input_tokens or 0
+            self.output_tokens += line.output_tokens or 0
+            for name in line.scores:
+                if name not in self.scorers:
+                    self.scorers.append(name)
+        failed = any(line.state == RequestState.FAILED_TERMINAL for line in lines)
+        self.failed_items += failed
+        self._add_scores(target, lines, failed)
+        self._add_cost(self.targets[target], lines, self.options.prices.get(target))
+
+    def _add_scores(self, target: str, lines: list[ResultLine], failed: bool) -> None:
+        slices = lines[0].slices
+        for scorer in self.scorers:
+            values: list[float] = []
+            scored = False
+            for line in lines:
+                line_failed = line.state == RequestState.FAILED_TERMINAL
+                value = (line.scores.get(scorer) or {}).get("value")
+                if value is None and not line_failed:
+                    continue  # unfinished, or not scored: missing, not a failure
+                scored = True
+                if line_failed:
+                    value = 0.0 if self.options.failed_as_zero else None
+                if value is not None:
+                    values.append(value)
+            if not scored:
+                continue
+            row = self.rows.setdefault((target, scorer), {label: _Group() for label, _ in self.groups})
+            for label, slice_name in self.groups:
+                if slice_name is not None and slice_name not in slices:
+                    continue
+                group = row[label]
+                if values:
+                    group.item_means.append(sum(values) / len(values))
+                group.failed += failed
+
+    @staticmethod
+    def _add_cost(tally: _TargetTally, lines: list[ResultLine], price: ModelPrice | None) -> None:
+        for line in lines:
+            if line.state != RequestState.SUCCEEDED:
+                continue
+            if line.cost_usd is not None:
+                tally.spent, tally.known = tally.spent + line.cost_usd, True
+            elif price is not None and line.input_tokens is not None and line.output_tokens is not None:
+                tally.spent, tally.known = tally.spent + price.cost(line.input_tokens, line.output_tokens), True
+            else:
+                tally.unpriced += 1
+        # Per item over the items that finished: a cancelled or interrupted run has spent nothing on
+        # the items it never sent, and dividing by them would understate the cost of an item.
+        finished = [line for line in lines if line.state in (RequestState.SUCCEEDED, RequestState.FAILED_TERMINAL)]
+        if finished:
+            tally.items += 1
+            tally.successful_items += all(line.state == RequestState.SUCCEEDED for line in finished)
+        tally.input_tokens += sum(line.input_tokens or 0 for line in finished)
+        tally.output_tokens += sum(line.output_tokens or 0 for line in finished)
+
+    def summary(self) -> RunSummary:
+        scores = []
+        for target in self.targets:
+            for scorer in self.scorers:
+                row = self.rows.get((target, scorer))
+                if row is None:
+                    continue  # a scorer no line of the target ever scored (e.g. every request unfinished)
+                for label, _ in self.groups:
+                    group = row[label]
+                    mean, low, high = mean_with_ci(group.item_means)
+                    scores.append(ScoreSummary(target, scorer, len(group.item_means), mean, low, high, label,
+                                               group.failed))
+        costs = [TargetCost(target, t.items, t.successful_items, t.input_tokens, t.output_tokens,
+                            t.spent if t.known or self.options.prices.get(target) is not None else None, t.unpriced)
+                 for target, t in self.targets.items()]
+        return RunSummary(scores, costs, self.failed_items, dict(self.states), self.input_tokens, self.output_tokens)
+
+
+def print_summary(console: Console, lines: Iterable[ResultLine] | LinesByItem, wall_time_s: float,
                   options: SummaryOptions | None = None) -> None:
     options = options or SummaryOptions()
+    summary = summarize_run(lines, options)
     table = Table(title="Scores (mean over items, 95% CI)")
     for column in ("target", "slice", "scorer", "items", "failed", "mean", "95% CI"):
         table.add_column(column, justify="right" if column in ("items", "failed", "mean") else "left")
-    summaries = summarize_scores(lines, options)
-    for summary in summaries:
-        ci = f"[{summary.ci_low:.3f}, {summary.ci_high:.3f}]" if summary.ci_low is not None else "n/a (n < 2)"
-        mean = f"{summary.mean:.3f}" if not math.isnan(summary.mean) else "n/a"
-        table.add_row(summary.target, summary.slice, summary.scorer, str(summary.n_items), str(summary.failed),
-                      mean, ci)
+    for row in summary.scores:
+        ci = f"[{row.ci_low:.3f}, {row.ci_high:.3f}]" if row.ci_low is not None else "n/a (n < 2)"
+        mean = f"{row.mean:.3f}" if not math.isnan(row.mean) else "n/a"
+        table.add_row(row.target, row.slice, row.scorer, str(row.n_items), str(row.failed), mean, ci)
     console.print(table)
-    failed_items = _failed_items(lines)
+    failed_items = summary.failed_items
     if failed_items and options.failed_as_zero:
         console.print(f"failed: {failed_items} item(s) with a failed request count as 0 for every scorer "
                       "(scoring.failed_requests: zero)")
     elif failed_items:
         console.print(f"excluded: {failed_items} failed item(s) are left out of the means "
                       "(scoring.failed_requests: exclude)")
-    states: dict[str, int] = defaultdict(int)
-    for line in lines:
-        states[line.state] += 1
-    tokens_in = sum(line.input_tokens or 0 for line in lines)
-    tokens_out = sum(line.output_tokens or 0 for line in lines)
-    state_text = ", ".join(f"{state} {count}" for state, count in sorted(states.items()))
-    console.print(f"requests: {len(lines)} ({state_text})")
-    console.print(f"tokens: {tokens_in:,} in, {tokens_out:,} out    wall time: {wall_time_s:.1f} s")
-    for cost in summarize_costs(lines, options):
+    state_text = ", ".join(f"{state} {count}" for state, count in sorted(summary.states.items()))
+    console.print(f"requests: {summary.requests} ({state_text})")
+    console.print(f"tokens: {summary.input_tokens:,} in, {summary.output_tokens:,} out    "
+                  f"wall time: {wall_time_s:.1f} s")
+    for cost in summary.costs:
         console.print(cost_line(cost), soft_wrap=True)
-
-
-def _failed_items(lines: list[ResultLine]) -> int:
-    """Items (per target) with at least one failed_terminal request."""
-    return len({(line.target, line.item_id) for line in lines if line.state == RequestState.FAILED_TERMINAL})
 
 
 @dataclass(frozen=True)
@@ -241,34 +359,6 @@ class TargetCost:
         if self.cost_usd is None or not self.successful_items:
             return None
         return self.cost_usd / self.successful_items
-
-
-def summarize_costs(lines: list[ResultLine], options: SummaryOptions | None = None) -> list[TargetCost]:
-    options = options or SummaryOptions()
-    by_target: dict[str, list[ResultLine]] = defaultdict(list)
-    for line in lines:
-        by_target[line.target].append(line)
-    return [_target_cost(target, own, options.prices.get(target)) for target, own in by_target.items()]
-
-
-def _target_cost(target: str, lines: list[ResultLine], price: ModelPrice | None) -> TargetCost:
-    succeeded = [line for line in lines if line.state == RequestState.SUCCEEDED]
-    spent, known, unpriced = 0.0, False, 0
-    for line in succeeded:
-        if line.cost_usd is not None:
-            spent, known = spent + line.cost_usd, True
-        elif price is not None and line.input_tokens is not None and line.output_tokens is not None:
-            spent, known = spent + price.cost(line.input_tokens, line.output_tokens), True
-        else:
-            unpriced += 1
-    # Per item over the items that finished: a cancelled or interrupted run has spent nothing on
-    # the items it never sent, and dividing by them would understate the cost of an item.
-    finished = [line for line in lines if line.state in (RequestState.SUCCEEDED, RequestState.FAILED_TERMINAL)]
-    items = {line.item_id for line in finished}
-    failing = {line.item_id for line in finished if line.state != RequestState.SUCCEEDED}
-    return TargetCost(target, len(items), len(items - failing), sum(line.input_tokens or 0 for line in finished),
-                      sum(line.output_tokens or 0 for line in finished), spent if known or price is not None else None,
-                      unpriced)
 
 
 def cost_line(cost: TargetCost) -> str:

@@ -234,9 +234,9 @@ def _new_manifest(plan: RunPlan, choice: RunChoice, run_id: str) -> Manifest:
         scorers=[s.model_dump() for s in spec.scorers],
         dataset=DatasetRecord(source=plan.dataset.source, fingerprint=plan.dataset.fingerprint,
                               slices=[s.model_dump() for s in spec.slices], evaluated=plan.evaluated,
-                              slice_fingerprint=plan.slice_fingerprint, item_count=len(plan.items),
+                              slice_fingerprint=plan.slice_fingerprint, item_count=plan.item_count,
                               sample=plan.options.sample, limit=plan.options.limit),
-        epochs=spec.epochs, request_count=len(plan.requests), harness_version=__version__,
+        epochs=spec.epochs, request_count=plan.request_count, harness_version=__version__,
         git_commit=_git_commit(plan.suite.project_dir), started_at=now_iso(),
         options=_options_record(plan, choice),
         gate_policy=GatePolicyRecord(fingerprint=spec.gate.fingerprint, policy=spec.gate.model_dump(mode="json")))

@@ -135,20 +135,31 @@ class SummaryLine:
 
 def summary_lines(folder: Path) -> list[SummaryLine]:
     """The run's SummaryLines, read-only from its run store, in batches."""
+    return list(iter_summary_lines(folder))
+
+
+_SHARED_SCORES = 10_000
+
+
+def iter_summary_lines(folder: Path, by_item: bool = False) -> Iterator[SummaryLine]:
+    """The run's SummaryLines as they are read (the store stays open until the last one), in
+    request order; `by_item`: every line of a (target, item) together, targets in request order
+    (for sums over items that must not hold a run's lines)."""
     store = RunStore.read_only(folder / RunStore.FILENAME)
     shared_slices: dict[str, list[str]] = {}
     shared_scores: dict[tuple, dict[str, dict[str, Any]]] = {}
-    lines = []
     try:
         with store.reading():
             # Stores from before cost and origin were recorded (read-only: not migrated) lack them.
             columns = {row[1] for row in store.db.execute("PRAGMA table_info(requests)")}
             cost = "r.cost_usd" if "cost_usd" in columns else "NULL"
             origin = "r.origin" if "origin" in columns else "'sent'"
+            order = ("JOIN (SELECT target, MIN(rowid) AS first FROM requests GROUP BY target) t"
+                     " ON t.target = r.target ORDER BY t.first, r.item_id, r.rowid") if by_item else "ORDER BY r.rowid"
             cursor = store.db.execute(
                 "SELECT r.request_id, r.item_id, r.target, r.sample_index, r.state, r.attempts, r.input_tokens,"
                 f" r.output_tokens, r.latency_ms, r.error, {cost}, {origin}, i.slices, i.cluster"
-                " FROM requests r LEFT JOIN items i ON i.item_id = r.item_id ORDER BY r.rowid")
+                f" FROM requests r LEFT JOIN items i ON i.item_id = r.item_id {order}")
             while rows := cursor.fetchmany(2000):
                 scores = _score_values(store, [row[0] for row in rows])
                 for row in rows:
@@ -158,14 +169,15 @@ def summary_lines(folder: Path) -> list[SummaryLine]:
                     key = scores.get(row[0], ())
                     line_scores = shared_scores.get(key)
                     if line_scores is None:
+                        if len(shared_scores) >= _SHARED_SCORES:  # continuous scores share little: bound it
+                            shared_scores.clear()
                         line_scores = shared_scores[key] = {
                             name: {"value": value, "passed": None if passed is None else bool(passed)}
                             for name, value, passed in key}
-                    lines.append(SummaryLine(row[0], row[1], row[2], row[3], slices, row[13], RequestState(row[4]),
-                                             row[5], line_scores, row[6], row[7], row[8], row[9], row[10], row[11]))
+                    yield SummaryLine(row[0], row[1], row[2], row[3], slices, row[13], RequestState(row[4]),
+                                      row[5], line_scores, row[6], row[7], row[8], row[9], row[10], row[11])
     finally:
         store.close()
-    return lines
 
 
 def _score_values(store: RunStore, request_ids: list[str]) -> dict[str, tuple]:

@@ -16,16 +16,19 @@ class ScoredItem(Protocol):
     def fields(self) -> dict[str, Any]: ...
 
 
-def score_run(store: RunStore, scorers: list[BoundScorer], items: Mapping[str, ScoredItem], batch: int = BATCH) -> int:
+def score_run(store: RunStore, scorers: list[BoundScorer], items: Mapping[str, ScoredItem] | None = None,
+              batch: int = BATCH) -> int:
     """Scores are recomputed from the stored outputs each time, so a changed scorer needs no re-run.
     Requests are read and their scores saved `batch` at a time (each batch one transaction), so a
-    large run is scored in bounded memory."""
+    large run is scored in bounded memory; without `items`, each batch's items are read from the
+    store too."""
     saved = 0
     # Scores are written between reads of the requests: the cursor reads only the requests table.
     pending: list[ScoreRow] = []
     for requests in store.request_batches(batch, state=SUCCEEDED):
+        found = items if items is not None else store.items_of(request.item_id for request in requests)
         for request in requests:
-            item = items.get(request.item_id)
+            item = found.get(request.item_id)
             if item is None:
                 continue
             for scorer in scorers:

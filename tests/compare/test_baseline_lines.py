@@ -3,20 +3,24 @@ by item; one-document baselines (all existing files) still load. Real runs again
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import random
 from pathlib import Path
 
 import pytest
 
 from harness.compare.baseline import (
     LINES_FORMAT,
+    ItemLine,
     baseline_path,
     read_baseline,
     read_baseline_header,
     set_baseline,
 )
-from harness.compare.snapshot import snapshot_run
+from harness.compare.baseline_lines import lean_item_line
+from harness.compare.snapshot import ItemRecord, Shared, compact_record, snapshot_run
 from harness.errors import UserError
 from tests.compare.test_gate_cli import EXIT_INCONCLUSIVE, reports, run, use_generated_data
 from tests.conftest import base_suite
@@ -110,3 +114,39 @@ def test_a_comparison_keeps_only_the_fields_it_needs(project, cli, fake_server):
         assert kept.scores == record.scores and kept.outputs == record.outputs and kept.labels == record.labels
         assert kept.fields == {"label": record.fields["label"]} and not kept.output_sha256
         assert len(record.output_sha256) == 1 and set(record.fields) == {"id", "text", "label"}
+
+
+def compact_by_the_model(raw: bytes, keep: list[str]):
+    """The plain way: validate the line with its model, then compact the record."""
+    line = ItemLine.model_validate_json(raw)
+    compact_record(line.record, keep, Shared())
+    return line.id, line.record
+
+
+def test_lines_read_for_a_comparison_match_the_model_and_odd_lines_still_go_through_it():
+    rng = random.Random(12)
+    keep = ["lang"]
+    for _ in range(200):
+        epochs = rng.randint(1, 3)
+        record = ItemRecord(
+            slices=rng.sample(["all", "hard", "de"], rng.randint(0, 3)),
+            scores={m: [rng.choice([None, 0.0, 1.0, rng.random()]) for _ in range(epochs)]
+                    for m in rng.sample(["accuracy", "f1"], rng.randint(1, 2))},
+            output_sha256=[rng.choice([None, "ab" * 32]) for _ in range(epochs)],
+            outputs=[rng.choice([None, "", "billing", "x" * 300]) for _ in range(epochs)],
+            output_lengths=[rng.choice([None, 0, 7, 300]) for _ in range(epochs)],
+            cluster=rng.choice([None, "c1", "c2"]),
+            fields={k: v for k, v in (("lang", rng.choice(["en", "de"])), ("id", "x")) if rng.random() < 0.8},
+            labels=[rng.choice([None, "billing", "(none)"]) for _ in range(epochs)], failed=rng.randint(0, epochs))
+        raw = ItemLine(id=f"i{rng.randint(0, 99)}", record=record).model_dump_json().encode()
+        lean = lean_item_line(raw, keep, Shared())
+        assert lean is not None
+        expected = compact_by_the_model(raw, keep)
+        assert lean[0] == expected[0]
+        assert dataclasses.asdict(lean[1]) == dataclasses.asdict(expected[1])
+        assert dict(lean[1].scores) == dict(expected[1].scores)
+    # Lines the model may read differently (or refuse) are left to it.
+    odd = [b'{"id": "a", "record": {"slices": [], "scores": {"m": [true]}, "outputs": [], "output_lengths": []}}',
+           b'{"id": "a", "record": {"slices": [], "scores": {"m": ["0.5"]}, "outputs": [], "output_lengths": []}}',
+           b'{"id": 3, "record": {}}', b'{"id": "x", "scores": 3}', b'not json']
+    assert [lean_item_line(raw, keep, Shared()) for raw in odd] == [None] * len(odd)

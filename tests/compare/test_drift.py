@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -204,3 +206,75 @@ def test_permutations_in_small_batches_give_the_same_thresholds(monkeypatch: pyt
     monkeypatch.setattr(drift, "_BATCH_CELLS", 7_000)  # about 14-23 permutations per batch
     batched = [measure_signal(item, FAST).effect_threshold for item in inputs]
     assert batched == whole
+
+
+# --- paired nulls on sufficient statistics, against swapping every pair explicitly ----------
+
+
+def explicit_swap_effect(kind: SignalKind, reference: np.ndarray, current: np.ndarray, swapped: np.ndarray) -> float:
+    """The effect after the pairs in `swapped` traded places, computed the plain way (scipy)."""
+    ref, cur = np.where(swapped, current, reference), np.where(swapped, reference, current)
+    if kind == SignalKind.LABELS:
+        labels = sorted(set(reference) | set(current))
+        counts = [[np.sum(sample == label) for label in labels] for sample in (ref, cur)]
+        return float(jensenshannon(np.divide(counts[0], len(ref)), np.divide(counts[1], len(cur)), base=2))
+    if kind == SignalKind.RATE:
+        return abs(cur.mean() - ref.mean())
+    return stats.wasserstein_distance(ref, cur)
+
+
+def exact_swap_null(kind: SignalKind, reference: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """The effect under every one of the 2^n ways of swapping pairs: the exact paired null."""
+    n = len(reference)
+    masks = ((np.arange(2**n)[:, None] >> np.arange(n)) & 1).astype(bool)
+    return np.array([explicit_swap_effect(kind, reference, current, mask) for mask in masks])
+
+
+def test_wasserstein_of_swap_counts_matches_swapping_pairs_explicitly() -> None:
+    rng = np.random.default_rng(10)
+    for n in (2, 7, 40):
+        # Integer lengths: ties within and across samples, and pairs of equal values.
+        reference = rng.integers(0, 6, n).astype(float)
+        current = np.where(rng.random(n) < 0.3, reference, rng.integers(0, 6, n)).astype(float)
+        from_value, to_value, counts = drift._pair_kinds(reference, current)
+        distance = drift._wasserstein_of_swaps(from_value, to_value, counts, n)
+        masks = rng.random((25, n)) < 0.5
+        kinds = list(zip(from_value, to_value, strict=True))
+        swapped = np.array([[np.sum(mask & (reference == a) & (current == b)) for a, b in kinds]
+                            for mask in masks]).reshape(len(masks), len(counts))
+        expected = [explicit_swap_effect(SignalKind.CONTINUOUS, reference, current, mask) for mask in masks]
+        np.testing.assert_allclose(distance(swapped), expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", list(SignalKind))
+def test_paired_null_thresholds_match_the_exact_swap_distribution(kind: SignalKind) -> None:
+    """Drawing how many pairs of each kind swap (binomially) is the null of swapping each pair
+    with probability 1/2: its quantiles agree with full enumeration of the 2^n swaps."""
+    rng = np.random.default_rng(11)
+    policy = DriftPolicy(n_permutations=20_000)
+    checked = 0
+    for case in range(6):
+        n = 10 + case % 4
+        if kind == SignalKind.LABELS:
+            reference = label_sample(rng, n)
+            current = np.where(rng.random(n) < 0.5, label_sample(rng, n), reference)
+        elif kind == SignalKind.RATE:
+            reference = rng.random(n) < 0.4
+            current = np.where(rng.random(n) < 0.6, rng.random(n) < 0.4, reference)
+        else:
+            reference = rng.integers(0, 5, n).astype(float)
+            current = reference + rng.integers(-2, 3, n)
+        exact = exact_swap_null(kind, np.asarray(reference), np.asarray(current))
+        scale = 1.0
+        if kind == SignalKind.CONTINUOUS:
+            scale = drift._reference_scale(np.asarray(reference, float), np.asarray(current, float))
+        for quantile in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
+            atom = np.quantile(exact, quantile, method="inverted_cdf")
+            below, at_or_below = np.mean(exact < atom - 1e-12), np.mean(exact <= atom + 1e-12)
+            if not below + 0.02 < quantile < at_or_below - 0.02:
+                continue  # the quantile is at the edge of an atom: Monte Carlo may land on either side
+            item = DriftInput("x", kind, reference, current, paired=True)
+            drawn = measure_signal(item, replace(policy, null_quantile=quantile)).effect_threshold
+            assert drawn * scale == pytest.approx(atom, rel=1e-9, abs=1e-12)
+            checked += 1
+    assert checked >= 20

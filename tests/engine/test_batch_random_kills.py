@@ -50,12 +50,12 @@ def test_random_kills_in_batch_mode_create_each_batch_once(project, cli, fake_se
         kill(process)
         found = project.run_dirs()
         seen_at_kills.append(sorted(store_rows(found[0], "SELECT status FROM provider_batches")) if found else [])
-        if found and json.loads((found[0] / "manifest.json").read_text())["status"] == "complete":
-            break  # the kill came just after the run finished: a next `run` would start a new run
+        if found and _complete(found[0]):  # killed just after it finished: another `run` would start anew
+            break
     # The kills landed at different steps: before any batch, and with batches planned or live.
     assert len({tuple(seen) for seen in seen_at_kills}) >= 2, seen_at_kills
     [run_dir] = project.run_dirs()
-    if json.loads((run_dir / "manifest.json").read_text())["status"] != "complete":  # a kill can come just after
+    if not _complete(run_dir):  # a kill can come just after
         finish("run", str(project.suite_path), "--resume", run_dir.name)
     run_dir = only_run(project.root / "reports")
     assert by_item(results(run_dir)) == reference
@@ -63,6 +63,11 @@ def test_random_kills_in_batch_mode_create_each_batch_once(project, cli, fake_se
     assert len(chunks) == 4 and all(batch_id and total == 10 and collected for batch_id, total, collected in chunks)
     assert fake_server.batches.log.creations["openai"] == 4
     assert per_request(fake_server.batches.log.answered) == [1] * ITEMS
+
+
+def _complete(run_dir) -> bool:
+    manifest = run_dir / "manifest.json"
+    return manifest.exists() and json.loads(manifest.read_text())["status"] == "complete"
 
 
 def _wait_for_session(process, project, earlier: int) -> None:

@@ -58,8 +58,8 @@ def _plan(project, server: FakeLLMServer, records=TICKETS, provider: str = "open
 def _store(path: Path, plan: RunPlan) -> RunStore:
     store = RunStore(path)
     store.add_requests(
-        (NewRequest(r.request_id, r.item.id, r.target.label, r.sample_index, r.payload()) for r in plan.requests),
-        (StoredItem(i.id, i.location, tuple(i.slices), i.cluster, i.fields) for i in plan.items))
+        (NewRequest(r.request_id, r.item.id, r.target.label, r.sample_index, r.payload()) for r in plan.requests()),
+        (StoredItem(i.id, i.location, tuple(i.slices), i.cluster, i.fields) for i in plan.items()))
     return store
 
 
@@ -78,7 +78,7 @@ def _send(plan: RunPlan, store: RunStore, requests: list[WorkRequest] | None = N
     terminal here). Bounded in time: a follower left waiting fails the test instead of hanging it."""
     providers = {target.label: create_provider(target) for target in plan.suite.spec.targets}
     reuse = Reuse(store, providers, plan.suite.spec.engine, _scorer(plan), cache)
-    queue = list(plan.requests if requests is None else requests)
+    queue = list(plan.requests() if requests is None else requests)
 
     async def worker() -> None:
         while queue:
@@ -157,7 +157,7 @@ def test_a_leader_that_ends_without_an_answer_does_not_hold_up_its_followers(pro
     with FakeLLMServer(keyword_replier(TICKET_REPLIES)) as server:
         plan = _plan(project, server, same)
         store = _store(tmp_path / "run.sqlite", plan)
-        first = plan.requests[0].request_id
+        first = next(plan.requests()).request_id
         store.start_attempt(first)  # in flight in another process: this one must not send it
         _send(plan, store, concurrency=concurrency)
     rows = _by_item(store)
@@ -170,11 +170,11 @@ def test_a_resumed_run_reuses_answers_an_earlier_process_got(project, tmp_path):
     with FakeLLMServer(keyword_replier(TICKET_REPLIES)) as server:
         plan = _plan(project, server, TICKETS + COPIES)
         store = _store(tmp_path / "run.sqlite", plan)
-        originals = [r for r in plan.requests if not r.item.id.startswith("copy")]
+        originals = [r for r in plan.requests() if not r.item.id.startswith("copy")]
         _send(plan, store, originals)
         assert server.log.total == 6
         resumed = RunStore(tmp_path / "run.sqlite")  # a new process: nothing in memory
-        _send(plan, resumed, [r for r in plan.requests if r.item.id.startswith("copy")])
+        _send(plan, resumed, [r for r in plan.requests() if r.item.id.startswith("copy")])
     assert server.log.total == 6
     assert _origins(resumed) == {"sent": 6, "duplicate": 4}
 

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from harness.config.suite import TargetSpec
 from harness.engine.batch.batch_store import BatchStore
 from harness.engine.batch.registry import batch_providers
 from harness.engine.batch.session import BatchSession, BatchTarget
 from harness.engine.providers.base import RequestBodies
-from harness.engine.requests import WorkRequest
-from harness.engine.states import RequestState
 from harness.engine.store import RunStore, ScoreRow
 from harness.errors import UserError
 
@@ -85,22 +83,20 @@ class BatchPart:
         new_work = {label for label in chosen if not options.collect_only}
         session = BatchSession(store, [BatchTarget(t, _bodies(run.lanes[t.label].provider, t), t.label in new_work)
                                        for t in involved],
-                               plan.suite.spec.engine, item_scorer(store, plan.scorers, plan.items_by_id), say)
+                               plan.suite.spec.engine, item_scorer(store, plan.scorers), say)
         return cls(session, options.wait)
 
-    def realtime_stages(self, stages: list[list[WorkRequest]]) -> list[list[WorkRequest]]:
-        """The stages without the requests of batch targets, nor any request sitting in a live
-        batch of an earlier session (the realtime engine's share)."""
+    def realtime_targets(self, targets: list[TargetSpec]) -> list[TargetSpec]:
+        """The targets the realtime engine sends for: those without new batch work (requests
+        sitting in a live batch of an earlier session are never fed to it: they are in_batch)."""
         labels = {t.target.label for t in self.session.targets if t.new_work}
-        in_batch = {row[0] for row in self.session.store.db.execute(
-            "SELECT request_id FROM requests WHERE state = ?", (RequestState.IN_BATCH,))}
-        return [[r for r in stage if r.target.label not in labels and r.request_id not in in_batch]
-                for stage in stages]
+        return [target for target in targets if target.label not in labels]
 
-    def realtime_total(self, requests: list[WorkRequest]) -> int:
-        """How many of the run's requests the realtime engine is responsible for (its progress total)."""
-        labels = {t.target.label for t in self.session.targets if t.new_work}
-        return sum(1 for r in requests if r.target.label not in labels)
+    def realtime_total(self, plan: RunPlan) -> int:
+        """How many of the run's requests the realtime engine is responsible for (its progress total):
+        every target has the same requests (one per item and sample)."""
+        per_target = plan.request_count // len(plan.suite.spec.targets)
+        return per_target * len(self.realtime_targets(plan.suite.spec.targets))
 
     def submit(self) -> None:
         self.session.submit()
@@ -117,12 +113,13 @@ def _bodies(provider: object, target: TargetSpec) -> RequestBodies:
     return provider
 
 
-def item_scorer(store: RunStore, scorers: list, items: dict[str, Any]) -> Callable[[str, str], list[ScoreRow]]:
-    """Scores a collected output as the realtime engine does: every scorer, against the item's fields."""
+def item_scorer(store: RunStore, scorers: list) -> Callable[[str, str], list[ScoreRow]]:
+    """Scores a collected output as the realtime engine does: every scorer, against the item's
+    fields (read from the store: a run holds no items in memory)."""
 
     def score(request_id: str, output: str) -> list[ScoreRow]:
         row = store.db.execute("SELECT item_id FROM requests WHERE request_id = ?", (request_id,)).fetchone()
-        item = items.get(row[0]) if row else None
+        item = store.items_of([row[0]]).get(row[0]) if row else None
         if item is None:
             return []
         rows: list[ScoreRow] = []
