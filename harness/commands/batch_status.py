@@ -7,7 +7,7 @@ from typing import Any
 
 from harness.config.suite import EngineSpec, TargetSpec
 from harness.cost.money import format_usd
-from harness.engine.batch.batch_store import BatchStore, has_batches
+from harness.engine.batch.batch_store import UNRESOLVED, BatchStore, has_batches
 from harness.engine.batch.session import BatchSession, BatchTarget
 from harness.engine.store import RunStore
 from harness.runs.manifest import Manifest
@@ -30,7 +30,9 @@ def batch_rows(store: RunStore, now: float) -> list[dict[str, Any]]:
 def batch_lines(rows: list[dict[str, Any]]) -> list[str]:
     lines = []
     for row in rows:
-        name = row["batch_id"] or f"(not created yet; input file {row['input_file_id'] or 'not uploaded'})"
+        name = row["batch_id"] or (
+            "(waiting to be identified: a batch that may be its own is still running)"
+            if row["status"] == UNRESOLVED else f"(not created yet; input file {row['input_file_id'] or 'not uploaded'})")
         expiry = "" if row["expires_in_s"] is None or row["collected"] else (
             f", expires in {_age(row['expires_in_s'])}" if row["expires_in_s"] > 0 else ", past its expiry")
         cost = "" if row["cost_usd"] is None else f", {format_usd(row['cost_usd'])} at the batch price"

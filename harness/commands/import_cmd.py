@@ -13,6 +13,7 @@ succeeded is never overwritten.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,9 +221,14 @@ def _finish(held: HeldRun) -> str:
     return status
 
 
+_SNAPSHOT_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8})")
+"""A dated snapshot: OpenAI's -YYYY-MM-DD, Anthropic's (and some others') -YYYYMMDD."""
+
+
 def _same_model(echoed: str, asked: str) -> bool:
-    """OpenAI answers with a dated snapshot of the model asked for (gpt-4o-mini -> gpt-4o-mini-2024-07-18)."""
-    return echoed == asked or echoed.startswith(asked + "-")
+    """The model asked for, or a dated snapshot of it (gpt-4o-mini -> gpt-4o-mini-2024-07-18); never
+    another model whose name merely starts the same (gpt-4o is not gpt-4o-mini)."""
+    return echoed == asked or (echoed.startswith(asked) and _SNAPSHOT_SUFFIX.fullmatch(echoed[len(asked):]) is not None)
 
 
 def _lines(path: Path):

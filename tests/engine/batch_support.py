@@ -54,6 +54,15 @@ def states(run_dir: Path) -> dict[str, str]:
     return dict(store_rows(run_dir, "SELECT request_id, state FROM requests"))  # type: ignore[arg-type]
 
 
+def per_request(counts: dict[str, int]) -> list[int]:
+    """A fake-server count per custom_id, summed per request (an Anthropic custom_id is the
+    request ID, "_" and a per-chunk tag), sorted."""
+    summed: dict[str, int] = {}
+    for custom_id, times in counts.items():
+        summed[custom_id.split("_")[0]] = summed.get(custom_id.split("_")[0], 0) + times
+    return sorted(summed.values())
+
+
 def by_item(lines: dict[str, tuple]) -> dict[str, tuple]:
     """results() keyed by item (request IDs differ between base URLs, e.g. through a proxy)."""
     return {line[0]: line[1:] for line in lines.values()}

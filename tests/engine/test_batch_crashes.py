@@ -18,6 +18,7 @@ from tests.engine.batch_support import (
     finish,
     kill,
     only_run,
+    per_request,
     realtime_suite,
     results,
     start,
@@ -83,7 +84,7 @@ def test_killed_between_upload_and_recording_the_batch_creates_it_once(project, 
     assert by_item(results(run_dir)) == by_item(reference)
     assert fake_server.batches.log.creations[provider] == 1
     assert fake_server.batches.log.files_uploaded == (1 if provider == "openai" else 0)
-    assert sorted(fake_server.batches.log.answered.values()) == [1] * len(reference)
+    assert per_request(fake_server.batches.log.answered) == [1] * len(reference)
 
 
 def test_killed_after_create_then_collected_from_another_process(project, cli, fake_server, reference):

@@ -12,7 +12,16 @@ import pytest
 from harness.testing.fake_batch_lifecycle import BatchLimits, BatchScript
 from harness.testing.fake_server import FakeLLMServer
 from tests.conftest import base_suite, write_records
-from tests.engine.batch_support import batch_suite, only_run, realtime_suite, results, start, states, store_rows
+from tests.engine.batch_support import (
+    batch_suite,
+    only_run,
+    per_request,
+    realtime_suite,
+    results,
+    start,
+    states,
+    store_rows,
+)
 
 
 @pytest.fixture
@@ -86,7 +95,7 @@ def test_cancel_part_way_records_what_completed_and_retry_sends_the_rest(project
     retried = cli("retry", run_dir.name, "--failed", "--reports-dir", str(project.root / "reports"))
     assert retried.exit_code == 0, retried.output
     assert results(run_dir) == reference
-    assert sorted(fake_server.batches.log.answered.values()) == [1] * 6
+    assert per_request(fake_server.batches.log.answered) == [1] * 6
 
 
 def test_status_lists_each_provider_batch_and_retry_can_go_realtime(project, cli, fake_server, reference):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from harness.testing.fake_batch_lifecycle import BatchScript
-from tests.engine.batch_support import batch_suite, only_run, realtime_suite, results, states, store_rows
+from tests.engine.batch_support import batch_suite, only_run, per_request, realtime_suite, results, states, store_rows
 
 
 @pytest.fixture(params=["openai", "anthropic"])
@@ -42,7 +42,7 @@ def test_a_completed_batch_equals_a_realtime_run(project, cli, fake_server, prov
     [(status, total, collected)] = store_rows(run_dir, "SELECT status, total, collected FROM provider_batches")
     assert (status, total, collected) == ("completed" if provider == "openai" else "ended", 6, 1)
     # Sent once each, and priced at the batch price (half the realtime price of the suite's pricing).
-    assert sorted(fake_server.batches.log.submitted.values()) == [1] * 6
+    assert per_request(fake_server.batches.log.submitted) == [1] * 6
 
 
 def test_an_expired_batch_keeps_its_answered_lines_and_leaves_the_rest_retryable(project, cli, fake_server, provider):
@@ -61,8 +61,8 @@ def test_an_expired_batch_keeps_its_answered_lines_and_leaves_the_rest_retryable
     assert results(run_dir) == reference
     assert fake_server.batches.log.creations[provider] == 2
     # The answered lines were never submitted again; every request was answered exactly once.
-    assert sorted(fake_server.batches.log.submitted.values()) == [1, 1, 2, 2, 2, 2]
-    assert sorted(fake_server.batches.log.answered.values()) == [1] * 6
+    assert per_request(fake_server.batches.log.submitted) == [1, 1, 2, 2, 2, 2]
+    assert per_request(fake_server.batches.log.answered) == [1] * 6
 
 
 def test_a_batch_that_fails_validation_leaves_every_request_retryable(project, cli, fake_server):

@@ -23,12 +23,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from harness.engine.batch.base import BatchInfo, LineResult
+from harness.engine.batch.base import BatchInfo, ChunkKey, LineResult
 from harness.engine.states import SENDABLE_STATES, AttemptOutcome, RequestState
 from harness.engine.store import RunStore, ScoreRow, StoredRequest, _stored
 
 PLANNED, UPLOADED = "planned", "uploaded"
 """Local chunk statuses before the provider has a batch; after it, the provider's own status."""
+UNRESOLVED = "unresolved"
+"""A chunk whose create may have reached the provider, with batches that may be its own still
+running: waiting to be identified by their results (never adopted, cancelled or created again
+until then)."""
 ABANDONED = "abandoned"
 """A chunk that could not be made into a batch (its members went back to be sent again)."""
 
@@ -122,6 +126,16 @@ class BatchStore:
             self.db.execute("UPDATE provider_batches SET input_file_id = ?, status = ?, updated_at = ? WHERE chunk = ?",
                             (file_id, UPLOADED, now, chunk.chunk))
 
+    def mark_unresolved(self, chunk: Chunk) -> None:
+        with self._transaction():
+            self.db.execute("UPDATE provider_batches SET status = ?, updated_at = ? WHERE chunk = ?",
+                            (UNRESOLVED, time.time(), chunk.chunk))
+
+    def key(self, chunk: Chunk) -> ChunkKey:
+        """What identifies the chunk's batch at the provider (for `find`)."""
+        return ChunkKey(chunk.input_file_id, chunk.planned_at, chunk.total, frozenset(self.members(chunk)),
+                        frozenset(self.known_batch_ids()))
+
     def record_batch(self, chunk: Chunk, info: BatchInfo) -> None:
         """The batch the provider created (or one found made from the chunk's file), or its news."""
         with self._transaction():
@@ -149,11 +163,14 @@ class BatchStore:
                             (ABANDONED if chunk.batch_id is None else chunk.status, now, chunk.chunk))
         return moved
 
-    def collect(self, chunk: Chunk, settled: list[Settled], leftover_error: str) -> dict[str, int]:
+    def collect(self, chunk: Chunk, settled: list[Settled], leftover_error: str, *,
+                finish: bool = True) -> dict[str, int]:
         """Every result line of a finished batch in one transaction: succeeded lines with their
         scores and batch-priced cost, failed lines retryable or terminal, and members with no
         line at all (expired, cancelled, a batch that failed) failed_retryable with
-        `leftover_error`. Returns the count of each outcome."""
+        `leftover_error`. Without `finish` (part of the results could not be read) only the
+        lines are applied: the others stay in_batch and the chunk stays open, to be collected
+        again (lines already applied change nothing). Returns the count of each outcome."""
         now = time.time()
         counts: dict[str, int] = {}
         with self._transaction():
@@ -161,6 +178,8 @@ class BatchStore:
                 outcome = self._settle(chunk, done, now)
                 if outcome is not None:
                     counts[outcome] = counts.get(outcome, 0) + 1
+            if not finish:
+                return counts
             leftover = [row[0] for row in self.db.execute(
                 "SELECT m.request_id FROM batch_members m JOIN requests r ON r.request_id = m.request_id"
                 " WHERE m.chunk = ? AND m.outcome IS NULL AND r.state = ?", (chunk.chunk, RequestState.IN_BATCH))]

@@ -21,4 +21,5 @@ def batch_call(sdk: ModuleType, what: str) -> Iterator[None]:
         with sdk_errors(sdk, CALL_TIMEOUT_S):
             yield
     except ProviderError as error:
-        raise BatchApiError(f"could not {what}: {error.describe()}", final=error.kind == "terminal") from None
+        raise BatchApiError(f"could not {what}: {error.describe()}", final=error.kind == "terminal",
+                            status=error.status) from None

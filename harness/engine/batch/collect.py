@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from harness.cost.money import format_usd
 from harness.cost.pricing import ModelPrice
-from harness.engine.batch.base import BatchApi, BatchInfo
+from harness.engine.batch.base import BatchApi, BatchApiError, BatchInfo, ResultProblem
 from harness.engine.batch.batch_store import BatchStore, Chunk, Settled
 from harness.engine.batch.submit import Retries
 from harness.engine.store import ScoreRow
@@ -54,10 +54,17 @@ class TargetCollector:
         return info
 
     async def collect(self, chunk: Chunk, info: BatchInfo) -> str:
+        """Applies the ended batch's result lines. A line that cannot be read leaves only its own
+        request without a result; a results file that cannot be read keeps the lines read so far
+        but leaves the chunk open (BatchApiError naming the file), so nothing billed is lost."""
         members = self.batches.members(chunk)
         settled: list[Settled] = []
         unknown = 0
+        problems: list[ResultProblem] = []
         async for line in self.api.results(info):
+            if isinstance(line, ResultProblem):
+                problems.append(line)
+                continue
             request_id = members.get(line.custom_id)
             if request_id is None:
                 unknown += 1  # not ours (or mangled): never applied to another request
@@ -68,14 +75,23 @@ class TargetCollector:
                 scores = self.score(request_id, line.completion.text)
                 cost = self._cost(line.completion)
             settled.append(Settled(request_id, line, scores, cost))
+        unread = [problem for problem in problems if problem.whole_file]
+        if unread:
+            self.batches.collect(chunk, settled, "", finish=False)
+            raise BatchApiError(f"batch {info.batch_id} ({info.status}): could not read its results "
+                                f"({'; '.join(p.message for p in unread)}); {len(settled):,} line(s) kept, "
+                                "the rest stays in the batch until the file can be read",
+                                final=all(p.final for p in unread))
         why = f"batch {info.batch_id} {info.status}" + (f": {info.problem}" if info.problem else "") + \
-            " with no result for this request"
+            " with no result for this request" + \
+            (f" (unreadable result line(s): {'; '.join(p.where for p in problems[:5])})" if problems else "")
         counts = self.batches.collect(chunk, settled, why)
         summary = ", ".join(f"{state} {count:,}" for state, count in sorted(counts.items())) or "nothing"
         spent = self.batches.cost_of(chunk)
         return f"collected batch {info.batch_id} ({info.status}): {summary}" + \
             ("" if spent is None else f"; {format_usd(spent)} at the batch price") + \
-            (f"; {unknown} line(s) with an unknown custom_id ignored" if unknown else "")
+            (f"; {unknown} line(s) with an unknown custom_id ignored" if unknown else "") + \
+            "".join(f"; {p.message}" for p in problems[:5])
 
     def _cost(self, completion) -> float | None:
         if self.price is None or completion.input_tokens is None or completion.output_tokens is None:

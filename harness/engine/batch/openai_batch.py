@@ -10,6 +10,7 @@ error.code (e.g. batch_expired) is no HTTP status and is never read as one.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
@@ -17,7 +18,15 @@ from typing import Any, Final
 import openai
 
 from harness.config.suite import TargetSpec
-from harness.engine.batch.base import BatchApiError, BatchInfo, BatchLimits, LineResult
+from harness.engine.batch.base import (
+    BatchApiError,
+    BatchInfo,
+    BatchLimits,
+    ChunkKey,
+    LineResult,
+    ResultProblem,
+    Unproven,
+)
 from harness.engine.batch.calls import batch_call
 from harness.engine.batch.openai_format import (
     MAX_BYTES_PER_FILE,
@@ -42,6 +51,8 @@ _FIND_WINDOW_S = 3600.0
 class OpenAIBatchApi:
     provider = "openai"
     limits = LIMITS
+    framing_bytes = 0
+    tags_custom_ids = False  # the input file proves which batch is the chunk's
 
     def __init__(self, target: TargetSpec) -> None:
         base_url = target.base_url or os.environ.get("OPENAI_BASE_URL")
@@ -50,6 +61,7 @@ class OpenAIBatchApi:
             raise BatchApiError("OPENAI_API_KEY is not set (or set base_url)", final=True)
         # The engine owns retries (see harness/engine/providers/openai_chat.py).
         self.client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
+        self.base_url = str(self.client.base_url)
 
     def line(self, custom_id: str, body: dict[str, Any]) -> bytes:
         return BatchInputLine(custom_id=custom_id, url=ENDPOINT, body=body).to_jsonl().encode()
@@ -69,10 +81,10 @@ class OpenAIBatchApi:
                                                      metadata={"created_by": "evalbatch"})
         return _info(batch)
 
-    async def find(self, input_file_id: str | None, planned_at: float, total: int,
-                   known: set[str]) -> BatchInfo | None:
+    async def find(self, key: ChunkKey) -> BatchInfo | Unproven | None:
         """The batch made from this input file, if a process created it and died before
         recording it: the list is newest first, so it is read back only to the chunk's time."""
+        input_file_id, planned_at, known = key.input_file_id, key.planned_at, key.known
         if input_file_id is None:
             return None  # no file, so no batch could have been made from it
         with batch_call(openai, "list batches"):
@@ -91,34 +103,52 @@ class OpenAIBatchApi:
         with batch_call(openai, f"cancel batch {batch_id}"):
             return _info(await self.client.batches.cancel(batch_id))
 
-    async def results(self, info: BatchInfo) -> AsyncIterator[LineResult]:
+    async def results(self, info: BatchInfo) -> AsyncIterator[LineResult | ResultProblem]:
         for file_id in (info.output_file_id, info.error_file_id):
             if not file_id:
                 continue
-            with batch_call(openai, f"download batch results file {file_id}"):
-                async with self.client.files.with_streaming_response.content(file_id) as response:
-                    async for text in response.iter_lines():
-                        if text.strip():
-                            yield read_output_line(text)
+            number = 0
+            try:
+                with batch_call(openai, f"download batch results file {file_id}"):
+                    async with self.client.files.with_streaming_response.content(file_id) as response:
+                        async for text in response.iter_lines():
+                            number += 1
+                            if text.strip():
+                                yield read_output_line(text, f"file {file_id} line {number}")
+            except BatchApiError as error:
+                # The lines read so far stand; the chunk waits until the rest can be read.
+                yield ResultProblem(f"file {file_id}", f"{error} (after {number} line(s))", whole_file=True,
+                                    final=error.final)
 
     async def close(self) -> None:
         await self.client.close()
 
 
-def read_output_line(text: str) -> LineResult:
-    """One line of an output or error file (OpenAI's, or vLLM run-batch's, which has its shape)."""
+def read_output_line(text: str, where: str) -> LineResult | ResultProblem:
+    """One line of an output or error file (OpenAI's, or vLLM run-batch's, which has its shape);
+    `where` names the file and line. A line that is no batch output line is a ResultProblem,
+    tied to its custom_id when one can be read, so only its own request goes without a result."""
     try:
         line = parse_output_line(text)
     except ValueError as exc:
-        raise BatchApiError(f"a batch result line is not an OpenAI batch output line ({exc}): "
-                            f"{shorten(text, 120)}", final=True) from None
+        return _unreadable(text, f"{where} is not an OpenAI batch output line ({exc}): {shorten(text, 120)}", where)
     if line.answered:
         try:
             return LineResult(line.custom_id, completion=completion_of(line))
         except ValueError as exc:
-            return LineResult(line.custom_id, error=f"malformed response: {exc}", status=200, final=False)
+            return LineResult(line.custom_id, error=f"malformed response ({where}): {exc}", status=200, final=False)
     failure = failure_of(line)
     return LineResult(line.custom_id, error=failure.message, status=failure.status, final=not failure.retryable)
+
+
+def _unreadable(text: str, message: str, where: str) -> LineResult | ResultProblem:
+    try:
+        custom_id = json.loads(text).get("custom_id")
+    except (ValueError, AttributeError):
+        custom_id = None
+    if isinstance(custom_id, str) and custom_id:
+        return LineResult(custom_id, error=message, status=None, final=False)
+    return ResultProblem(where, message)
 
 
 def _info(batch: Any) -> BatchInfo:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from harness.config.suite import EngineSpec, TargetSpec
 from harness.cost.pricing import price_for
 from harness.engine.batch.base import BatchApi, BatchApiError
-from harness.engine.batch.batch_store import BatchStore
+from harness.engine.batch.batch_store import UNRESOLVED, BatchStore
 from harness.engine.batch.collect import Scoring, TargetCollector
 from harness.engine.batch.lines import BodyBuilder
 from harness.engine.batch.registry import create_batch_api
@@ -65,9 +65,7 @@ class BatchSession:
         apis = self._open_apis()
         try:
             for batch_target in self.targets:
-                submitter = TargetSubmitter(BatchStore(self.store), apis[batch_target.target.label],
-                                            batch_target.target.label, BodyBuilder(batch_target.bodies),
-                                            self._limits(apis[batch_target.target.label]), self._retries())
+                submitter = self._submitter(batch_target, apis)
                 label = batch_target.target.label
                 try:
                     for done in await submitter.finish_open():
@@ -87,9 +85,12 @@ class BatchSession:
             collectors = [self._collector(t, apis) for t in self.targets]
             cancel_sent = False
             reported: dict[str, tuple] = {}
+            stuck: set[int] = set()  # chunks that cannot be read: left open, not looked at again now
             while True:
-                live = [(collector, chunk) for collector in collectors for chunk in collector.live()]
-                if not live:
+                waiting = await self._resolve(apis) if wait else False
+                live = [(collector, chunk) for collector in collectors for chunk in collector.live()
+                        if chunk.chunk not in stuck]
+                if not live and not waiting:
                     return
                 if not cancel_sent and self.store.cancel_requested():
                     cancel_sent = True
@@ -97,34 +98,66 @@ class BatchSession:
                         if chunk.status not in _STOPPING:
                             await self._quietly(collector.cancel(chunk), f"cancel batch {chunk.batch_id}")
                 for collector, chunk in live:
-                    await self._look(collector, chunk, reported)
+                    if not await self._look(collector, chunk, reported):
+                        stuck.add(chunk.chunk)
                 if not wait:
                     return
-                if any(collector.live() for collector in collectors):
+                if waiting or any(chunk.chunk not in stuck for collector in collectors for chunk in collector.live()):
                     await asyncio.sleep(self.spec.batch.poll_s)
         finally:
             await _close(apis)
 
-    async def _look(self, collector: TargetCollector, chunk, reported: dict[str, tuple]) -> None:
+    async def _resolve(self, apis: dict[str, BatchApi]) -> bool:
+        """Looks again at the chunks waiting to be identified (a batch that may be theirs was
+        still running): adopts the one proven theirs, or creates theirs once none can be. True
+        while some still wait."""
+        waiting = False
+        if self.store.cancel_requested():
+            return False  # a cancelled run creates nothing more; its chunks stay unresolved
+        for batch_target in self.targets:
+            label = batch_target.target.label
+            if batch_target.bodies is None or not any(
+                    chunk.target == label and chunk.status == UNRESOLVED
+                    for chunk in BatchStore(self.store).chunks(open_only=True)):
+                continue
+            submitter = self._submitter(batch_target, apis)
+            try:
+                for done in await submitter.finish_open(unresolved_only=True, quiet=True):
+                    self.say(f"target {label}: {done}")
+            except BatchApiError as error:
+                if error.final:  # looking again in this session cannot help: the next one may
+                    self.say(f"target {label}: {error}; its unresolved batches are left to `evalbatch collect RUN`")
+                    continue
+                self.say(f"target {label}: {error}; looking again later")
+            waiting = waiting or any(chunk.target == label and chunk.status == UNRESOLVED
+                                     for chunk in BatchStore(self.store).chunks(open_only=True))
+        return waiting
+
+    async def _look(self, collector: TargetCollector, chunk, reported: dict[str, tuple]) -> bool:
+        """One look at a live batch; False when it cannot be read now and looking again in this
+        session cannot help (a 401/403/404, a results file gone)."""
         try:
             info, collected = await collector.look(chunk)
         except BatchApiError as error:
             if not error.final:
                 self.say(f"target {collector.label}: {error}; looking again later")
-                return
-            # The provider says the batch cannot be read (gone, or not ours): its requests go
-            # back to be sent again rather than wait forever.
-            collector.batches.collect(chunk, [], f"batch {chunk.batch_id} could not be read: {error}")
-            self.say(f"target {collector.label}: {error}; its requests are left to retry")
-            return
+                return True
+            # A failed read never settles a chunk: the batch may still be running (and billed) at
+            # the provider, e.g. when this key was rotated or belongs to another project. Its
+            # requests stay in it until the provider says how it ended.
+            self.say(f"target {collector.label}: batch {chunk.batch_id} at {collector.api.base_url} cannot be "
+                     f"read: {error}. It is left open and its requests stay in it; fix the key or endpoint "
+                     "and run `evalbatch collect RUN` again")
+            return False
         if collected is not None:
             self.say(f"target {collector.label}: {collected}")
-            return
+            return True
         news = (info.status, info.completed, info.failed)
         if reported.get(info.batch_id) != news:
             reported[info.batch_id] = news
             self.say(f"target {collector.label}: batch {info.batch_id} {info.status}, "
                      f"{info.completed:,}/{info.total:,} done, {info.failed:,} failed")
+        return True
 
     async def _cancel(self) -> list[str]:
         apis = self._open_apis()
@@ -158,6 +191,11 @@ class BatchSession:
             except (BatchApiError, ValueError) as error:
                 raise UserError(str(error), location=f"target {batch_target.target.label!r}") from None
         return apis
+
+    def _submitter(self, batch_target: BatchTarget, apis: dict[str, BatchApi]) -> TargetSubmitter:
+        api = apis[batch_target.target.label]
+        return TargetSubmitter(BatchStore(self.store), api, batch_target.target.label,
+                               BodyBuilder(batch_target.bodies), self._limits(api), self._retries())
 
     def _collector(self, batch_target: BatchTarget, apis: dict[str, BatchApi]) -> TargetCollector:
         label = batch_target.target.label
