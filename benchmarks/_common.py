@@ -55,7 +55,8 @@ def run_evalbatch(*args: str) -> tuple[float, subprocess.CompletedProcess]:
     """A whole `evalbatch` process as a user runs it (imports included): its wall time and result."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
+    # `-m harness` starts the command as the `evalbatch` console script does (harness.entry).
+    done = subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
                           cwd=REPO, env=env)
     return time.perf_counter() - started, done
 

@@ -106,7 +106,7 @@ def main() -> None:
         try:
             # Both at once, each against its own server: at 20 requests/s neither is CPU-bound.
             started = time.perf_counter()
-            running = [subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(lane.suite_path),
+            running = [subprocess.Popen([sys.executable, "-m", "harness", "run", str(lane.suite_path),
                                          "--reports-dir", str(lane.reports)], cwd=REPO, env=env,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                        for lane in lanes]

@@ -23,6 +23,7 @@ from harness.commands.common import (
     stop_on_sigterm,
 )
 from harness.commands.report import report_option, write_reports
+from harness.entry import collector_paused
 from harness.errors import UserError
 
 _console = console
@@ -67,11 +68,12 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
     score the outputs, and write reports/<suite>/<run_id>/ (run store, manifest.json, results.jsonl)."""
     from dataclasses import replace
 
-    from harness.config.suite import RateLimits
-    from harness.execute import RunInterrupted, RunOptions, execute
-    from harness.plan import PlanOptions, plan_run
-    from harness.report.run_view import print_full_run_split, print_looks, print_run_metrics, print_what_is_left
-    from harness.report.summary import SummaryOptions, print_summary
+    with collector_paused():  # see harness.entry
+        from harness.config.suite import RateLimits
+        from harness.execute import RunInterrupted, RunOptions, execute
+        from harness.plan import PlanOptions, plan_run
+        from harness.report.run_view import print_full_run_split, print_looks, print_run_metrics, print_what_is_left
+        from harness.report.summary import SummaryOptions, print_summary
 
     if resume_id and force_new:
         raise click.UsageError("--resume and --new contradict each other")

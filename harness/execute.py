@@ -27,12 +27,14 @@ from harness.engine.runner import Engine, Scorer, TargetLane
 from harness.engine.stages import LookSchedule, StageMonitor
 from harness.engine.states import UNFINISHED_STATES, RequestState
 from harness.engine.store import NewRequest, RunStore, ScoreRow, StoredItem
+from harness.entry import collector_paused
 from harness.errors import UserError
 from harness.plan import RunPlan, batches
 from harness.report.summary import LinesByItem
 from harness.runs.claim import RunChoice, claim_run
 from harness.runs.manifest import Manifest, now_iso, write_manifest
-from harness.runs.results import ResultLine, iter_summary_lines, read_run_lines, summary_lines, write_store_results
+from harness.runs.results import ResultLine, iter_summary_lines, read_run_lines, summary_lines
+from harness.runs.results_writer import write_store_results
 from harness.scoring.apply import score_run
 
 
@@ -102,7 +104,8 @@ class _Terminated(Exception):
 
 
 def execute(plan: RunPlan, options: RunOptions, console: Console) -> RunOutcome:
-    with _collector_paused():
+    # Opening the providers imports their SDKs: some 10^5 objects, all of which live on.
+    with collector_paused():
         lanes = _open_lanes(plan, options.limits)
         # What is alive now (modules, the providers' SDKs and their types, the plan) lives as long
         # as the run: the collector need not walk it again while requests are in flight.
@@ -118,20 +121,6 @@ def execute(plan: RunPlan, options: RunOptions, console: Console) -> RunOutcome:
                                  console)
     finally:
         gc.unfreeze()  # a process that goes on (tests, a promotion's full run) collects it as before
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No garbage collection while opening the providers imports their SDKs (some 100,000 objects,
-    all of which live on): each full pass would walk them all. With `gc.freeze()` at the end, none
-    ever walks them during the run; a full pass took about 5% of a run's time."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 @dataclass(frozen=True)
@@ -154,6 +143,10 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
         store.clear_cancel()
         console.print(f"Run {run.manifest.run_id} was cancelled; the cancel request is cleared and the run continues")
     _store_plan(plan, store, run.manifest.run_id)
+    # A run with no success before this session has every success scored as it arrived, by
+    # these scorers: the end-of-run pass then scores only what was not (batch results, a scorer
+    # that failed in flight). Otherwise earlier sessions' scorers may differ: all are rescored.
+    rescore_all = store.state_counts()[RequestState.SUCCEEDED] > 0
     store.requeue_unfinished()  # what a killed process had in flight is sent again
     if options.retry_failed:
         store.requeue_failed()
@@ -181,7 +174,7 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
         if look is None or store.cancel_requested():  # a cancelled stage is partial: no look judges it
             return False
         assert options.monitor is not None and staged.schedule is not None  # looks exist only with a monitor
-        _write_results(plan, store, folder)
+        _write_results(plan, store, folder, rescore_all)
         decision = options.monitor.decide(look, folder, staged.schedule)
         looks.append(decision.record)
         write_manifest(folder, manifest.model_copy(update={"looks": looks}))
@@ -195,14 +188,15 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
         if batch is not None:
             batch.submit()
         with RichProgress(total, total - remaining, console) as progress:
-            engine = Engine(store, run.lanes, plan.suite.spec.engine, progress, _scorer(plan))
+            engine = Engine(store, run.lanes, plan.suite.spec.engine, progress, _scorer(plan),
+                            shared_payloads=plan.tally.shared_payloads)
             stopped = asyncio.run(_drive(engine, feeds, run.lanes, after_stage if options.monitor else None))
         if batch is not None:
             batch.collect()
     except (KeyboardInterrupt, _Terminated) as stop:
         try:
             store.requeue_unfinished()
-            _write_results(plan, store, folder)
+            _write_results(plan, store, folder, rescore_all)
             manifest = _finish(folder, manifest.model_copy(update={"looks": looks}), "interrupted", store, session)
         finally:
             if isinstance(stop, _Terminated):
@@ -212,7 +206,7 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
         console.print(f"Target {label} was stopped early: {reason}. Its unsent requests stay queued: fix the "
                       f"endpoint, key, quota or model and run the same command again to resume (with "
                       f"--retry-failed for the requests that already failed).", soft_wrap=True)
-    _write_results(plan, store, folder)
+    _write_results(plan, store, folder, rescore_all)
     manifest = _finish(folder, manifest.model_copy(update={"looks": looks}), _status(store, stopped), store, session)
     return RunOutcome(manifest, folder)
 
@@ -322,9 +316,9 @@ def _scorer(plan: RunPlan) -> Scorer:
     return score
 
 
-def _write_results(plan: RunPlan, store: RunStore, folder: Path) -> None:
+def _write_results(plan: RunPlan, store: RunStore, folder: Path, rescore_all: bool = True) -> None:
     """Scores and results.jsonl, both streamed through the store in batches."""
-    score_run(store, plan.scorers)
+    score_run(store, plan.scorers, only_unscored=not rescore_all)
     write_store_results(folder, store)
 
 

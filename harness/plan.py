@@ -2,7 +2,8 @@
 
 All bad input (suite, prompt, dataset, slices, template variables) surfaces here as a
 UserError, before a run folder is created or a provider is contacted: a checking pass streams
-the whole dataset and collects every problem. The plan then holds no item and no request:
+the whole dataset and collects every problem. A small run's plan keeps the items and prompts
+that pass rendered (`KeptItems`, bounded); a larger plan holds no item and no request:
 `items()` and `requests()` read the dataset again, so a run's memory does not grow with its size.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 from harness.config.datasets import DatasetFile, Item, SliceDigest, open_dataset, scan_dataset
 from harness.config.loader import LoadedSuite, load_suite
 from harness.config.problems import InputProblems
-from harness.config.prompts import PromptVersion
+from harness.config.prompts import PromptVersion, RenderedPrompt
 from harness.config.selection import Picker, RunSample, SliceCounts, SliceSelection, count_selected, take
 from harness.config.suite import TargetSpec
 from harness.engine.requests import WorkRequest, item_requests, payload_hash, render_item
@@ -42,6 +43,9 @@ class PlanTally:
     request_count: int
     work_fingerprint: str
     slice_fingerprint: str
+    shared_payloads: bool = True
+    """Whether two requests have the same payload and base URL (the same provider body): only
+    then can one request of the run be answered by another (see harness.engine.reuse)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,39 @@ class ItemChoice:
         return take(self.slices.apply(items), picker, self.limit)
 
 
+class KeptItems:
+    """The checking pass's items with their rendered prompts (None: the item did not render), kept
+    while they are few and small: planning a small run then reads and renders its dataset once
+    instead of again for storing it. Past either bound nothing is kept (`pairs` is None) and the
+    plan streams the dataset again, so memory stays bounded however large the run."""
+
+    MAX_ITEMS = 20_000
+    MAX_CHARS = 16_000_000
+    """Text held (fields and rendered prompts): tens of MB of Python objects at most."""
+
+    def __init__(self) -> None:
+        self.pairs: list[tuple[Item, RenderedPrompt | None]] | None = []
+        self.chars = 0
+
+    def add(self, item: Item, rendered: RenderedPrompt | None) -> None:
+        if self.pairs is None:
+            return
+        self.chars += _text_size(item, rendered)
+        if len(self.pairs) >= self.MAX_ITEMS or self.chars > self.MAX_CHARS:
+            self.pairs = None  # too large to keep: stream instead
+            return
+        self.pairs.append((item, rendered))
+
+
+def _text_size(item: Item, rendered: RenderedPrompt | None) -> int:
+    """About how many characters an item and its prompt hold (nested values count a nominal 64:
+    the bound is loose, the item count bounds the rest)."""
+    size = sum(len(value) if isinstance(value, str) else 64 for value in item.fields.values())
+    if rendered is not None:
+        size += len(rendered.text) if rendered.text is not None else sum(len(m.content) for m in rendered.messages)
+    return size
+
+
 @dataclass(frozen=True)
 class RunPlan:
     suite: LoadedSuite
@@ -73,6 +110,8 @@ class RunPlan:
     choice: ItemChoice
     tally: PlanTally
     options: PlanOptions = field(default_factory=PlanOptions)
+    kept: list[tuple[Item, RenderedPrompt | None]] | None = None
+    """The checking pass's items and prompts when the run is small (`KeptItems`); else None."""
 
     @property
     def item_count(self) -> int:
@@ -95,17 +134,24 @@ class RunPlan:
         return self.tally.slice_fingerprint
 
     def items(self) -> Iterator[Item]:
-        """The run's items in dataset order, read from the dataset again."""
+        """The run's items in dataset order (read from the dataset again unless kept)."""
+        if self.kept is not None:
+            return (item for item, _ in self.kept)
         return self.choice.apply(self.dataset.items())
 
     def requests(self, target: TargetSpec | None = None) -> Iterator[WorkRequest]:
         """The run's requests (of one target, or of each target in turn), rendered as they stream:
         per target, item by item, each item's samples in order."""
         for each in [target] if target is not None else self.suite.spec.targets:
-            for item in self.items():
-                rendered = render_item(item, self.prompt, InputProblems())  # checked: every item renders
+            for item, rendered in self._rendered_items():
                 if rendered is not None:
                     yield from item_requests(item, rendered, self.prompt, each, self.suite.spec.epochs)
+
+    def _rendered_items(self) -> Iterator[tuple[Item, RenderedPrompt | None]]:
+        if self.kept is not None:
+            return iter(self.kept)
+        # Checked: every item renders, so no problem is collected here.
+        return ((item, render_item(item, self.prompt, InputProblems())) for item in self.items())
 
 
 def batches(values: Iterator, size: int) -> Iterator[list]:
@@ -135,9 +181,10 @@ def plan_run(suite_path: str | Path, options: PlanOptions = PlanOptions()) -> Ru
     dataset = open_dataset(spec.dataset, suite.resolve)
     counts = scan_dataset(dataset, spec.slices, problems)
     choice = _item_choice(suite, dataset, counts, evaluated, options, problems)
-    tally = _check_work(suite, dataset, prompt, scorers, choice, problems)
+    kept = KeptItems()
+    tally = _check_work(suite, dataset, prompt, scorers, choice, problems, kept)
     problems.raise_if_any()
-    return RunPlan(suite, prompt, dataset, evaluated, scorers, choice, tally, options)
+    return RunPlan(suite, prompt, dataset, evaluated, scorers, choice, tally, options, kept.pairs)
 
 
 def _item_choice(suite: LoadedSuite, dataset: DatasetFile, counts: SliceCounts, evaluated: list[str],
@@ -167,19 +214,25 @@ class _WorkFingerprint:
 
     def __init__(self) -> None:
         self.db = sqlite3.connect("")  # private, on disk beyond its page cache, deleted on close
-        self.db.execute("CREATE TABLE lines (line TEXT NOT NULL)")
-        self.pending: list[tuple[str]] = []
+        self.db.execute("CREATE TABLE lines (line TEXT NOT NULL, body TEXT NOT NULL)")
+        self.pending: list[tuple[str, str]] = []
         self.count = 0
 
     def add(self, request: WorkRequest) -> None:
-        self.pending.append((f"{request.request_id} {payload_hash(request)}",))
+        payload = payload_hash(request)
+        self.pending.append((f"{request.request_id} {payload}", f"{request.target.base_url} {payload}"))
         self.count += 1
         if len(self.pending) >= 5000:
             self._flush()
 
     def _flush(self) -> None:
-        self.db.executemany("INSERT INTO lines(line) VALUES (?)", self.pending)
+        self.db.executemany("INSERT INTO lines(line, body) VALUES (?, ?)", self.pending)
         self.pending.clear()
+
+    def shared_payloads(self) -> bool:
+        self._flush()
+        return self.db.execute(
+            "SELECT EXISTS (SELECT 1 FROM lines GROUP BY body HAVING COUNT(*) > 1)").fetchone()[0] == 1
 
     def hexdigest(self, suite_name: str) -> str:
         self._flush()
@@ -192,7 +245,7 @@ class _WorkFingerprint:
 
 
 def _check_work(suite: LoadedSuite, dataset: DatasetFile, prompt: PromptVersion, scorers: list[BoundScorer],
-                choice: ItemChoice, problems: InputProblems) -> PlanTally:
+                choice: ItemChoice, problems: InputProblems, kept: KeptItems) -> PlanTally:
     """The checking pass over the run's items: each renders and holds what each scorer compares
     with (problems in the order a whole-list check reports them: rendering first, then per
     scorer); counts and fingerprints are computed on the way."""
@@ -206,6 +259,7 @@ def _check_work(suite: LoadedSuite, dataset: DatasetFile, prompt: PromptVersion,
         items += 1
         slice_digest.add(item.id)
         rendered = render_item(item, prompt, render_problems)
+        kept.add(item, rendered)
         for scorer, found in zip(scorers, answer_problems, strict=True):
             check_expected_answers([scorer], [item], found)
         if rendered is None:
@@ -215,4 +269,5 @@ def _check_work(suite: LoadedSuite, dataset: DatasetFile, prompt: PromptVersion,
                 work.add(request)
     for found in (render_problems, *answer_problems):
         problems.found.extend(found.found)
-    return PlanTally(items, work.count, work.hexdigest(spec.name), slice_digest.hexdigest())
+    shared = work.shared_payloads()
+    return PlanTally(items, work.count, work.hexdigest(spec.name), slice_digest.hexdigest(), shared)

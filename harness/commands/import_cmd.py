@@ -207,7 +207,7 @@ def _finish(held: HeldRun) -> str:
     from harness.engine.metrics import run_metrics
     from harness.engine.states import UNFINISHED_STATES
     from harness.runs.manifest import now_iso, write_manifest
-    from harness.runs.results import write_store_results
+    from harness.runs.results_writer import write_store_results
     from harness.scoring.apply import score_run
 
     store = held.store

@@ -30,11 +30,17 @@ class WorkRequest:
     def payload(self) -> dict[str, Any]:
         """What is stored with the request: the rendered prompt and the generation settings."""
         return {**self.prompt.as_dict(), "model": self.target.model, "provider": self.target.provider,
-                "params": self.target.params.model_dump(exclude_none=True)}
+                "params": dict(_naming(None, self.target).params)}
 
 
 def request_id(item_id: str, prompt: PromptVersion, target: TargetSpec, sample_index: int) -> str:
     """Changes whenever anything that could change the output changes (including the prompt's text)."""
+    return _naming(prompt, target).request_id(item_id, sample_index)
+
+
+def reference_request_id(item_id: str, prompt: PromptVersion, target: TargetSpec, sample_index: int) -> str:
+    """`request_id` as defined: the SHA-256 of the canonical JSON of everything that names the
+    request (`request_id` builds the same text from parts computed once per prompt and target)."""
     parts = {
         "item": item_id,
         "prompt": prompt.label,
@@ -47,6 +53,39 @@ def request_id(item_id: str, prompt: PromptVersion, target: TargetSpec, sample_i
     }
     canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"))
     return "r" + hashlib.sha256(canonical.encode()).hexdigest()[:23]
+
+
+class _Naming:
+    """What one prompt and target put into every request ID and payload, worked out once: the
+    canonical JSON of `reference_request_id` is, with its keys sorted, base_url, then the item,
+    then the fixed keys (model ... provider), then the sample last."""
+
+    def __init__(self, prompt: PromptVersion | None, target: TargetSpec) -> None:
+        self.params = target.params.model_dump(exclude_none=True)
+        if prompt is None:
+            return
+        fixed = {"model": target.model, "params": target.params.model_dump(), "prompt": prompt.label,
+                 "prompt_fingerprint": prompt.fingerprint, "provider": target.provider}
+        self.head = json.dumps({"base_url": target.base_url}, separators=(",", ":"))[:-1] + ',"item":'
+        self.middle = "," + json.dumps(fixed, sort_keys=True, separators=(",", ":"))[1:-1] + ',"sample":'
+
+    def request_id(self, item_id: str, sample_index: int) -> str:
+        canonical = f"{self.head}{json.dumps(item_id)}{self.middle}{int(sample_index)}}}"
+        return "r" + hashlib.sha256(canonical.encode()).hexdigest()[:23]
+
+
+_namings: dict[tuple[int, int], tuple[PromptVersion | None, TargetSpec, _Naming]] = {}
+
+
+def _naming(prompt: PromptVersion | None, target: TargetSpec) -> _Naming:
+    """Cached by identity (targets and prompts are few, and not changed once planned)."""
+    key = (id(prompt), id(target))
+    cached = _namings.get(key)
+    if cached is None or cached[0] is not prompt or cached[1] is not target:
+        if len(_namings) > 64:
+            _namings.clear()
+        cached = _namings[key] = (prompt, target, _Naming(prompt, target))
+    return cached[2]
 
 
 def build_requests(items: list[Item], prompt: PromptVersion, targets: list[TargetSpec], epochs: int,

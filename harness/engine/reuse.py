@@ -62,15 +62,19 @@ class Reuse:
 
     def __init__(self, store: RunStore, providers: Mapping[str, Provider], spec: EngineSpec,
                  scorer: Scorer | None = None, cache: ResponseCache | None = None,
-                 priced: Collection[str] | None = None) -> None:
+                 priced: Collection[str] | None = None, shared_payloads: bool = True) -> None:
         """`providers` by target label (the lanes'); `cache` defaults to the shared response cache
-        when `spec.cache` is on (a damaged cache file is reported once and left out)."""
+        when `spec.cache` is on (a damaged cache file is reported once and left out).
+        `shared_payloads` False: no two requests of the run have the same body (the plan counted)."""
         self.store = store
         self.spec = spec
         self.priced = set(providers) if priced is None else set(priced)
         """Targets whose price is known: a reused answer costs them $0; for the others cost stays unknown."""
         self.scorer = scorer
         self.cache = cache if cache is not None else (ResponseCache() if spec.cache else None)
+        self.shared_payloads = shared_payloads
+        self.active = self.cache is not None or shared_payloads
+        """False: nothing can be answered without sending, and every call is skipped."""
         self.counts: Counter[str] = Counter()
         """Requests answered without sending, by origin ('cache', 'duplicate')."""
         # Looked up once: an isinstance check against a Protocol costs more than building the body.
@@ -86,6 +90,8 @@ class Reuse:
     async def answered(self, request: WorkRequest) -> Completion | None:
         """The answer `request` was given without sending it (stored as succeeded, with its
         scores), or None: send it. Waits while an identical request of the run is in flight."""
+        if not self.active:
+            return None
         self._begin(request)
         key = self._key(request)
         if key is None:
@@ -112,6 +118,8 @@ class Reuse:
     def record(self, request: WorkRequest, completion: Completion) -> None:
         """After `request` was sent and its success stored: caches the answer, hands it to the
         requests waiting for it."""
+        if not self.active:
+            return
         key = self._keys.pop(request.request_id, None) or self._key(request, remember=False)
         if key is None:
             return
@@ -189,10 +197,11 @@ class Reuse:
         body = make_body(prompt)
         deterministic = _temperature(body) == 0
         cacheable = self.cache is not None and (deterministic or self.spec.cache_sampled)
-        if not (deterministic or cacheable):
+        shared = deterministic and self.shared_payloads
+        if not (shared or cacheable):
             return None
         value = cache_key(provider_name, self._base_urls.get(label), body, None if deterministic else sample_index)
-        return _Key(value, cacheable=cacheable, shared=deterministic)
+        return _Key(value, cacheable=cacheable, shared=shared)
 
     def _succeeded_index(self) -> _AnsweredKeys:
         """Keys of this run's deterministic requests that succeeded, earlier processes' included

@@ -88,7 +88,9 @@ class _LaneQueue:
 
 class Engine:
     def __init__(self, store: RunStore, lanes: dict[str, TargetLane], spec: EngineSpec,
-                 progress: ProgressSink, scorer: Scorer | None = None) -> None:
+                 progress: ProgressSink, scorer: Scorer | None = None, *, shared_payloads: bool = True) -> None:
+        """`shared_payloads` False: the plan found no two requests with the same body, so none
+        can answer another (the run then skips keeping track of identical requests)."""
         self.store = store
         self.commits = GroupCommit(store)
         """Attempts started and successes, committed together per turn of the event loop."""
@@ -101,7 +103,8 @@ class Engine:
         self._cancel_checked_at = float("-inf")
         self.cancelled = False
         self.reuse = Reuse(store, {label: lane.provider for label, lane in lanes.items()}, spec, scorer,
-                           priced=[label for label, lane in lanes.items() if lane.price is not None])
+                           priced=[label for label, lane in lanes.items() if lane.price is not None],
+                           shared_payloads=shared_payloads)
         """Answers without sending: identical requests of the run, and the response cache."""
 
     async def run(self, feed: RequestFeed) -> None:

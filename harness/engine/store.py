@@ -413,9 +413,12 @@ class RunStore:
 
     # -- reads in bounded batches: a run's size must not set the reader's memory ----------------
     def request_batches(self, size: int = 2000, state: RequestState | None = None,
-                        target: str | None = None) -> Iterator[list[StoredRequest]]:
-        """The requests in insertion order, `size` at a time (optionally of one state or target)."""
+                        target: str | None = None, unscored: bool = False) -> Iterator[list[StoredRequest]]:
+        """The requests in insertion order, `size` at a time (optionally of one state or target,
+        or only those without a score)."""
         where = [clause for clause, value in (("state = ?", state), ("target = ?", target)) if value is not None]
+        if unscored:
+            where.append("NOT EXISTS (SELECT 1 FROM scores WHERE scores.request_id = requests.request_id)")
         query = "SELECT * FROM requests" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY rowid"
         cursor = self.db.execute(query, tuple(v for v in (state, target) if v is not None))
         while rows := cursor.fetchmany(size):

@@ -193,22 +193,22 @@ def _score_values(store: RunStore, request_ids: list[str]) -> dict[str, tuple]:
 
 
 def write_results(folder: Path, lines: Iterable[ResultLine]) -> Path:
-    """Line by line into a temporary file renamed into place: readers never see half of it, and
-    the lines need not all be in memory."""
+    """results.jsonl of these lines (see `write_text_lines`)."""
+    return write_text_lines(folder, (line.model_dump_json() for line in lines))
+
+
+def write_text_lines(folder: Path, texts: Iterable[str]) -> Path:
+    """results.jsonl line by line into a temporary file renamed into place: readers never see half
+    of it, and the lines need not all be in memory."""
     path = folder / RESULTS_FILE
     temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with temporary.open("w", encoding="utf-8") as handle:
-        for line in lines:
-            handle.write(line.model_dump_json() + "\n")
+        for text in texts:
+            handle.write(text + "\n")
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
     return path
-
-
-def write_store_results(folder: Path, store: RunStore) -> Path:
-    """results.jsonl streamed from the run store."""
-    return write_results(folder, iter_result_lines(store))
 
 
 def read_results_file(path: Path) -> Iterator[ResultLine]:

@@ -17,15 +17,16 @@ class ScoredItem(Protocol):
 
 
 def score_run(store: RunStore, scorers: list[BoundScorer], items: Mapping[str, ScoredItem] | None = None,
-              batch: int = BATCH) -> int:
-    """Scores are recomputed from the stored outputs each time, so a changed scorer needs no re-run.
-    Requests are read and their scores saved `batch` at a time (each batch one transaction), so a
-    large run is scored in bounded memory; without `items`, each batch's items are read from the
-    store too."""
+              batch: int = BATCH, only_unscored: bool = False) -> int:
+    """Scores are recomputed from the stored outputs each time, so a changed scorer needs no re-run
+    (`only_unscored`: only requests without any score, for a caller that knows the others were
+    scored by these same scorers). Requests are read and their scores saved `batch` at a time
+    (each batch one transaction), so a large run is scored in bounded memory; without `items`,
+    each batch's items are read from the store too."""
     saved = 0
     # Scores are written between reads of the requests: the cursor reads only the requests table.
     pending: list[ScoreRow] = []
-    for requests in store.request_batches(batch, state=SUCCEEDED):
+    for requests in store.request_batches(batch, state=SUCCEEDED, unscored=only_unscored):
         found = items if items is not None else store.items_of(request.item_id for request in requests)
         for request in requests:
             item = found.get(request.item_id)

@@ -375,6 +375,32 @@ def test_cli_run_sends_identical_requests_once(project, cli, fake_server):
     assert {origins[f"copy{n}"] for n in range(4)} == {"duplicate"}
 
 
+def test_the_plan_finds_whether_any_two_requests_share_a_body(project, fake_server):
+    """Only then does the engine keep track of identical requests: a plan that says none do must
+    be right, or copies would be sent twice."""
+    assert not _plan(project, fake_server).tally.shared_payloads
+    assert _plan(project, fake_server, TICKETS + COPIES[:1]).tally.shared_payloads
+    assert _plan(project, fake_server, epochs=2).tally.shared_payloads  # temperature 0: samples alike
+    # Two targets with the same model, settings and URL send the same bodies.
+    suite = base_suite(fake_server.base_url)
+    suite["targets"].append(dict(suite["targets"][0], name="again"))
+    project.write_suite(suite)
+    assert plan_run(project.suite_path).tally.shared_payloads
+    suite["targets"][1]["base_url"] = fake_server.base_url + "/other"
+    project.write_suite(suite)
+    assert not plan_run(project.suite_path).tally.shared_payloads
+
+
+def test_cli_run_without_copies_sends_each_request_once(project, cli, fake_server):
+    write_records(project.root / "suites" / "data" / "tickets.jsonl", TICKETS)
+    project.write_suite(base_suite(fake_server.base_url))
+    result = cli("run", str(project.suite_path))
+    assert result.exit_code == 0, result.output
+    assert fake_server.log.total == len(TICKETS)
+    [run_dir] = project.run_dirs()
+    assert Counter(line["origin"] for line in _lines(run_dir)) == {"sent": len(TICKETS)}
+
+
 def test_cli_run_with_a_damaged_cache_warns_and_completes(project, cli, fake_server):
     path = default_cache_path()
     path.parent.mkdir(parents=True)

@@ -12,7 +12,7 @@ import harness.execute as execute_module
 from harness.config.datasets import Item
 from harness.engine.progress import RichProgress
 from harness.engine.requests import WorkRequest
-from harness.plan import PlanOptions, plan_run
+from harness.plan import KeptItems, PlanOptions, plan_run
 from tests.conftest import base_suite, write_records
 
 ITEMS = 1500
@@ -48,23 +48,40 @@ def test_a_bad_record_near_the_end_of_a_large_file_is_reported_with_all_others(p
     assert project.run_dirs() == []
 
 
-def test_the_plan_holds_no_item_and_no_request(project):
+def test_a_plan_past_the_kept_bound_holds_no_item_and_no_request(project, monkeypatch):
     write_records(project.root / "suites" / "data" / "tickets.jsonl", _records(ITEMS))
     suite = base_suite()
     suite["epochs"] = 2
     project.write_suite(suite)
+    monkeypatch.setattr(KeptItems, "MAX_ITEMS", ITEMS - 1)  # the bound a large run passes
     gc.collect()
     items_before, requests_before = _live(Item), _live(WorkRequest)
 
     plan = plan_run(project.suite_path, PlanOptions())
     gc.collect()
 
-    assert (plan.item_count, plan.request_count) == (ITEMS, 2 * ITEMS)
+    assert (plan.item_count, plan.request_count) == (ITEMS, 2 * ITEMS) and plan.kept is None
     assert _live(Item) == items_before and _live(WorkRequest) == requests_before
     # Streamed again on demand, in the order a whole-list plan had them.
     requests = list(plan.requests())
     assert len(requests) == 2 * ITEMS and len({r.request_id for r in requests}) == 2 * ITEMS
     assert [(r.item.id, r.sample_index) for r in requests[:3]] == [("s00000", 0), ("s00000", 1), ("s00001", 0)]
+
+
+def test_a_small_plan_keeps_its_items_and_makes_the_requests_a_streamed_plan_makes(project, monkeypatch):
+    write_records(project.root / "suites" / "data" / "tickets.jsonl", _records(ITEMS))
+    suite = base_suite()
+    suite["epochs"] = 2
+    project.write_suite(suite)
+    kept = plan_run(project.suite_path, PlanOptions(sample=200))
+    monkeypatch.setattr(KeptItems, "MAX_CHARS", 1000)  # a few items' text: past it nothing is kept
+    streamed = plan_run(project.suite_path, PlanOptions(sample=200))
+
+    assert kept.kept is not None and len(kept.kept) == 200 and streamed.kept is None
+    assert [i.id for i in kept.items()] == [i.id for i in streamed.items()]
+    assert ([(r.request_id, r.item, r.payload()) for r in kept.requests()]
+            == [(r.request_id, r.item, r.payload()) for r in streamed.requests()])
+    assert kept.work_fingerprint == streamed.work_fingerprint
 
 
 def test_the_work_fingerprint_ignores_record_order_but_not_record_text(project):
