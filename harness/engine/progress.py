@@ -175,8 +175,13 @@ class RichProgress:
 
     def __init__(self, total: int, already_done: int, console: Console,
                  plain: PlainProgressSettings | None = None) -> None:
-        self._sink: _Bar | PlainProgress = (_Bar(total, already_done, console) if console.is_terminal
-                                            else PlainProgress(total, already_done, console, plain))
+        self._sink: _Bar | PlainProgress | _Silent
+        if total == 0:  # nothing to send in realtime (every target in batch mode): no `requests 0/0` line
+            self._sink = _Silent()
+        elif console.is_terminal:
+            self._sink = _Bar(total, already_done, console)
+        else:
+            self._sink = PlainProgress(total, already_done, console, plain)
 
     def __enter__(self) -> RichProgress:
         self._sink.__enter__()
@@ -197,6 +202,28 @@ class RichProgress:
     def paused(self, until: float) -> None:
         """A target paused for rate limits until `until` (time.monotonic())."""
         self._sink.paused(until)
+
+
+class _Silent:
+    """Progress of a run that sends nothing in realtime: its batches print their own lines."""
+
+    def __enter__(self) -> _Silent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def succeeded(self, completion: Completion) -> None:
+        pass
+
+    def failed(self, final: bool) -> None:
+        pass
+
+    def retry_started(self) -> None:
+        pass
+
+    def paused(self, until: float) -> None:
+        pass
 
 
 class _Bar:

@@ -1,6 +1,6 @@
 """Locks that keep two processes from working on the same run (and paying for it twice).
 
-Both are `flock` locks: the kernel releases them when the holding process ends, however it
+All are `flock` locks: the kernel releases them when the holding process ends, however it
 ends (even SIGKILL), so a lock file left on disk by a dead process never blocks anyone. The
 PID, host and start time written into `run.lock` are only there to name the holder.
 """
@@ -14,6 +14,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from harness.errors import UserError
 from harness.runs.files import now_iso
@@ -23,35 +24,52 @@ SUITE_LOCK = ".lock"
 
 
 class RunLock:
-    """Held by the one process that works on a run, from choosing it until it stops."""
+    """Held by the one process that works on a run, from choosing it until it stops: a lock on
+    the run folder itself and one on its `run.lock` file (which names the holder). The folder's
+    lock still holds when `run.lock` is deleted by hand while the run works; the file's keeps out
+    versions that locked only the file."""
 
-    def __init__(self, folder: Path, handle) -> None:
+    def __init__(self, folder: Path, handle: IO[str], folder_fd: int) -> None:
         self.folder = folder
         self._handle = handle
+        self._folder_fd: int | None = folder_fd
 
     @classmethod
     def acquire(cls, folder: Path, run_id: str) -> RunLock:
         """Never waits: a second process is refused (UserError) before it sends anything."""
-        handle = (folder / RUN_LOCK).open("a+", encoding="utf-8")
+        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        handle: IO[str] | None = None
         try:
+            fcntl.flock(folder_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            handle = (folder / RUN_LOCK).open("a+", encoding="utf-8")
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _read_holder(handle)
-            handle.close()
+            holder = _holder_named_in(folder / RUN_LOCK)
+            if handle is not None:
+                handle.close()
+            os.close(folder_fd)
             raise UserError(f"run {run_id} is in use by {holder}; two processes on one run would send "
                             "its requests twice", file=str(folder / RUN_LOCK),
                             hint="wait for that process to finish (or stop it with Ctrl-C), then rerun. "
                                  "The lock is released automatically when that process ends, even if it "
                                  "was killed, so there is no file to delete") from None
+        except BaseException:
+            if handle is not None:
+                handle.close()
+            os.close(folder_fd)
+            raise
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started_at": now_iso()}))
         handle.flush()
-        return cls(folder, handle)
+        return cls(folder, handle, folder_fd)
 
     def release(self) -> None:
         if not self._handle.closed:
             self._handle.close()  # closing the file releases the flock
+        if self._folder_fd is not None:
+            os.close(self._folder_fd)
+            self._folder_fd = None
 
     def __enter__(self) -> RunLock:
         return self
@@ -60,7 +78,15 @@ class RunLock:
         self.release()
 
 
-def _read_holder(handle) -> str:
+def _holder_named_in(path: Path) -> str:
+    try:
+        with path.open("r", encoding="utf-8") as handle:
+            return _read_holder(handle)
+    except OSError:  # deleted by hand: the folder's lock still tells that a process holds the run
+        return "another process"
+
+
+def _read_holder(handle: IO[str]) -> str:
     handle.seek(0)
     try:
         holder = json.loads(handle.read() or "{}")

@@ -43,6 +43,7 @@ def test_a_completed_batch_equals_a_realtime_run(project, cli, fake_server, prov
     assert (status, total, collected) == ("completed" if provider == "openai" else "ended", 6, 1)
     # Sent once each, and priced at the batch price (half the realtime price of the suite's pricing).
     assert per_request(fake_server.batches.log.submitted) == [1] * 6
+    assert "requests 0/0" not in result.output and "collected batch" in result.output  # no empty realtime line
 
 
 def test_an_expired_batch_keeps_its_answered_lines_and_leaves_the_rest_retryable(project, cli, fake_server, provider):
