@@ -73,8 +73,8 @@ class KeptItems:
     instead of again for storing it. Past either bound nothing is kept (`pairs` is None) and the
     plan streams the dataset again, so memory stays bounded however large the run."""
 
-    MAX_ITEMS = 20_000
-    MAX_CHARS = 16_000_000
+    MAX_ITEMS = 10_000
+    MAX_CHARS = 8_000_000
     """Text held (fields and rendered prompts): tens of MB of Python objects at most."""
 
     def __init__(self) -> None:

@@ -30,7 +30,7 @@ from harness.engine.cache import ResponseCache, cache_key
 from harness.engine.providers.base import Completion, Provider, ProviderRequest, RequestBodies
 from harness.engine.requests import WorkRequest
 from harness.engine.states import RequestState
-from harness.engine.store import RunStore, ScoreRow
+from harness.engine.store import RunStore, ScoreRow, StoredRequest
 
 Scorer = Callable[[WorkRequest, str], list[ScoreRow]]
 """The engine's scorer (harness.engine.runner.Scorer), repeated here to keep the import one way."""
@@ -39,7 +39,7 @@ CACHE, DUPLICATE = "cache", "duplicate"
 
 
 @dataclass(frozen=True)
-class _Key:
+class RequestKey:
     value: str
     cacheable: bool
     shared: bool
@@ -80,7 +80,7 @@ class Reuse:
         # Looked up once: an isinstance check against a Protocol costs more than building the body.
         self._bodies = {label: _body_maker(provider) for label, provider in providers.items()}
         self._base_urls = {label: provider.identity().get("base_url") for label, provider in providers.items()}
-        self._keys: dict[str, _Key | None] = {}  # requests between `answered` and their end
+        self._keys: dict[str, RequestKey | None] = {}  # requests between `answered` and their end
         self._leaders: dict[bytes, _Leader] = {}
         self._current: dict[asyncio.Task[Any], str] = {}  # task -> the request it asked about last
         self._watched: set[asyncio.Task[Any]] = set()
@@ -104,8 +104,7 @@ class Reuse:
             return None
         digest = key.digest
         while True:
-            earlier = self._succeeded_index().get(digest)
-            answer = _stored_answer(self.store, earlier) if earlier is not None else None
+            answer = self.stored_answer(key)
             if answer is not None:
                 return self._reuse(request, answer, DUPLICATE)
             leader = self._leaders.get(digest)
@@ -180,7 +179,7 @@ class Reuse:
             self._end_lead(key.digest, request_id, None)
 
     # -- keys and answers --------------------------------------------------------------------
-    def _key(self, request: WorkRequest, remember: bool = True) -> _Key | None:
+    def _key(self, request: WorkRequest, remember: bool = True) -> RequestKey | None:
         """None when the request can be answered neither by the cache nor by another request."""
         if request.request_id in self._keys:
             return self._keys[request.request_id]
@@ -190,7 +189,7 @@ class Reuse:
             self._keys[request.request_id] = key
         return key
 
-    def _key_for(self, label: str, provider_name: str, sample_index: int, prompt: ProviderRequest) -> _Key | None:
+    def _key_for(self, label: str, provider_name: str, sample_index: int, prompt: ProviderRequest) -> RequestKey | None:
         make_body = self._bodies.get(label)
         if make_body is None:
             return None
@@ -201,7 +200,7 @@ class Reuse:
         if not (shared or cacheable):
             return None
         value = cache_key(provider_name, self._base_urls.get(label), body, None if deterministic else sample_index)
-        return _Key(value, cacheable=cacheable, shared=shared)
+        return RequestKey(value, cacheable=cacheable, shared=shared)
 
     def _succeeded_index(self) -> _AnsweredKeys:
         """Keys of this run's deterministic requests that succeeded, earlier processes' included
@@ -210,14 +209,27 @@ class Reuse:
             self._succeeded = _AnsweredKeys()
             for batch in self.store.request_batches(state=RequestState.SUCCEEDED):
                 for stored in batch:
-                    payload = stored.payload
-                    messages = tuple(ChatMessage(m["role"], m["content"]) for m in payload.get("messages") or ())
-                    provider_name = str(payload.get("provider", ""))
-                    key = self._key_for(stored.target, provider_name, stored.sample_index,
-                                        ProviderRequest(stored.request_id, payload.get("prompt"), messages))
+                    key = self.key_of_stored(stored)
                     if key is not None and key.shared:
                         self._succeeded.add(key.digest, stored.request_id, replace=False)
         return self._succeeded
+
+    def key_of_stored(self, stored: StoredRequest) -> RequestKey | None:
+        """A stored request's key (as `_key` gives a request being sent), from its payload."""
+        payload = stored.payload
+        messages = tuple(ChatMessage(m["role"], m["content"]) for m in payload.get("messages") or ())
+        return self._key_for(stored.target, str(payload.get("provider", "")), stored.sample_index,
+                             ProviderRequest(stored.request_id, payload.get("prompt"), messages))
+
+    def stored_answer(self, key: RequestKey) -> Completion | None:
+        """The answer of a succeeded request of the run with this key (shared keys only), or None."""
+        earlier = self._succeeded_index().get(key.digest) if key.shared else None
+        return _stored_answer(self.store, earlier) if earlier is not None else None
+
+    def note_succeeded(self, key: RequestKey, request_id: str) -> None:
+        """A request answered outside `answered`/`record` (batch mode) now answers its copies."""
+        if key.shared:
+            self._succeeded_index().add(key.digest, request_id, replace=False)
 
     def _reuse(self, request: WorkRequest, answer: Completion, origin: str) -> Completion | None:
         self._keys.pop(request.request_id, None)

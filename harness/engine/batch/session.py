@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from harness.config.suite import EngineSpec, TargetSpec
 from harness.cost.pricing import price_for
+from harness.engine.batch.answers import BatchAnswers, Settled
 from harness.engine.batch.base import BatchApi, BatchApiError
 from harness.engine.batch.batch_store import UNRESOLVED, BatchStore
 from harness.engine.batch.collect import Scoring, TargetCollector
@@ -71,7 +72,9 @@ class BatchSession:
                     for done in await submitter.finish_open():
                         self.say(f"target {label}: {done}")
                     if batch_target.new_work:
-                        for done in await submitter.submit_waiting(self.store.cancel_requested):
+                        settled = self._answers().settle(label)
+                        self._say_settled(label, settled)
+                        for done in await submitter.submit_waiting(self.store.cancel_requested, settled.held):
                             self.say(f"target {label}: {done}")
                 except BatchApiError as error:  # transient, retries spent: the next session goes on
                     self.say(f"target {label}: {error}; the batch is left to the next `run --resume` or "
@@ -80,6 +83,26 @@ class BatchSession:
             await _close(apis)
 
     async def _collect(self, wait: bool) -> None:
+        await self._watch(wait)
+        answers = self._answers()
+        for batch_target in self.targets:
+            label = batch_target.target.label
+            if batch_target.bodies is not None:
+                self._say_settled(label, answers.settle(label))  # copies of what the batches answered
+                added = answers.remember(label)
+                if added:
+                    self.say(f"target {label}: {added:,} batch answer(s) added to the response cache")
+
+    def _answers(self) -> BatchAnswers:
+        return BatchAnswers(self.store, {t.target.label: t.bodies for t in self.targets},
+                            {t.target.label: t.target for t in self.targets}, self.spec, self.score)
+
+    def _say_settled(self, label: str, settled: Settled) -> None:
+        said = settled.said()
+        if said:
+            self.say(f"target {label}: {said}")
+
+    async def _watch(self, wait: bool) -> None:
         apis = self._open_apis()
         try:
             collectors = [self._collector(t, apis) for t in self.targets]

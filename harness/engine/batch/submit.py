@@ -14,6 +14,7 @@ the chunk's is it created, from the recorded file when there is one.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from harness.engine.batch.base import BatchApi, BatchApiError, BatchInfo, BatchLimits, Unproven
@@ -83,12 +84,13 @@ class TargetSubmitter:
                 done.append(f"submitted batch {info.batch_id} of {chunk.total} request(s) planned by an earlier process")
         return done
 
-    async def submit_waiting(self, cancelled) -> list[str]:
+    async def submit_waiting(self, cancelled, held: Collection[str] = ()) -> list[str]:
         """Plans and submits chunks of the target's waiting requests, up to the limits per batch,
-        until none is left (or `cancelled()` says stop)."""
+        until none is left (or `cancelled()` says stop); `held` requests stay out (they wait for
+        an identical request's answer: harness/engine/batch/answers.py)."""
         done = []
         while not cancelled():
-            members, lines = self._next_chunk()
+            members, lines = self._next_chunk(held)
             if not members:
                 break
             chunk_id, joined = self.batches.plan(self.api.provider, self.label, members)
@@ -105,7 +107,7 @@ class TargetSubmitter:
                 done.append(f"submitted batch {info.batch_id} with {chunk.total:,} request(s)")
         return done
 
-    def _next_chunk(self) -> tuple[list[tuple[str, str]], list[bytes | None]]:
+    def _next_chunk(self, held: Collection[str]) -> tuple[list[tuple[str, str]], list[bytes | None]]:
         """The next requests that fit one batch: at most max_requests, at most max_bytes of body
         (the lines and the API's framing; a first line alone over max_bytes comes back alone,
         with no line)."""
@@ -116,6 +118,8 @@ class TargetSubmitter:
         while page := self.batches.sendable(self.label, after, min(2000, self.limits.max_requests)):
             for position, request in page:
                 after = position
+                if request.request_id in held:
+                    continue
                 custom_id = custom_id_for(request.request_id, tag)
                 line = self.api.line(custom_id, self.bodies.body(request))
                 if size + len(line) > self.limits.max_bytes and not members:
