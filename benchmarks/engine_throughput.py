@@ -21,7 +21,7 @@ against nothing, so it was not the whole-process comparison the target is about.
 Prints medians and the ratios whole process / whole bare process (target >= 0.95), and send
 phase / bare loop.
 
-    python benchmarks/engine_throughput.py [--requests 3000] [--concurrency 64] [--rounds 3]
+    python benchmarks/engine_throughput.py [--requests 3000] [--concurrency 64] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating bare/evalbatch rounds; medians are reported")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating bare/evalbatch rounds; medians are reported")
     args = parser.parse_args()
     server, base_url = start_fake_server()
     bare_walls, bare_loops, whole_times, send_times = [], [], [], []

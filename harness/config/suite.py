@@ -284,6 +284,16 @@ class SuiteSpec(StrictModel):
     @classmethod
     def _unique_targets(cls, targets: list[TargetSpec]) -> list[TargetSpec]:
         _require_unique([t.label for t in targets], "target")
+        # A request's ID names its provider, model, base URL and params, not the target's name:
+        # two targets alike in all of them would share their requests in the run store.
+        seen: dict[tuple[str, str, str | None, str], str] = {}
+        for target in targets:
+            sends = (target.provider, target.model, target.base_url, target.params.model_dump_json())
+            if sends in seen:
+                raise ValueError(f"targets {seen[sends]!r} and {target.label!r} send the same requests (same provider, "
+                                 "model, base_url and params), so a run could not tell their results apart; "
+                                 "remove one, or make them differ")
+            seen[sends] = target.label
         return targets
 
     @field_validator("scorers")

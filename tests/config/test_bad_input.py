@@ -167,3 +167,15 @@ def test_looks_without_a_sequential_sample_are_refused(project, cli):
 def test_a_baseline_name_that_is_not_a_file_name_is_refused(project, cli):
     _suite_with_gate(project, {"baseline": "../production"})
     _assert_bad_input(cli("validate", str(project.suite_path)), "demo.yaml", "line ", "gate.baseline")
+
+
+def test_two_targets_that_send_the_same_requests_are_refused(project, cli, fake_server):
+    suite = base_suite(fake_server.base_url)
+    suite["targets"] = [dict(suite["targets"][0], name="first"), dict(suite["targets"][0], name="again")]
+    project.write_suite(suite)
+    result = cli("run", str(project.suite_path))
+    _assert_bad_input(result, "demo.yaml", "targets", "'first' and 'again' send the same requests")
+    assert fake_server.log.total == 0 and project.run_dirs() == []
+    suite["targets"][1]["params"] = {**suite["targets"][1]["params"], "max_tokens": 7}  # differing: accepted
+    project.write_suite(suite)
+    assert cli("run", str(project.suite_path)).exit_code == 0
