@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from harness import __version__
+from harness.collector import collector_paused
 from harness.commands.collect import mode_option
 from harness.commands.common import (
     EXIT_FAILED_REQUESTS,
@@ -23,7 +24,6 @@ from harness.commands.common import (
     stop_on_sigterm,
 )
 from harness.commands.report import report_option, write_reports
-from harness.entry import collector_paused
 from harness.errors import UserError
 
 _console = console
@@ -68,7 +68,7 @@ def run(suite: str, slices: tuple[str, ...], limit: int | None, sample_size: int
     score the outputs, and write reports/<suite>/<run_id>/ (run store, manifest.json, results.jsonl)."""
     from dataclasses import replace
 
-    with collector_paused():  # see harness.entry
+    with collector_paused():  # see harness.entry and harness.collector
         from harness.config.suite import RateLimits
         from harness.execute import RunInterrupted, RunOptions, execute
         from harness.plan import PlanOptions, plan_run

@@ -10,21 +10,8 @@ the same holds for the interpreter's last collections.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """No garbage collection inside (for code that makes objects that all live on, such as
-    imports); the collector's state is restored afterwards."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+from harness.collector import collector_paused
 
 
 def main() -> None:

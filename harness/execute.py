@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from rich.console import Console
 
+from harness.collector import collector_paused
 from harness.config.suite import RateLimits
 from harness.cost.pricing import price_for
 from harness.engine.batch.in_run import BatchPart, check_batch_options, run_mode
@@ -27,7 +28,6 @@ from harness.engine.runner import Engine, Scorer, TargetLane
 from harness.engine.stages import LookSchedule, StageMonitor
 from harness.engine.states import UNFINISHED_STATES, RequestState
 from harness.engine.store import NewRequest, RunStore, ScoreRow, StoredItem
-from harness.entry import collector_paused
 from harness.errors import UserError
 from harness.plan import RunPlan, batches
 from harness.report.summary import LinesByItem

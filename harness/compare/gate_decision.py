@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
+from harness.collector import collector_paused
 from harness.compare.baseline import current_user
 from harness.compare.comparison import ComparisonReport, compare, report_json
 from harness.compare.sources import ComparisonInputs, SourceOptions, load_inputs
@@ -30,24 +28,12 @@ NO_RECORDED_POLICY = ("the run did not record its policy (it was started before 
 
 def judge(candidate_run: str, options: SourceOptions) -> tuple[ComparisonInputs, ComparisonReport, GateRecord]:
     """Compare the run with its baseline and decide the gate, as `evalbatch gate` does; nothing is written."""
-    with _collector_paused():
+    # Reading two large runs allocates millions of objects that all live until the comparison is
+    # made (they form no cycles): collections would walk them again and again.
+    with collector_paused():
         inputs = load_inputs(candidate_run, options)
         report = compare(inputs.baseline, inputs.candidate, inputs.gate, inputs.baseline_label)
     return inputs, report, decide_gate(inputs, report)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Reading two 100,000-item runs allocates millions of objects that all live until the
-    comparison is made; the cyclic garbage collector, triggered by allocation counts, would walk
-    them again and again to find nothing (they form no cycles): a quarter of the reading time."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def decide_gate(inputs: ComparisonInputs, report: ComparisonReport) -> GateRecord:
