@@ -3,6 +3,9 @@ declared rate limits, and cost realtime and through the batch API (`evalbatch es
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Final, Literal
 
 from pydantic import BaseModel, Field, computed_field
@@ -85,10 +88,13 @@ def estimate_plan(plan: RunPlan) -> SuiteEstimate:
 
 
 def _estimate_target(plan: RunPlan, spec: SuiteSpec, target: TargetSpec) -> TargetEstimate:
-    planned = list(plan.requests(target))
-    requests = _sent_once(planned, target)
-    input_tokens = sum(prompt_side_tokens(target, r.prompt) for r in requests)
-    max_output = len(requests) * target.params.max_tokens
+    planned, sent, input_tokens = 0, 0, 0
+    for request in _sent_once(plan.requests(target), target):
+        planned += 1
+        if request is not None:
+            sent += 1
+            input_tokens += prompt_side_tokens(target, request.prompt)
+    max_output = sent * target.params.max_tokens
     limits = target.limits.merged_over(spec.engine.limits) if target.limits else spec.engine.limits
     price = price_for(target)
     costs = {} if price is None else {
@@ -96,30 +102,32 @@ def _estimate_target(plan: RunPlan, spec: SuiteSpec, target: TargetSpec) -> Targ
         "batch_input_usd": price.cost(input_tokens, 0, batch=True),
         "batch_max_output_usd": price.cost(0, max_output, batch=True)}
     return TargetEstimate(
-        target=target.label, provider=target.provider, model=target.model, requests=len(planned),
-        duplicates=len(planned) - len(requests),
-        input_tokens=input_tokens, max_output_tokens=max_output,
+        target=target.label, provider=target.provider, model=target.model, requests=planned,
+        duplicates=planned - sent, input_tokens=input_tokens, max_output_tokens=max_output,
         tokenizer=encoding_name(target.model) or f"chars/{CHARS_PER_TOKEN}",
-        pace=pace(len(requests), input_tokens + max_output, limits), price=price, **costs)
+        pace=pace(sent, input_tokens + max_output, limits), price=price, **costs)
 
 
-def _sent_once(requests: list[WorkRequest], target: TargetSpec) -> list[WorkRequest]:
-    """The requests the engine sends: of identical deterministic requests (temperature 0, as the
-    engine's dedupe sees it) only the first. Anthropic's default temperature is 1, so an Anthropic
-    target that sets none is sampled."""
+def _sent_once(requests: Iterable[WorkRequest], target: TargetSpec) -> Iterator[WorkRequest | None]:
+    """Each planned request, or None for one the engine does not send: of identical deterministic
+    requests (temperature 0, as the engine's dedupe sees it) only the first is sent. Anthropic's
+    default temperature is 1, so an Anthropic target that sets none is sampled. The requests
+    stream (a large suite's are never all held): only a 16-byte digest of each prompt is kept."""
     params = target.params
     deterministic = params.temperature == 0 and (target.provider != "anthropic"
                                                  or "temperature" in params.model_fields_set)
-    if not deterministic:
-        return requests
-    seen: set[tuple] = set()
-    unique = []
+    seen: set[bytes] = set()
     for request in requests:
-        key = (request.prompt.text, tuple((m.role, m.content) for m in request.prompt.messages))
-        if key not in seen:
-            seen.add(key)
-            unique.append(request)
-    return unique
+        if not deterministic:
+            yield request
+            continue
+        prompt = [request.prompt.text, [[m.role, m.content] for m in request.prompt.messages]]
+        digest = hashlib.blake2b(json.dumps(prompt).encode(), digest_size=16).digest()
+        if digest in seen:
+            yield None
+        else:
+            seen.add(digest)
+            yield request
 
 
 def pace(requests: int, tokens: int, limits: RateLimits) -> Pace:
