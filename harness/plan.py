@@ -122,6 +122,14 @@ class RunPlan:
         return self.tally.request_count
 
     @property
+    def population(self) -> int | None:
+        """Items the evaluated slices hold, before --sample or --limit took some of them; None
+        after a --limit without --sample (the limit stops reading early, so it is not counted)."""
+        if self.choice.sample is not None:
+            return self.choice.sample_counts[0]
+        return self.item_count if self.choice.limit is None else None
+
+    @property
     def work_fingerprint(self) -> str:
         """Two plans with the same requests are the same work: a rerun resumes instead of starting over.
         A request ID names its item, not the item's text, so each request's payload (the rendered

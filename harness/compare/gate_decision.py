@@ -123,9 +123,12 @@ def _metric_reasons(report: ComparisonReport, items_available: int) -> list[Metr
 
 
 def _items_available(inputs: ComparisonInputs, manifest: Manifest) -> int:
-    """Items the evaluated slices hold.  The manifest counts the items this run evaluated (after
-    --sample or --limit), not the slices' population; the baseline is usually a full run of
-    the same slices, so the larger of the two stands in for it."""
+    """Items the evaluated slices hold: the population a --sample was drawn from, as the run
+    recorded it. Runs that did not record it (a --limit, older runs) counted only the items they
+    evaluated; the baseline is usually a full run of the same slices, so the larger of the two
+    stands in for it."""
+    if manifest.dataset.population is not None:
+        return manifest.dataset.population
     return max(manifest.dataset.item_count, len(inputs.baseline.items))
 
 

@@ -235,7 +235,7 @@ def _new_manifest(plan: RunPlan, choice: RunChoice, run_id: str) -> Manifest:
         dataset=DatasetRecord(source=plan.dataset.source, fingerprint=plan.dataset.fingerprint,
                               slices=[s.model_dump() for s in spec.slices], evaluated=plan.evaluated,
                               slice_fingerprint=plan.slice_fingerprint, item_count=plan.item_count,
-                              sample=plan.options.sample, limit=plan.options.limit),
+                              population=plan.population, sample=plan.options.sample, limit=plan.options.limit),
         epochs=spec.epochs, request_count=plan.request_count, harness_version=__version__,
         git_commit=_git_commit(plan.suite.project_dir), started_at=now_iso(),
         options=_options_record(plan, choice),

@@ -90,8 +90,9 @@ class MetricReason(BaseModel):
     items_needed: int | None = Field(description="For INCONCLUSIVE: items that would settle it.")
     premise: SettlePremise | None = Field(default=None, description="What items_needed assume of further items.")
     no_interval: NoInterval | None = Field(default=None, description="Why `ci` is None, when it is.")
-    items_available: int | None = Field(default=None, description="Items the evaluated slices hold (the larger "
-                                        "of the run's and the baseline's); None when not known.")
+    items_available: int | None = Field(default=None, description="Items the evaluated slices hold (the population "
+                                        "a --sample was drawn from, as the run recorded it; else the larger of the "
+                                        "run's and the baseline's); None when not known.")
     within_reach: MarginInReach | None = Field(default=None, description="When items_needed exceed "
                                                "items_available: the smallest margin those items would settle.")
 

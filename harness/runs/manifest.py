@@ -42,6 +42,8 @@ class DatasetRecord(BaseModel):
     evaluated: list[str]
     slice_fingerprint: str
     item_count: int
+    population: int | None = Field(default=None, description="Items the evaluated slices hold, which the run's "
+                                   "items were drawn from (--sample); None when unknown (--limit, older runs).")
     sample: int | None = Field(default=None, description="Pre-rollout sample size (run --sample N).")
     limit: int | None = None
 
