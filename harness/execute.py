@@ -32,6 +32,7 @@ from harness.errors import UserError
 from harness.plan import RunPlan, batches
 from harness.report.summary import LinesByItem
 from harness.runs.claim import RunChoice, claim_run
+from harness.runs.commands import worth_retrying
 from harness.runs.manifest import Manifest, now_iso, write_manifest
 from harness.runs.results import ResultLine, iter_summary_lines, read_run_lines, summary_lines
 from harness.runs.results_writer import write_store_results
@@ -54,6 +55,9 @@ class RunOptions:
     """`evalbatch collect`: re-attach to the run's provider batches; submit and send nothing new."""
     wait: bool = True
     """Wait for live provider batches to end (False: collect only those that have ended)."""
+    retry_worthwhile: bool = False
+    """Give the terminal failures another round that a retry may fix (not those rejected for their
+    content): what a re-triggered CI job does."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,8 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
     store.requeue_unfinished()  # what a killed process had in flight is sent again
     if options.retry_failed:
         store.requeue_failed()
+    elif options.retry_worthwhile:
+        store.requeue_failed(only=worth_retrying(store.terminal_failures(), plan.suite.spec.engine.max_retries))
     staged = _staged_work(plan, options.monitor, run.manifest)
     mode = run_mode(store, options.mode)
     batch = BatchPart.of_run(plan, run, options, mode, console.print)

@@ -89,8 +89,10 @@ def _sample_run(work: SuiteWork, reports_dir: Path | None, console: Console) -> 
                   f"{plan.suite.spec.epochs} epoch(s) = {plan.request_count} requests; prompt {plan.prompt.label} "
                   f"({plan.prompt.fingerprint[:12]})")
     try:
+        # A re-triggered job resumes an unfinished sample, giving what failed for a reason a retry
+        # may fix (an outage, exhausted retries, a key fixed since) another round.
         outcome = execute(plan, RunOptions(force_new=work.force_new, reports_dir=reports_dir,
-                                           monitor=sequential_monitor(plan)), console)
+                                           monitor=sequential_monitor(plan), retry_worthwhile=True), console)
     except RunInterrupted as stop:
         raise SuiteInterrupted(plan.suite.spec.name, stop) from None
     console.print(f"{plan.suite.spec.name}: run {outcome.manifest.run_id}: {outcome.manifest.status}")

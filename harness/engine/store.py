@@ -18,7 +18,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -308,15 +308,19 @@ class RunStore:
                             (now, AttemptOutcome.ABANDONED))
             return requeued
 
-    def requeue_failed(self) -> int:
-        """For --retry-failed: terminal failures are queued in a new retry round, with a fresh
-        retry budget; their earlier attempts stay, and the round is recorded."""
+    def requeue_failed(self, only: Collection[str] | None = None) -> int:
+        """For --retry-failed: terminal failures (or those of them in `only`) are queued in a new
+        retry round, with a fresh retry budget; their earlier attempts stay, and the round is recorded."""
         now = time.time()
         with self._transaction():
             retry_round = self.db.execute("SELECT COALESCE(MAX(retry_round), 1) + 1 FROM retry_rounds").fetchone()[0]
-            requeued = self.db.execute(
-                "UPDATE requests SET state = ?, retry_round = ?, round_attempts = 0, updated_at = ? WHERE state = ?",
-                (QUEUED, retry_round, now, FAILED_TERMINAL)).rowcount
+            update = "UPDATE requests SET state = ?, retry_round = ?, round_attempts = 0, updated_at = ? WHERE state = ?"
+            values = (QUEUED, retry_round, now, FAILED_TERMINAL)
+            if only is None:
+                requeued = self.db.execute(update, values).rowcount
+            else:
+                requeued = sum(self.db.execute(f"{update} AND request_id IN ({','.join('?' * len(chunk))})",
+                                               (*values, *chunk)).rowcount for chunk in _chunks(list(only), 500))
             if requeued:
                 self.db.execute("INSERT INTO retry_rounds(retry_round, started_at, requeued) VALUES (?, ?, ?)",
                                 (retry_round, now, requeued))

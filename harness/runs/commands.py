@@ -59,6 +59,12 @@ def failure_advice(suite: str, manifest: Manifest, failures: list[TerminalFailur
     return advice
 
 
+def worth_retrying(failures: list[TerminalFailure], max_retries: int) -> list[str]:
+    """The failures another round may fix (transient errors whose retries ran out, refused
+    credentials that may have been fixed since), not those rejected for their content."""
+    return [f.request_id for f in failures if retries_ran_out(f, max_retries) or f.status in _AUTH_STATUSES]
+
+
 def retries_ran_out(failure: TerminalFailure, max_retries: int) -> bool:
     """A transient error ends a request only once its round's retry budget is spent; any other
     error ends it at once. On the budget's last attempt the error itself tells which it was."""

@@ -160,3 +160,20 @@ def test_a_rerun_resumes_an_unfinished_run_without_resending(cli, repo, server):
     assert again.exit_code == 3, again.output
     assert "Resuming unfinished run" in again.output
     assert server.log.total == 60
+
+
+def test_a_rerun_retries_what_failed_for_a_passing_reason(cli, repo, server):
+    """Ticket 7 meets server errors until its retries run out (an outage): the sample is unfinished.
+    The job re-triggered once the outage is over sends that request again, and only it, and its
+    run is complete; a request refused for its content (test above) is not sent again."""
+    server.faults.append(FaultRule(status=503, times=1000, match="(ticket 7)"))
+    change_header(repo, "Route the support ticket to a team.\n")
+    first = _ci(cli, repo)
+    assert "(incomplete)" in first.output, first.output  # gated as it is: the failure counts as wrong
+    sent = server.log.total
+    assert sent == 59 + 3  # ticket 7: the first attempt and max_retries (2) more
+    server.faults.clear()
+    again = _ci(cli, repo)
+    assert again.exit_code == 0, again.output
+    assert server.log.total == sent + 1
+    assert "(complete)" in again.output and "accuracy (slice all) +0.0 pts" in again.output
