@@ -10,6 +10,7 @@ that pass rendered (`KeptItems`, bounded); a larger plan holds no item and no re
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator
@@ -44,8 +45,8 @@ class PlanTally:
     work_fingerprint: str
     slice_fingerprint: str
     shared_payloads: bool = True
-    """Whether two requests have the same payload and base URL (the same provider body): only
-    then can one request of the run be answered by another (see harness.engine.reuse)."""
+    """Whether two requests render the same prompt: only then can one request of the run be
+    answered by another (see harness.engine.reuse), whatever their targets."""
 
 
 @dataclass(frozen=True)
@@ -92,12 +93,17 @@ class KeptItems:
 
 
 def _text_size(item: Item, rendered: RenderedPrompt | None) -> int:
-    """About how many characters an item and its prompt hold (nested values count a nominal 64:
-    the bound is loose, the item count bounds the rest)."""
-    size = sum(len(value) if isinstance(value, str) else 64 for value in item.fields.values())
+    """About how many characters an item and its prompt hold (a nested value: its JSON's length)."""
+    size = sum(len(value) if isinstance(value, str) else _nested_size(value) for value in item.fields.values())
     if rendered is not None:
         size += len(rendered.text) if rendered.text is not None else sum(len(m.content) for m in rendered.messages)
     return size
+
+
+def _nested_size(value: object) -> int:
+    if value is None or isinstance(value, (bool, int, float)):
+        return 8
+    return len(json.dumps(value, default=str))
 
 
 @dataclass(frozen=True)
@@ -222,25 +228,29 @@ class _WorkFingerprint:
 
     def __init__(self) -> None:
         self.db = sqlite3.connect("")  # private, on disk beyond its page cache, deleted on close
-        self.db.execute("CREATE TABLE lines (line TEXT NOT NULL, body TEXT NOT NULL)")
-        self.pending: list[tuple[str, str]] = []
+        self.db.execute("CREATE TABLE lines (line TEXT NOT NULL, prompt INTEGER NOT NULL)")
+        self.pending: list[tuple[str, int]] = []
         self.count = 0
 
     def add(self, request: WorkRequest) -> None:
-        payload = payload_hash(request)
-        self.pending.append((f"{request.request_id} {payload}", f"{request.target.base_url} {payload}"))
+        prompt = request.prompt
+        # Two requests can share an answer only if they render the same prompt: the provider body
+        # dedupe keys on holds it whole, and targets' differences may not reach the body (a seed
+        # Anthropic does not send, a base URL written two ways). So the prompt alone is compared,
+        # by its in-process hash: a collision only keeps dedupe on.
+        self.pending.append((f"{request.request_id} {payload_hash(request)}", hash((prompt.text, prompt.messages))))
         self.count += 1
         if len(self.pending) >= 5000:
             self._flush()
 
     def _flush(self) -> None:
-        self.db.executemany("INSERT INTO lines(line, body) VALUES (?, ?)", self.pending)
+        self.db.executemany("INSERT INTO lines(line, prompt) VALUES (?, ?)", self.pending)
         self.pending.clear()
 
     def shared_payloads(self) -> bool:
         self._flush()
         return self.db.execute(
-            "SELECT EXISTS (SELECT 1 FROM lines GROUP BY body HAVING COUNT(*) > 1)").fetchone()[0] == 1
+            "SELECT EXISTS (SELECT 1 FROM lines GROUP BY prompt HAVING COUNT(*) > 1)").fetchone()[0] == 1
 
     def hexdigest(self, suite_name: str) -> str:
         self._flush()

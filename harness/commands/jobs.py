@@ -85,7 +85,10 @@ def lock_holder(folder: Path) -> str | None:
 
 
 def _flock_held(path: Path) -> bool:
-    stat = path.stat()
+    try:
+        stat = path.stat()
+    except FileNotFoundError:  # deleted meanwhile (run.lock by hand)
+        return False
     wanted = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
     try:
         table = Path("/proc/locks").read_text(encoding="utf-8")

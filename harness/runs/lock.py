@@ -12,7 +12,7 @@ import json
 import os
 import socket
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
 
@@ -40,28 +40,28 @@ class RunLock:
         folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         handle: IO[str] | None = None
         try:
-            fcntl.flock(folder_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            handle = (folder / RUN_LOCK).open("a+", encoding="utf-8")
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _holder_named_in(folder / RUN_LOCK)
-            if handle is not None:
-                handle.close()
-            os.close(folder_fd)
-            raise UserError(f"run {run_id} is in use by {holder}; two processes on one run would send "
-                            "its requests twice", file=str(folder / RUN_LOCK),
-                            hint="wait for that process to finish (or stop it with Ctrl-C), then rerun. "
-                                 "The lock is released automatically when that process ends, even if it "
-                                 "was killed, so there is no file to delete") from None
-        except BaseException:
-            if handle is not None:
-                handle.close()
-            os.close(folder_fd)
+            try:
+                fcntl.flock(folder_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                handle = (folder / RUN_LOCK).open("a+", encoding="utf-8")
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UserError(f"run {run_id} is in use by {_holder_named_in(folder / RUN_LOCK)}; two processes "
+                                "on one run would send its requests twice", file=str(folder / RUN_LOCK),
+                                hint="wait for that process to finish (or stop it with Ctrl-C), then rerun. "
+                                     "The lock is released automatically when that process ends, even if it "
+                                     "was killed, so there is no file to delete") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started_at": now_iso()}))
+            handle.flush()
+        except BaseException:  # refused, or a full disk: nothing stays held or open
+            try:
+                if handle is not None:
+                    with suppress(OSError):  # closing flushes what could not be written: it fails again
+                        handle.close()
+            finally:
+                os.close(folder_fd)
             raise
-        handle.seek(0)
-        handle.truncate()
-        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started_at": now_iso()}))
-        handle.flush()
         return cls(folder, handle, folder_fd)
 
     def release(self) -> None:

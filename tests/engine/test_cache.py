@@ -375,20 +375,55 @@ def test_cli_run_sends_identical_requests_once(project, cli, fake_server):
     assert {origins[f"copy{n}"] for n in range(4)} == {"duplicate"}
 
 
-def test_the_plan_finds_whether_any_two_requests_share_a_body(project, fake_server):
+def test_the_plan_finds_whether_any_two_requests_share_a_prompt(project, fake_server):
     """Only then does the engine keep track of identical requests: a plan that says none do must
     be right, or copies would be sent twice."""
     assert not _plan(project, fake_server).tally.shared_payloads
     assert _plan(project, fake_server, TICKETS + COPIES[:1]).tally.shared_payloads
     assert _plan(project, fake_server, epochs=2).tally.shared_payloads  # temperature 0: samples alike
-    # Two targets with the same model, settings and URL send the same bodies.
+    # Two targets render the same prompts: whether their bodies match is the engine's to find.
     suite = base_suite(fake_server.base_url)
-    suite["targets"].append(dict(suite["targets"][0], name="again"))
+    suite["targets"].append(dict(suite["targets"][0], name="again", base_url=fake_server.base_url + "/v1/"))
     project.write_suite(suite)
     assert plan_run(project.suite_path).tally.shared_payloads
-    suite["targets"][1]["base_url"] = fake_server.base_url + "/other"
-    project.write_suite(suite)
-    assert not plan_run(project.suite_path).tally.shared_payloads
+
+
+def _twins(server, provider: str, first: dict, second: dict) -> dict:
+    suite = base_suite(server.base_url, provider)
+    [target] = suite["targets"]
+    twins = [dict(target, params=dict(target["params"])), dict(target, name="twin", params=dict(target["params"]))]
+    for twin, changes in zip(twins, (first, second), strict=True):
+        for key, value in changes.items():
+            if key == "params":
+                twin["params"].update(value)
+            elif value is None:
+                twin.pop(key, None)
+            else:
+                twin[key] = value
+    suite["targets"] = twins
+    return suite
+
+
+@pytest.mark.parametrize("twins", ["trailing slash", "seed anthropic does not send", "base URL from the environment"])
+def test_targets_whose_bodies_match_share_answers(project, cli, twins, monkeypatch):
+    """Targets that differ only where the provider body does not (found by an adversarial review:
+    the plan once compared the suite's settings instead, and sent these twice)."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "fake-anthropic-key-for-tests")
+    with FakeLLMServer(keyword_replier(TICKET_REPLIES), latency_s=0.1) as server:
+        url = server.base_url + "/v1"
+        if twins == "trailing slash":
+            suite = _twins(server, "openai", {"base_url": url}, {"base_url": url + "/"})
+        elif twins == "seed anthropic does not send":
+            suite = _twins(server, "anthropic", {"params": {"seed": 1}}, {"params": {"seed": 2}})
+        else:
+            monkeypatch.setenv("OPENAI_BASE_URL", url)
+            suite = _twins(server, "openai", {"base_url": url}, {"base_url": None})
+        project.write_suite(suite)
+        result = cli("run", str(project.suite_path))
+        assert result.exit_code == 0, result.output
+        assert server.log.total == len(TICKETS)
+    [run_dir] = project.run_dirs()
+    assert Counter(line["origin"] for line in _lines(run_dir)) == {"sent": len(TICKETS), "duplicate": len(TICKETS)}
 
 
 def test_cli_run_without_copies_sends_each_request_once(project, cli, fake_server):

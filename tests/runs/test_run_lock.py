@@ -64,3 +64,33 @@ def test_a_killed_holder_leaves_nothing_that_blocks(holder):
     with RunLock.acquire(folder, "r1"):
         pass
     assert lock_holder(folder) is None
+
+
+_WRITE_FAILS = textwrap.dedent("""
+    import os, resource, signal, sys
+    from pathlib import Path
+    from harness.runs.lock import RunLock
+    folder = Path(sys.argv[1])
+    before = len(os.listdir("/proc/self/fd"))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (10, hard))  # the holder's line cannot be written
+    try:
+        RunLock.acquire(folder, "r1")
+    except OSError:
+        pass
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    print(len(os.listdir("/proc/self/fd")) - before)
+    RunLock.acquire(folder, "r1").release()  # not refused by its own leftover lock
+    print("again")
+""")
+
+
+def test_a_failed_write_of_the_holder_leaves_nothing_held(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    done = subprocess.run([sys.executable, "-c", _WRITE_FAILS, str(folder)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "again"]

@@ -149,3 +149,15 @@ def test_a_run_holds_a_batch_of_requests_not_all_of_them(project, cli, fake_serv
     assert min(live) >= 1  # the request being reported is alive: the count sees the run's requests
     # A feed batch in the lane's queue plus the requests in flight: never the run's 1,500.
     assert max(live) <= 40 + 8 + 8
+
+
+def test_a_small_plan_with_large_nested_fields_is_not_kept(project):
+    """Fields the prompt does not render count too: their JSON's length (a list of passages kept
+    for a scorer, say), so the kept text stays within its bound."""
+    records = [{"id": f"r{n}", "text": "short", "label": "bug", "passages": [chr(65 + n % 26) * 1000] * 50}
+               for n in range(300)]  # 15M characters in lists
+    write_records(project.root / "suites" / "data" / "tickets.jsonl", records)
+    project.write_suite(base_suite())
+    assert plan_run(project.suite_path).kept is None
+    write_records(project.root / "suites" / "data" / "tickets.jsonl", records[:20])  # 1M: kept
+    assert len(plan_run(project.suite_path).kept or []) == 20
