@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -73,8 +74,20 @@ def start(*args: str) -> subprocess.Popen:
     """`evalbatch ARGS` in a new process: no developer keys; a placeholder Anthropic key for the fake server."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
     env["ANTHROPIC_API_KEY"] = "test-key"
+    env["PYTHONFAULTHANDLER"] = "1"  # a process that hangs can be made to show where (`stuck`)
     return subprocess.Popen([sys.executable, "-m", "harness.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
+
+
+def communicate_or_show(process: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """process.communicate; a process still running after `timeout` is made to dump every
+    thread's stack (faulthandler, on SIGABRT) and the test fails with it."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        out, err = process.communicate(timeout=30)
+        raise AssertionError(f"still running after {timeout:g} s; its stacks:\n{err[-6000:]}\n{out[-2000:]}") from None
 
 
 def finish(*args: str) -> str:

@@ -15,6 +15,7 @@ from tests.engine.batch_proxy import HoldingProxy
 from tests.engine.batch_support import (
     batch_suite,
     by_item,
+    communicate_or_show,
     finish,
     kill,
     only_run,
@@ -128,7 +129,7 @@ def test_interrupted_while_polling_stops_cleanly_and_collect_finishes(project, f
     wait_until(process, lambda: any(status == "in_progress" for _, _, status in _chunks(reports)),
                 "a batch in progress")
     process.send_signal(stop_signal)
-    out, err = process.communicate(timeout=60)
+    out, err = communicate_or_show(process, timeout=60)
     assert process.returncode == 130, out + err
     assert "Traceback" not in err and "Resume with: evalbatch run" in err
     run_dir = only_run(reports)
