@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import signal
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -19,6 +17,7 @@ from harness.config.suite import RateLimits
 from harness.cost.pricing import price_for
 from harness.engine.batch.in_run import BatchPart, check_batch_options, run_mode
 from harness.engine.feed import RequestFeed, StoreFeed
+from harness.engine.interrupts import Terminated, signals_cancel
 from harness.engine.metrics import run_metrics
 from harness.engine.progress import RichProgress
 from harness.engine.providers.base import ProviderError
@@ -91,20 +90,6 @@ class RunInterrupted(Exception):
     def __init__(self, manifest: Manifest, folder: Path) -> None:
         super().__init__(manifest.run_id)
         self.manifest, self.run_id, self.folder = manifest, manifest.run_id, folder
-
-
-class _Terminated(Exception):
-    """Ctrl-C (SIGINT) or SIGTERM arrived while requests were in flight (raised by the loop,
-    never inside a task). Later signals stay ignored until `restore_signals`, so a second
-    Ctrl-C cannot cut off storing what finished."""
-
-    def __init__(self, previous: dict[int, Any]) -> None:
-        super().__init__()
-        self.previous = previous
-
-    def restore_signals(self) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
 
 
 def execute(plan: RunPlan, options: RunOptions, console: Console) -> RunOutcome:
@@ -199,13 +184,13 @@ def _run_in_store(plan: RunPlan, options: RunOptions, run: RunContext, console: 
             stopped = asyncio.run(_drive(engine, feeds, run.lanes, after_stage if options.monitor else None))
         if batch is not None:
             batch.collect()
-    except (KeyboardInterrupt, _Terminated) as stop:
+    except (KeyboardInterrupt, Terminated) as stop:
         try:
             store.requeue_unfinished()
             _write_results(plan, store, folder, rescore_all)
             manifest = _finish(folder, manifest.model_copy(update={"looks": looks}), "interrupted", store, session)
         finally:
-            if isinstance(stop, _Terminated):
+            if isinstance(stop, Terminated):
                 stop.restore_signals()
         raise RunInterrupted(manifest, folder) from None
     for label, reason in engine.stopped_lanes().items():
@@ -332,7 +317,7 @@ async def _drive(engine: Engine, stages: list[RequestFeed], lanes: dict[str, Tar
                  after_stage: Callable[[int], bool] | None) -> bool:
     """Runs the stages in order; True when the monitor stopped the run early."""
     try:
-        with _signals_cancel(asyncio.current_task()) as stop:
+        with signals_cancel(asyncio.current_task()) as stop:
             try:
                 for look, feed in enumerate(stages):
                     await engine.run(feed)
@@ -341,52 +326,11 @@ async def _drive(engine: Engine, stages: list[RequestFeed], lanes: dict[str, Tar
                 return False
             except asyncio.CancelledError:
                 if stop.received:
-                    raise _Terminated(stop.previous) from None
+                    raise Terminated(stop.previous) from None
                 raise
     finally:
         engine.close()
         await asyncio.gather(*(lane.provider.close() for lane in lanes.values()), return_exceptions=True)
-
-
-@dataclass
-class _Stop:
-    received: list[int]
-    previous: dict[int, Any]
-
-
-@contextmanager
-def _signals_cancel(task: asyncio.Task | None) -> Iterator[_Stop]:
-    """Ctrl-C (SIGINT) and SIGTERM cancel the run's task: requests in flight are cancelled at
-    their await. Raising KeyboardInterrupt from a plain signal handler instead lands inside
-    whichever task (or the loop's own code) runs: each such task dies noisily, and a second
-    Ctrl-C landing in the loop's teardown could leave the process spinning with the run locked.
-    So the first signal cancels, later ones are ignored: after a signal, SIGINT and SIGTERM stay
-    ignored until the stopped run is stored (`_Terminated.restore_signals`)."""
-    loop = asyncio.get_running_loop()
-    stop = _Stop([], {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)})
-
-    def on_signal(sig: int) -> None:
-        stop.received.append(sig)
-        if len(stop.received) == 1 and task is not None:
-            task.cancel()
-
-    added = []
-    try:
-        for sig in stop.previous:
-            loop.add_signal_handler(sig, on_signal, sig)
-            added.append(sig)
-    except (ValueError, RuntimeError, NotImplementedError):  # not the main thread: leave signals alone
-        for sig in added:
-            loop.remove_signal_handler(sig)
-            signal.signal(sig, stop.previous[sig])
-        yield stop
-        return
-    try:
-        yield stop
-    finally:
-        for sig, handler in stop.previous.items():
-            loop.remove_signal_handler(sig)
-            signal.signal(sig, signal.SIG_IGN if stop.received else handler)
 
 
 def _open_lanes(plan: RunPlan, limits: RateLimits | None) -> dict[str, TargetLane]:

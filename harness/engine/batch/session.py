@@ -21,6 +21,7 @@ from harness.engine.batch.collect import Scoring, TargetCollector
 from harness.engine.batch.lines import BodyBuilder
 from harness.engine.batch.registry import create_batch_api
 from harness.engine.batch.submit import Retries, TargetSubmitter
+from harness.engine.interrupts import Stop, Terminated, signals_cancel
 from harness.engine.providers.base import RequestBodies
 from harness.engine.store import RunStore
 from harness.errors import UserError
@@ -103,6 +104,15 @@ class BatchSession:
             self.say(f"target {label}: {said}")
 
     async def _watch(self, wait: bool) -> None:
+        with signals_cancel(asyncio.current_task()) as stop:
+            try:
+                await self._poll(wait, stop)
+            except asyncio.CancelledError:
+                if stop.received:
+                    raise Terminated(stop.previous) from None
+                raise
+
+    async def _poll(self, wait: bool, stop: Stop) -> None:
         apis = self._open_apis()
         try:
             collectors = [self._collector(t, apis) for t in self.targets]
@@ -110,6 +120,8 @@ class BatchSession:
             reported: dict[str, tuple] = {}
             stuck: set[int] = set()  # chunks that cannot be read: left open, not looked at again now
             while True:
+                if stop.received:  # the signal's cancellation was lost in a library call: stop anyway
+                    raise Terminated(stop.previous)
                 waiting = await self._resolve(apis) if wait else False
                 live = [(collector, chunk) for collector in collectors for chunk in collector.live()
                         if chunk.chunk not in stuck]
