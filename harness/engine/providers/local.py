@@ -9,6 +9,7 @@ every core for one request, so requests run one at a time on a dedicated thread.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import threading
@@ -58,7 +59,19 @@ def _load(model: str) -> Any:
             with _native_stderr_silenced():
                 _models[model] = Llama(model_path=str(path), n_ctx=_CONTEXT_TOKENS,
                                        n_threads=os.cpu_count() or 2, seed=0, verbose=False)
+            if len(_models) == 1:
+                atexit.register(_close_models)
         return _models[model]
+
+
+def _close_models() -> None:
+    """Frees the loaded models at exit while llama_cpp is still whole: left to the interpreter's
+    teardown, a model's finalizer runs after the module's functions are gone and prints a
+    TypeError (the console script skips the last collections, which made that certain)."""
+    with _models_lock:
+        for llm in _models.values():
+            llm.close()
+        _models.clear()
 
 
 @contextlib.contextmanager
