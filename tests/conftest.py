@@ -43,6 +43,10 @@ class Project:
         return sorted(p for p in (self.root / "reports" / suite_name).glob("*/") if p.is_dir())
 
 
+# Four records whose texts repeat a1's and a2's: identical requests under other item IDs.
+COPIES = [{"id": f"copy{n}", "text": TICKETS[n % 2]["text"], "label": TICKETS[n % 2]["label"]} for n in range(4)]
+
+
 def base_suite(server_url: str = "http://127.0.0.1:9", provider: str = "openai") -> dict[str, Any]:
     """A suite against the fake server; OpenAI base URLs end in /v1, Anthropic's do not (as in real use)."""
     base_url = server_url + "/v1" if provider == "openai" else server_url

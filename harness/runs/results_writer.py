@@ -39,7 +39,7 @@ def store_result_texts(store: RunStore) -> Iterator[str]:
     with store.reading():
         cursor = store.db.execute(_QUERY)
         while rows := cursor.fetchmany(_BATCH):
-            scores = _scores(store, [row[0] for row in rows])
+            scores = store.scores_of(row[0] for row in rows)
             for row in rows:
                 yield _text(_line(row, scores.get(row[0], {}), slices_seen))
 
@@ -66,16 +66,3 @@ def _text(line: dict[str, Any]) -> str:
         return json.dumps(line, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except ValueError:  # NaN or infinity: the model writes them as null
         return ResultLine.model_validate(line).model_dump_json()
-
-
-def _scores(store: RunStore, request_ids: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
-    found: dict[str, dict[str, dict[str, Any]]] = {}
-    for start in range(0, len(request_ids), 500):
-        chunk = request_ids[start:start + 500]
-        for request_id, scorer, value, passed, detail in store.db.execute(
-                "SELECT request_id, scorer, value, passed, detail FROM scores"
-                f" WHERE request_id IN ({','.join('?' * len(chunk))}) ORDER BY request_id, scorer", chunk):
-            found.setdefault(request_id, {})[scorer] = {
-                "value": value, "passed": None if passed is None else bool(passed),
-                "detail": json.loads(detail) if detail else {}}
-    return found

@@ -16,6 +16,8 @@ from typing import Any
 from tests.conftest import base_suite
 
 FAST_POLL = {"poll_s": 0.01}
+PRICED_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5"}
+"""Models with a list price in the shipped price table, per provider."""
 
 
 def batch_suite(server_url: str, provider: str = "openai", **batch: Any) -> dict[str, Any]:

@@ -11,12 +11,8 @@ import pytest
 
 from harness.engine.cache import CACHE_DIR_ENV
 from harness.testing.fake_batch_lifecycle import BatchScript
-from tests.conftest import TICKETS, write_records
-from tests.engine.batch_support import batch_suite, per_request, realtime_suite
-
-# Records whose texts repeat a1's and a2's: identical requests under other item IDs.
-PRICED = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5"}
-COPIES = [{"id": f"copy{n}", "text": TICKETS[n % 2]["text"], "label": TICKETS[n % 2]["label"]} for n in range(4)]
+from tests.conftest import COPIES, TICKETS, write_records
+from tests.engine.batch_support import PRICED_MODELS, batch_suite, per_request, realtime_suite
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +47,7 @@ def test_identical_requests_go_into_a_batch_once(project, cli, fake_server, prov
     write_records(project.root / "suites" / "data" / "tickets.jsonl", TICKETS + COPIES)
     realtime_spec, batch_spec = realtime_suite(fake_server.base_url, provider), batch_suite(fake_server.base_url, provider)
     for suite in (realtime_spec, batch_spec):  # a model with a list price: copies cost $0
-        suite["targets"][0]["model"] = PRICED[provider]
+        suite["targets"][0]["model"] = PRICED_MODELS[provider]
     result, realtime = _run(project, cli, realtime_spec, "realtime")
     assert result.exit_code == 0, result.output
     result, batch = _run(project, cli, batch_spec, "batch")

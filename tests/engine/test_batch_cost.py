@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.engine.batch_support import batch_suite, only_run, realtime_suite, store_rows
-
-MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5"}
+from tests.engine.batch_support import PRICED_MODELS, batch_suite, only_run, realtime_suite, store_rows
 
 
 def _costs(run_dir) -> dict[str, tuple]:
@@ -21,7 +19,7 @@ def test_batch_requests_cost_half_the_realtime_price(project, cli, fake_server, 
     runs = {}
     for mode, suite in (("realtime", realtime_suite(fake_server.base_url, provider)),
                         ("batch", batch_suite(fake_server.base_url, provider))):
-        suite["targets"][0]["model"] = MODELS[provider]
+        suite["targets"][0]["model"] = PRICED_MODELS[provider]
         project.write_suite(suite)
         result = cli("run", str(project.suite_path), "--reports-dir", str(project.root / mode))
         assert result.exit_code == 0, result.output

@@ -25,10 +25,7 @@ from harness.engine.states import RequestState
 from harness.engine.store import NewRequest, RunStore, ScoreRow, StoredItem, StoredRequest
 from harness.plan import RunPlan, plan_run
 from harness.testing.fake_server import FakeLLMServer, FaultRule, keyword_replier
-from tests.conftest import TICKET_REPLIES, TICKETS, base_suite, write_records
-
-# Four more records whose texts repeat a1's and a2's: identical requests under other item IDs.
-COPIES = [{"id": f"copy{n}", "text": TICKETS[n % 2]["text"], "label": TICKETS[n % 2]["label"]} for n in range(4)]
+from tests.conftest import COPIES, TICKET_REPLIES, TICKETS, base_suite, write_records
 
 
 @pytest.fixture(autouse=True)
